@@ -1,0 +1,1 @@
+//! TODO(part 1): filled in by its own commit.
