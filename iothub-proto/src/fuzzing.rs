@@ -1,2 +1,122 @@
-//! Entry points shared by the cargo-fuzz targets in `fuzz/` and the corpus
-//! replay test. Not a public API.
+//! Entry points shared by the cargo-fuzz targets in `fuzz/` and by the corpus
+//! replay test below. Not a public API: enabled by the `fuzzing` feature.
+//!
+//! Each function takes arbitrary bytes, must never panic on its own input
+//! handling, and asserts the round-trip property of its layer: whatever is
+//! accepted re-encodes to something that is accepted again as the same value.
+//! A failed assertion is a bug the fuzzer reports.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use alloc::string::String;
+
+use crate::auth::{DeviceId, ModuleId};
+use crate::properties::{self, MessageProperties};
+use crate::topic::{self, HubTopic, RequestId};
+
+/// Parses `data` as a hub→device topic; anything accepted is rebuilt with
+/// [`topic::hub`] and must parse back to the same value.
+pub fn topic_parse(data: &[u8]) {
+    let Ok(s) = core::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = topic::parse(s) else {
+        return;
+    };
+    let rebuilt = rebuild_topic(&parsed);
+    let reparsed = topic::parse(&rebuilt)
+        .unwrap_or_else(|e| panic!("rebuilt topic {rebuilt:?} of {s:?} does not parse: {e}"));
+    assert_eq!(parsed, reparsed, "topic {s:?} rebuilt as {rebuilt:?}");
+}
+
+fn rid(s: &str) -> RequestId {
+    RequestId::new(s).expect("a parsed request id is a valid RequestId")
+}
+
+fn rebuild_topic(t: &HubTopic<'_>) -> String {
+    match t {
+        HubTopic::C2d {
+            device_id,
+            properties,
+        } => topic::hub::c2d(&DeviceId::new(*device_id).expect("parsed id"), properties),
+        HubTopic::ModuleInput {
+            device_id,
+            module_id,
+            input,
+            properties,
+        } => topic::hub::module_input(
+            &DeviceId::new(*device_id).expect("parsed id"),
+            &ModuleId::new(*module_id).expect("parsed id"),
+            input,
+            properties,
+        )
+        .expect("parsed input name"),
+        HubTopic::TwinResponse {
+            status,
+            request_id,
+            version,
+        } => topic::hub::twin_response(*status, &rid(request_id), *version),
+        HubTopic::DesiredPatch { version } => topic::hub::desired_patch(*version),
+        HubTopic::MethodRequest { name, request_id } => {
+            topic::hub::method_request(name, &rid(request_id)).expect("parsed method name")
+        }
+        HubTopic::DpsResponse {
+            status,
+            request_id,
+            retry_after,
+        } => topic::hub::dps_response(*status, &rid(request_id), *retry_after),
+        _ => panic!("topic::parse returned a variant this fuzz target does not know: {t:?}"),
+    }
+}
+
+/// Decodes `data` as a property bag; anything accepted re-encodes to a bag
+/// that decodes to the same properties.
+pub fn property_bag(data: &[u8]) {
+    let Ok(s) = core::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(props) = properties::decode(s) else {
+        return;
+    };
+    let bag = props.to_bag();
+    assert_eq!(bag.len(), props.encoded_len(), "encoded_len of {s:?}");
+    let again: MessageProperties = properties::decode(&bag)
+        .unwrap_or_else(|e| panic!("re-encoded bag {bag:?} of {s:?} does not decode: {e}"));
+    assert_eq!(props, again, "bag {s:?} re-encoded as {bag:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::vec::Vec;
+
+    /// Every target with the function the cargo-fuzz binary calls.
+    const TARGETS: &[(&str, fn(&[u8]))] = &[
+        ("topic_parse", super::topic_parse),
+        ("property_bag", super::property_bag),
+    ];
+
+    fn corpus_dir(target: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target)
+    }
+
+    /// Replays every committed corpus file through its target, so corpus
+    /// regressions show up in `cargo test` as well as under `cargo fuzz`.
+    #[test]
+    fn replay_fuzz_corpora() {
+        for (target, run) in TARGETS {
+            let dir = corpus_dir(target);
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            assert!(!files.is_empty(), "corpus of {target} is empty");
+            for f in files {
+                let data = std::fs::read(&f).unwrap();
+                run(&data);
+            }
+        }
+    }
+}
