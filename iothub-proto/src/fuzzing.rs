@@ -7,9 +7,13 @@
 //! A failed assertion is a bug the fuzzer reports.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
-use crate::auth::{DeviceId, ModuleId};
+use crate::auth::{
+    ConnectionString, Credential, DeviceId, ModuleId, SasToken, Username, UsernameOptions,
+};
 use crate::properties::{self, MessageProperties};
 use crate::topic::{self, HubTopic, RequestId};
 
@@ -84,6 +88,48 @@ pub fn property_bag(data: &[u8]) {
     assert_eq!(props, again, "bag {s:?} re-encoded as {bag:?}");
 }
 
+/// Parses `data` as a connection string. Whatever is accepted yields CONNECT
+/// credentials whose username parses back to the same identity and whose
+/// token parses; no secret of the input ever shows in `Debug` or in an error.
+pub fn connection_string(data: &[u8]) {
+    let Ok(s) = core::str::from_utf8(data) else {
+        return;
+    };
+    let secrets: Vec<&str> = s
+        .split(';')
+        .filter_map(|seg| {
+            seg.strip_prefix("SharedAccessKey=")
+                .or_else(|| seg.strip_prefix("SharedAccessSignature="))
+        })
+        .filter(|v| v.len() >= 12)
+        .collect();
+    let shown = match ConnectionString::parse(s) {
+        Ok(cs) => {
+            let creds = cs.connect_credentials(&UsernameOptions::default(), 1_700_000_000);
+            let username = Username::parse(&creds.username).unwrap_or_else(|e| {
+                panic!("username {:?} of {s:?} does not parse: {e}", creds.username)
+            });
+            assert_eq!(username.identity, cs.identity);
+            assert_eq!(username.host_name, cs.host_name);
+            match (&cs.credential, &creds.password) {
+                (Credential::X509, None) => {}
+                (Credential::X509, Some(_)) => panic!("x509 credentials with a password"),
+                (_, Some(token)) => {
+                    let again = SasToken::parse(token.expose_secret())
+                        .unwrap_or_else(|e| panic!("token of {s:?} does not parse: {e}"));
+                    assert_eq!(again.expiry_unix_secs(), token.expiry_unix_secs());
+                }
+                (_, None) => panic!("a SAS credential without a password"),
+            }
+            format!("{cs:?} {creds:?}")
+        }
+        Err(e) => format!("{e} {e:?}"),
+    };
+    for secret in secrets {
+        assert!(!shown.contains(secret), "secret shown: {shown}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -93,6 +139,7 @@ mod tests {
     const TARGETS: &[(&str, fn(&[u8]))] = &[
         ("topic_parse", super::topic_parse),
         ("property_bag", super::property_bag),
+        ("connection_string", super::connection_string),
     ];
 
     fn corpus_dir(target: &str) -> PathBuf {
