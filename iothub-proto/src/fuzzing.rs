@@ -101,7 +101,12 @@ pub fn connection_string(data: &[u8]) {
             seg.strip_prefix("SharedAccessKey=")
                 .or_else(|| seg.strip_prefix("SharedAccessSignature="))
         })
-        .filter(|v| v.len() >= 12)
+        // Long values with a digit (short or digit-free ones could occur in
+        // the fixed English text of an error by chance) that occur nowhere
+        // else in the input (a non-secret value may legitimately hold them).
+        .filter(|v| {
+            v.len() >= 12 && v.bytes().any(|b| b.is_ascii_digit()) && s.matches(*v).count() == 1
+        })
         .collect();
     let shown = match ConnectionString::parse(s) {
         Ok(cs) => {
