@@ -68,7 +68,6 @@ fn rebuild_topic(t: &HubTopic<'_>) -> String {
             request_id,
             retry_after,
         } => topic::hub::dps_response(*status, &rid(request_id), *retry_after),
-        _ => panic!("topic::parse returned a variant this fuzz target does not know: {t:?}"),
     }
 }
 
@@ -140,8 +139,10 @@ mod tests {
     use std::path::PathBuf;
     use std::vec::Vec;
 
+    type Target = (&'static str, fn(&[u8]));
+
     /// Every target with the function the cargo-fuzz binary calls.
-    const TARGETS: &[(&str, fn(&[u8]))] = &[
+    const TARGETS: &[Target] = &[
         ("topic_parse", super::topic_parse),
         ("property_bag", super::property_bag),
         ("connection_string", super::connection_string),

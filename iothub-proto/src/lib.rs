@@ -50,6 +50,8 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+mod text;
+
 pub mod auth;
 pub mod mqtt;
 pub mod properties;

@@ -59,15 +59,11 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::iter::FusedIterator;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
 /// Bytes that are percent-encoded in a bag: everything except the RFC 3986
 /// unreserved set `A-Z a-z 0-9 - . _ ~` (non-ASCII bytes are always encoded).
-const BAG_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+use crate::text::NOT_UNRESERVED as BAG_ENCODE_SET;
 
 /// Whether `b` is left as is by the encoder (RFC 3986 unreserved).
 const fn is_unreserved(b: u8) -> bool {

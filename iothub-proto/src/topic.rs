@@ -66,6 +66,8 @@
 use alloc::string::{String, ToString};
 use core::fmt;
 
+use crate::text::impl_str_newtype;
+
 use crate::auth::{DeviceId, IdError, Identity, ModuleId};
 use crate::properties::{MessageProperties, PropertyError, percent_encode_into};
 
@@ -173,37 +175,7 @@ impl From<u64> for RequestId {
     }
 }
 
-impl fmt::Debug for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for RequestId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl core::str::FromStr for RequestId {
-    type Err = RequestIdError;
-    fn from_str(s: &str) -> Result<Self, RequestIdError> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for RequestId {
-    type Error = RequestIdError;
-    fn try_from(s: &str) -> Result<Self, RequestIdError> {
-        Self::new(s)
-    }
-}
+impl_str_newtype!(RequestId, RequestIdError);
 
 impl PartialEq<str> for RequestId {
     fn eq(&self, other: &str) -> bool {

@@ -3,10 +3,10 @@
 use alloc::string::String;
 
 use super::connection_string::Credential;
-use super::encoding::push_url_encoded;
 use super::host::HostName;
 use super::identity::Identity;
 use super::sas::SasToken;
+use crate::text::push_url_encoded;
 
 /// The api-version sent by default (current IoT Hub documentation).
 pub const DEFAULT_API_VERSION: &str = "2021-04-12";

@@ -3,6 +3,8 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::text::impl_str_newtype;
+
 /// The longest host name accepted, in characters (the DNS limit).
 pub const MAX_HOST_NAME_LEN: usize = 253;
 
@@ -105,37 +107,7 @@ fn validate(s: &str) -> Result<(), HostNameError> {
     Ok(())
 }
 
-impl fmt::Debug for HostName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for HostName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for HostName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl core::str::FromStr for HostName {
-    type Err = HostNameError;
-    fn from_str(s: &str) -> Result<Self, HostNameError> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for HostName {
-    type Error = HostNameError;
-    fn try_from(s: &str) -> Result<Self, HostNameError> {
-        Self::new(s)
-    }
-}
+impl_str_newtype!(HostName, HostNameError);
 
 #[cfg(test)]
 mod tests {

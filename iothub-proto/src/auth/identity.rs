@@ -3,6 +3,8 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::text::impl_str_newtype;
+
 /// The longest device or module id the hub accepts, in characters.
 pub const MAX_ID_LEN: usize = 128;
 
@@ -134,37 +136,7 @@ macro_rules! id_type {
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl core::str::FromStr for $name {
-            type Err = IdError;
-            fn from_str(s: &str) -> Result<Self, IdError> {
-                Self::new(s)
-            }
-        }
-
-        impl TryFrom<&str> for $name {
-            type Error = IdError;
-            fn try_from(s: &str) -> Result<Self, IdError> {
-                Self::new(s)
-            }
-        }
+        impl_str_newtype!($name, IdError);
     };
 }
 

@@ -54,7 +54,6 @@
 
 mod connection_string;
 mod credentials;
-mod encoding;
 mod host;
 mod identity;
 mod sas;

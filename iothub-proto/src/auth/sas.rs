@@ -9,7 +9,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::encoding::{push_url_encoded, url_decode, url_encode};
+use crate::text::{push_url_encoded, url_decode, url_encode};
 
 /// The text every SAS token starts with (including the one space).
 const PREFIX: &str = "SharedAccessSignature ";

@@ -4,9 +4,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::encoding::url_decode;
 use super::host::{HostName, HostNameError};
 use super::identity::{IdError, Identity};
+use crate::text::url_decode;
 
 /// The parameter that carries the api-version.
 const API_VERSION: &str = "api-version";

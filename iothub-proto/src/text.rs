@@ -1,4 +1,5 @@
-//! URL encoding as the hub's SAS tokens and CONNECT usernames use it.
+//! Text helpers shared by the layers: URL encoding (SAS tokens, usernames,
+//! property bags, topics) and the trait impls of validated string newtypes.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
@@ -6,7 +7,7 @@ use core::fmt::Write as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Everything except the RFC 3986 unreserved set `A-Z a-z 0-9 - . _ ~`.
-const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -31,6 +32,46 @@ pub(crate) fn url_encode(s: &str) -> String {
 pub(crate) fn url_decode(s: &str) -> Option<Cow<'_, str>> {
     percent_decode_str(s).decode_utf8().ok()
 }
+
+/// Implements `Debug`, `Display`, `AsRef<str>`, `FromStr` and
+/// `TryFrom<&str>` for a newtype `$name(String)` with a validating
+/// `fn new(impl Into<String>) -> Result<Self, $err>`.
+macro_rules! impl_str_newtype {
+    ($name:ident, $err:ty) => {
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                core::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl core::str::FromStr for $name {
+            type Err = $err;
+            fn from_str(s: &str) -> Result<Self, $err> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = $err;
+            fn try_from(s: &str) -> Result<Self, $err> {
+                Self::new(s)
+            }
+        }
+    };
+}
+pub(crate) use impl_str_newtype;
 
 #[cfg(test)]
 mod tests {
