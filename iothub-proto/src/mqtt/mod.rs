@@ -74,6 +74,9 @@ mod packet;
 mod string;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
 use bytes::BytesMut;
 
 pub use decode::decode;
@@ -145,5 +148,40 @@ impl Default for Decoder {
     /// No limit beyond the protocol's ([`MAX_PACKET_SIZE`]).
     fn default() -> Self {
         Decoder::new(MAX_PACKET_SIZE)
+    }
+}
+
+/// Checks the codec's contract on arbitrary input and panics if it is
+/// broken (see "Fuzzing" in the module docs). For the fuzz targets and the
+/// property tests.
+#[cfg(any(feature = "fuzzing", test))]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn check_round_trip(data: &[u8], max_packet_size: usize) {
+    let mut buf = BytesMut::from(data);
+    loop {
+        let before = buf.clone();
+        match decode(&mut buf, max_packet_size) {
+            Ok(Some(packet)) => {
+                assert!(
+                    buf.len() < before.len(),
+                    "a decoded packet consumed nothing"
+                );
+                let mut encoded = BytesMut::new();
+                packet.encode(&mut encoded);
+                assert_eq!(encoded.len(), packet.encoded_len(), "encoded_len");
+                let bytes = encoded.clone().freeze();
+                let again = decode(&mut encoded, MAX_PACKET_SIZE);
+                assert!(encoded.is_empty(), "re-decoding left bytes behind");
+                let Ok(Some(again)) = again else {
+                    unreachable!("decode(encode(p)) failed: {again:?}");
+                };
+                assert_eq!(again, packet, "decode(encode(p)) != p");
+                assert_eq!(again.to_bytes(), bytes, "encode is not canonical");
+            }
+            Ok(None) | Err(_) => {
+                assert_eq!(buf, before, "Ok(None) or Err changed the buffer");
+                return;
+            }
+        }
     }
 }
