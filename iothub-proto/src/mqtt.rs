@@ -1,1 +1,0 @@
-//! TODO(part 1): filled in by its own commit.
