@@ -627,33 +627,40 @@ fn parse_status(s: &str) -> Result<u16, TopicError> {
     s.parse().map_err(|_| TopicError::InvalidStatus)
 }
 
-/// Looks `key` up in a `&`-separated query. A pair without `=` has an empty
-/// value. Errors when `key` appears twice.
-fn query_param<'a>(query: &'a str, key: &'static str) -> Result<Option<&'a str>, TopicError> {
-    let mut found = None;
+/// Looks `keys` up in a `&`-separated query in one pass. A pair without `=`
+/// has an empty value; other keys are ignored. Errors when a key appears
+/// twice.
+fn query_params<'a, const N: usize>(
+    query: &'a str,
+    keys: [&'static str; N],
+) -> Result<[Option<&'a str>; N], TopicError> {
+    let mut found = [None; N];
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == key {
-            if found.is_some() {
+        if let Some((slot, key)) = found.iter_mut().zip(keys).find(|(_, k)| *k == name) {
+            if slot.is_some() {
                 return Err(TopicError::DuplicateParameter(key));
             }
-            found = Some(value);
+            *slot = Some(value);
         }
     }
     Ok(found)
 }
 
-fn request_id_param(query: &str) -> Result<&str, TopicError> {
-    let rid = query_param(query, "$rid")?.ok_or(TopicError::MissingRequestId)?;
+fn request_id(rid: Option<&str>) -> Result<&str, TopicError> {
+    let rid = rid.ok_or(TopicError::MissingRequestId)?;
     validate_request_id(rid).map_err(TopicError::InvalidRequestId)?;
     Ok(rid)
 }
 
-fn version_param(query: &str) -> Result<Option<u64>, TopicError> {
-    match query_param(query, "$version")? {
+fn number<T: core::str::FromStr>(
+    v: Option<&str>,
+    err: TopicError,
+) -> Result<Option<T>, TopicError> {
+    match v {
         None => Ok(None),
-        Some(v) if all_digits(v) => v.parse().map(Some).map_err(|_| TopicError::InvalidVersion),
-        Some(_) => Err(TopicError::InvalidVersion),
+        Some(v) if all_digits(v) => v.parse().map(Some).map_err(|_| err),
+        Some(_) => Err(err),
     }
 }
 
@@ -662,19 +669,19 @@ fn parse_twin_response(rest: &str) -> Result<HubTopic<'_>, TopicError> {
     let (status, query) = segment_and_query(rest);
     let status = parse_status(status)?;
     let query = query.ok_or(TopicError::MissingQuery)?;
-    let request_id = request_id_param(query)?;
-    let version = version_param(query)?;
+    let [rid, version] = query_params(query, ["$rid", "$version"])?;
     Ok(HubTopic::TwinResponse {
         status,
-        request_id,
-        version,
+        request_id: request_id(rid)?,
+        version: number(version, TopicError::InvalidVersion)?,
     })
 }
 
 /// `$iothub/twin/PATCH/properties/desired/` has been stripped.
 fn parse_desired_patch(rest: &str) -> Result<HubTopic<'_>, TopicError> {
     let query = rest.strip_prefix('?').ok_or(TopicError::MissingQuery)?;
-    let version = version_param(query)?.ok_or(TopicError::MissingVersion)?;
+    let [version] = query_params(query, ["$version"])?;
+    let version = number(version, TopicError::InvalidVersion)?.ok_or(TopicError::MissingVersion)?;
     Ok(HubTopic::DesiredPatch { version })
 }
 
@@ -685,8 +692,11 @@ fn parse_method_request(rest: &str) -> Result<HubTopic<'_>, TopicError> {
         return Err(TopicError::EmptyMethodName);
     }
     let query = query.ok_or(TopicError::MissingQuery)?;
-    let request_id = request_id_param(query)?;
-    Ok(HubTopic::MethodRequest { name, request_id })
+    let [rid] = query_params(query, ["$rid"])?;
+    Ok(HubTopic::MethodRequest {
+        name,
+        request_id: request_id(rid)?,
+    })
 }
 
 /// `$dps/registrations/res/` has been stripped.
@@ -694,16 +704,11 @@ fn parse_dps_response(rest: &str) -> Result<HubTopic<'_>, TopicError> {
     let (status, query) = segment_and_query(rest);
     let status = parse_status(status)?;
     let query = query.ok_or(TopicError::MissingQuery)?;
-    let request_id = request_id_param(query)?;
-    let retry_after = match query_param(query, "retry-after")? {
-        None => None,
-        Some(v) if all_digits(v) => Some(v.parse().map_err(|_| TopicError::InvalidRetryAfter)?),
-        Some(_) => return Err(TopicError::InvalidRetryAfter),
-    };
+    let [rid, retry_after] = query_params(query, ["$rid", "retry-after"])?;
     Ok(HubTopic::DpsResponse {
         status,
-        request_id,
-        retry_after,
+        request_id: request_id(rid)?,
+        retry_after: number(retry_after, TopicError::InvalidRetryAfter)?,
     })
 }
 
