@@ -34,6 +34,9 @@
 //!
 //! - `std` (default): nothing in this crate needs it; it only enables `std`
 //!   in the dependencies. Without it the crate is `no_std` + `alloc`.
+//! - `testing`: `testing::FakeHub`, an in-memory fake IoT Hub that speaks
+//!   the hub's side of the protocol, for testing a device session in
+//!   simulated time without sockets.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -58,6 +61,9 @@ pub mod auth;
 pub mod mqtt;
 pub mod properties;
 pub mod topic;
+
+#[cfg(any(feature = "testing", test))]
+pub mod testing;
 
 #[cfg(any(feature = "fuzzing", test))]
 #[doc(hidden)]

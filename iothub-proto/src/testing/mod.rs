@@ -1,0 +1,1308 @@
+//! An in-memory fake IoT Hub for testing a device session without sockets,
+//! in simulated time (feature `testing`).
+//!
+//! **Contract.** [`FakeHub`] is sans-IO like the rest of the crate: a
+//! connection is a [`ConnId`], bytes go in through
+//! [`handle_input`](FakeHub::handle_input) and come out of
+//! [`poll_transmit`](FakeHub::poll_transmit), and time enters as arguments —
+//! a monotonic `now_ms` for keep-alive, and wall-clock Unix seconds where
+//! SAS expiry matters. It reads no clock and never panics.
+//!
+//! ```text
+//!   test (owns both clocks)        device session           FakeHub
+//!   ───────────────────────        ──────────────           ───────
+//!   accept() ─────────────────────────────────────────────▶ ConnId
+//!                                  poll_transmit ─bytes──▶  handle_input(conn, now_ms, unix, ..)
+//!                                  handle_input  ◀─bytes──  poll_transmit(conn)
+//!   is_closed(conn)? ─▶ tell the session its transport closed
+//!   session closed its transport? ─────────────────────────▶ client_closed(conn)
+//!   advance time ─────────────────────────────────────────▶ handle_timeout(now_ms, unix)
+//!   service side ─────────────────────────────────────────▶ send_c2d, update_desired, invoke_method, …
+//! ```
+//!
+//! **Driving loop.** After any call that changes the hub (input, a timeout,
+//! a service-side call, a fault), drain [`poll_transmit`](FakeHub::poll_transmit)
+//! for every open connection and check [`is_closed`](FakeHub::is_closed);
+//! then jump time to the earlier of the session's and the hub's
+//! [`next_timeout`](FakeHub::next_timeout):
+//!
+//! ```text
+//! loop {
+//!     while let Some(b) = session.poll_transmit() { hub.handle_input(conn, now_ms, unix, &b) }
+//!     while let Some(b) = hub.poll_transmit(conn) { session.handle_input(now, &b) }
+//!     if hub.is_closed(conn) { session.handle_transport_closed(now) }
+//!     now_ms = min(session.poll_timeout(), hub.next_timeout()); unix = start_unix + now_ms / 1000;
+//!     hub.handle_timeout(now_ms, unix); session.handle_timeout(now_ms);
+//! }
+//! ```
+//!
+//! # The hub's rules
+//!
+//! **CONNECT** must be the first packet; anything else first, or a second
+//! CONNECT, closes the connection. Checks, in order (the first failure
+//! answers CONNACK with the code shown and closes):
+//!
+//! | check | refusal |
+//! |---|---|
+//! | an injected refusal is pending ([`refuse_connects`](FakeHub::refuse_connects)) | its code |
+//! | protocol level is not 4 (MQTT 3.1.1) | 1 |
+//! | keep-alive above [`MAX_KEEP_ALIVE_SECS`] (1177 s) | 2 (identifier rejected; documented choice) |
+//! | username missing or not read by [`Username::parse`] (either form) | 4 |
+//! | username host name is not the hub's | 4 |
+//! | client id is not `{device}` / `{device}/{module}` of the username | 2 |
+//! | identity unknown | 5 |
+//! | no password, or not a SAS token ([`SasToken::parse`]) | 4 |
+//! | token resource URI is not the identity's | 5 |
+//! | signature does not verify with the identity's key | 4 |
+//! | token expired at the `unix_secs` given | 5 |
+//!
+//! With [`skip_authentication`](FakeHub::skip_authentication) the last six
+//! checks are skipped (except the client-id one) and unknown identities are
+//! created on demand.
+//!
+//! An accepted CONNECT evicts the identity's older connection (closed, will
+//! published), answers CONNACK 0 with `session_present` set when
+//! CleanSession is 0 and a session was kept, and redelivers unacknowledged
+//! messages with DUP. CleanSession 1 drops the kept subscriptions and the
+//! queued C2D / module input messages.
+//!
+//! **Subscriptions.** At most [`MAX_SUBSCRIPTIONS`] (5) per session; only
+//! `$iothub/twin/res/#`, `$iothub/twin/PATCH/properties/desired/#`,
+//! `$iothub/methods/POST/#`, and for a device its own
+//! `devices/{d}/messages/devicebound/#`, for a module its own
+//! `devices/{d}/modules/{m}/inputs/#`. Anything else, and a sixth filter,
+//! gets return code 0x80. QoS 2 is granted as QoS 1. Subscribing again to a
+//! filter replaces it.
+//!
+//! **PUBLISH** from the client: QoS 2 closes the connection; a topic that
+//! [`parse_device_topic`](crate::topic::parse_device_topic) does not read
+//! as this identity's telemetry, twin request or method response closes it
+//! too. QoS 1 is acknowledged (unless [`withhold_pubacks`](FakeHub::withhold_pubacks)).
+//! Telemetry over 256 KB (payload plus property bag) closes the connection.
+//!
+//! **Twins.** A GET is answered `$iothub/twin/res/200/?$rid=` with
+//! `{"desired":{…,"$version":n},"reported":{…,"$version":m}}`; a reported
+//! PATCH merges (`null` deletes, recursively), bumps the reported version
+//! and is answered 204 with `&$version=`; a body that is not a JSON object
+//! gets 400. A client not subscribed to `$iothub/twin/res/#` gets no answer
+//! and its request is not applied.
+//!
+//! **Keep-alive and expiry.** A client silent for more than 1.5 × its
+//! keep-alive is closed by [`handle_timeout`](FakeHub::handle_timeout), and
+//! so is a client whose SAS token has expired (the will is published in
+//! both cases). PINGREQ is answered PINGRESP.
+//!
+//! **Will.** Published as telemetry of the identity, with the application
+//! property `iothub-MessageType=Will`, whenever an accepted connection ends
+//! without DISCONNECT (see [`CloseReason::publishes_will`]). A will whose
+//! topic is not the identity's telemetry topic is dropped.
+//!
+//! Hub→device twin, desired-patch and method messages are sent at QoS 0;
+//! C2D and module input messages at the granted QoS of the subscription
+//! (QoS 1 normally), and removed only on PUBACK.
+
+mod twin;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{Map, Value};
+
+use crate::auth::{DeviceId, Identity, ModuleId, SasToken, SharedAccessKey, Username};
+use crate::mqtt::{
+    self, Connack, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, Pid, Publish, QoS,
+    QosPid, Suback, Subscribe, SubscribeReturnCode, Unsubscribe,
+};
+use crate::properties::MessageProperties;
+use crate::topic::{
+    self, DESIRED_PATCH_FILTER, DeviceTopic, METHOD_REQUEST_FILTER, RequestId,
+    TWIN_RESPONSE_FILTER, hub,
+};
+
+use self::twin::Twin;
+use self::types::key;
+pub use self::types::{
+    CloseReason, ConnId, Counters, HubError, MethodResponse, Telemetry, Violation,
+};
+
+/// The largest keep-alive the hub accepts, in seconds.
+pub const MAX_KEEP_ALIVE_SECS: u16 = 1177;
+/// The most subscriptions one session may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 5;
+/// The largest telemetry message, payload plus encoded property bag: 256 KB.
+pub const MAX_TELEMETRY_SIZE: usize = 256 * 1024;
+/// The largest C2D or module input message, payload plus encoded property
+/// bag: 64 KB.
+pub const MAX_C2D_SIZE: usize = 64 * 1024;
+/// The most C2D (or module input) messages pending for one identity.
+pub const MAX_PENDING_C2D: usize = 50;
+/// The largest direct-method payload: 128 KB.
+pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
+
+/// The largest packet the hub decodes: a maximal telemetry PUBLISH (fixed
+/// header, topic of up to 65,535 bytes, packet id, 256 KB body). Larger
+/// packets close the connection before they are buffered.
+const MAX_PACKET_SIZE: usize = 5 + 2 + 65_535 + 2 + MAX_TELEMETRY_SIZE;
+
+/// One message waiting for delivery to an identity (C2D for a device,
+/// module input for a module), until PUBACK.
+#[derive(Debug, Clone)]
+struct Queued {
+    topic: String,
+    payload: Bytes,
+    /// The packet id it is in flight under on the current connection.
+    pid: Option<Pid>,
+    /// Whether it was sent before (then it is resent with DUP).
+    sent_before: bool,
+}
+
+/// Everything the hub keeps about one identity.
+#[derive(Debug)]
+struct Record {
+    identity: Identity,
+    key: Option<SharedAccessKey>,
+    /// The live connection, if any.
+    conn: Option<ConnId>,
+    /// Whether a CleanSession 0 session is kept (for `session_present`).
+    session_kept: bool,
+    subscriptions: Vec<(String, QoS)>,
+    queue: VecDeque<Queued>,
+    twin: Twin,
+    /// Injected failures: how many twin operations still fail, and with
+    /// which status.
+    twin_failures: (u32, u16),
+    malformed_get_next: bool,
+}
+
+impl Record {
+    fn new(identity: Identity, key: Option<SharedAccessKey>) -> Record {
+        Record {
+            identity,
+            key,
+            conn: None,
+            session_kept: false,
+            subscriptions: Vec::new(),
+            queue: VecDeque::new(),
+            twin: Twin::new(),
+            twin_failures: (0, 0),
+            malformed_get_next: false,
+        }
+    }
+
+    fn granted(&self, filter: &str) -> Option<QoS> {
+        self.subscriptions
+            .iter()
+            .find(|(f, _)| f == filter)
+            .map(|&(_, q)| q)
+    }
+
+    /// The filter this identity's queued messages are delivered on.
+    fn delivery_filter(&self) -> String {
+        match self.identity.module_id() {
+            None => topic::c2d_filter(self.identity.device_id()),
+            Some(m) => topic::module_inputs_filter(self.identity.device_id(), m),
+        }
+    }
+
+    /// Whether the identity may subscribe to `filter`.
+    fn may_subscribe(&self, filter: &str) -> bool {
+        filter == TWIN_RESPONSE_FILTER
+            || filter == DESIRED_PATCH_FILTER
+            || filter == METHOD_REQUEST_FILTER
+            || filter == self.delivery_filter()
+    }
+}
+
+/// The state of one connection.
+#[derive(Debug)]
+struct Conn {
+    rx: BytesMut,
+    tx: BytesMut,
+    /// The identity key, once CONNECT was accepted (kept after close).
+    client_id: Option<String>,
+    closed: Option<CloseReason>,
+    keep_alive_ms: u64,
+    last_rx_ms: u64,
+    /// The SAS expiry, in Unix seconds and in the caller's monotonic ms.
+    token_expiry: Option<(u64, u64)>,
+    will: Option<LastWill>,
+    clean_session: bool,
+    next_pid: Pid,
+}
+
+impl Conn {
+    fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+
+    fn is_live(&self) -> bool {
+        self.closed.is_none() && self.client_id.is_some()
+    }
+
+    /// The keep-alive deadline: the first instant at which the client has
+    /// been silent for more than 1.5 × its keep-alive.
+    fn keep_alive_deadline(&self) -> Option<u64> {
+        (self.keep_alive_ms > 0).then(|| {
+            self.last_rx_ms
+                .saturating_add(self.keep_alive_ms.saturating_mul(3) / 2)
+                .saturating_add(1)
+        })
+    }
+
+    fn send(&mut self, packet: &Packet) {
+        packet.encode(&mut self.tx);
+    }
+
+    fn send_publish(&mut self, topic: String, qospid: QosPid, payload: Bytes, dup: bool) {
+        // Every topic the hub builds is a valid topic name; a failure
+        // (which cannot happen) just sends nothing.
+        if let Ok(p) = Publish::new(topic, qospid, payload) {
+            self.send(&Packet::Publish(p.with_dup(dup)));
+        }
+    }
+
+    /// The next packet id not in `in_use`.
+    fn alloc_pid(&mut self, in_use: &[Pid]) -> Pid {
+        let mut pid = self.next_pid;
+        for _ in 0..=u16::MAX {
+            if !in_use.contains(&pid) {
+                break;
+            }
+            pid = pid.next();
+        }
+        self.next_pid = pid.next();
+        pid
+    }
+}
+
+/// Fault-injection switches that are not tied to one identity.
+#[derive(Debug, Default)]
+struct Faults {
+    refuse_connects: (u32, Option<ConnectReturnCode>),
+    silence_pingresp: bool,
+    withhold_pubacks: bool,
+}
+
+/// An in-memory IoT Hub speaking the hub's side of MQTT 3.1.1; see the
+/// [module docs](self) for the contract and the rules.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use iothub_proto::auth::{ConnectCredentials, Credential, DeviceId, HostName, SharedAccessKey, UsernameOptions};
+/// use iothub_proto::mqtt::{self, Connect, Packet, MAX_PACKET_SIZE};
+/// use iothub_proto::testing::FakeHub;
+///
+/// let key = SharedAccessKey::from_bytes([7u8; 32])?;
+/// let mut hub = FakeHub::new("hub.example.net");
+/// let dev = hub.add_device(DeviceId::new("dev1")?, key.clone());
+///
+/// let now_unix = 1_700_000_000;
+/// let credential = Credential::SharedAccessKey { key, key_name: None };
+/// let creds = ConnectCredentials::new(&dev, &HostName::new("hub.example.net")?, &credential,
+///     &UsernameOptions::default(), now_unix + 3600);
+/// let connect = Connect::new(creds.client_id.as_str())?
+///     .with_keep_alive(60)
+///     .with_username(creds.username.as_str())?
+///     .with_password(creds.expose_password().unwrap_or_default().to_vec())?;
+///
+/// let conn = hub.accept();
+/// hub.handle_input(conn, 0, now_unix, &Packet::Connect(connect).to_bytes());
+/// let mut rx = BytesMut::from(&hub.poll_transmit(conn).unwrap()[..]);
+/// let Some(Packet::Connack(ack)) = mqtt::decode(&mut rx, MAX_PACKET_SIZE)? else { panic!() };
+/// assert!(ack.code().is_accepted());
+/// assert!(hub.is_connected(&dev));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct FakeHub {
+    host_name: String,
+    authenticate: bool,
+    identities: BTreeMap<String, Record>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: u64,
+    next_request: u64,
+    next_message: u64,
+    telemetry: Vec<Telemetry>,
+    /// Method calls awaiting an answer: request id → identity key.
+    method_calls: BTreeMap<String, String>,
+    method_responses: Vec<MethodResponse>,
+    faults: Faults,
+    counters: Counters,
+}
+
+impl FakeHub {
+    /// A hub called `host_name` (what the CONNECT usernames and SAS resource
+    /// URIs must name), with no identities and authentication on.
+    #[must_use]
+    pub fn new(host_name: &str) -> FakeHub {
+        FakeHub {
+            host_name: String::from(host_name),
+            authenticate: true,
+            identities: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            next_request: 0,
+            next_message: 0,
+            telemetry: Vec::new(),
+            method_calls: BTreeMap::new(),
+            method_responses: Vec::new(),
+            faults: Faults::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The hub's host name.
+    #[must_use]
+    pub fn host_name(&self) -> &str {
+        &self.host_name
+    }
+
+    /// With `true`, CONNECT is accepted without looking at the host name,
+    /// the password or the identity's existence (identities are created on
+    /// demand, here and in the service-side calls); the username must still
+    /// parse and match the client id. For tests that don't care about
+    /// authentication.
+    pub fn skip_authentication(&mut self, skip: bool) {
+        self.authenticate = !skip;
+    }
+
+    /// Registers a device identity with its primary key (replacing the key
+    /// if it exists) and returns the identity.
+    pub fn add_device(&mut self, device_id: DeviceId, primary_key: SharedAccessKey) -> Identity {
+        self.add_identity(Identity::device(device_id), primary_key)
+    }
+
+    /// Registers a module identity with its key (replacing the key if it
+    /// exists) and returns the identity.
+    pub fn add_module(
+        &mut self,
+        device_id: DeviceId,
+        module_id: ModuleId,
+        key: SharedAccessKey,
+    ) -> Identity {
+        self.add_identity(Identity::module(device_id, module_id), key)
+    }
+
+    fn add_identity(&mut self, identity: Identity, key: SharedAccessKey) -> Identity {
+        let k = types::key(&identity);
+        match self.identities.get_mut(&k) {
+            Some(r) => r.key = Some(key),
+            None => {
+                self.identities
+                    .insert(k, Record::new(identity.clone(), Some(key)));
+            }
+        }
+        identity
+    }
+
+    // -----------------------------------------------------------------------
+    // Connections: bytes in, bytes out, time
+
+    /// A new connection (the transport is up; the client has sent nothing).
+    pub fn accept(&mut self) -> ConnId {
+        self.next_conn = self.next_conn.saturating_add(1);
+        let id = ConnId(self.next_conn);
+        self.conns.insert(
+            id,
+            Conn {
+                rx: BytesMut::new(),
+                tx: BytesMut::new(),
+                client_id: None,
+                closed: None,
+                keep_alive_ms: 0,
+                last_rx_ms: 0,
+                token_expiry: None,
+                will: None,
+                clean_session: true,
+                next_pid: Pid::MIN,
+            },
+        );
+        id
+    }
+
+    /// Bytes from the client, at monotonic time `now_ms` and wall-clock
+    /// `unix_secs` (for SAS expiry). Packets may be split anywhere. Ignored
+    /// on a closed or unknown connection. Drain [`poll_transmit`](Self::poll_transmit)
+    /// and check [`is_closed`](Self::is_closed) afterwards.
+    pub fn handle_input(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, data: &[u8]) {
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.is_open() => c.rx.extend_from_slice(data),
+            _ => return,
+        }
+        if self.token_expired(conn, unix_secs) {
+            self.close(conn, CloseReason::TokenExpired);
+            return;
+        }
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if !c.is_open() {
+                c.rx.clear();
+                return;
+            }
+            match mqtt::decode(&mut c.rx, MAX_PACKET_SIZE) {
+                Ok(None) => return,
+                Ok(Some(packet)) => {
+                    c.last_rx_ms = now_ms;
+                    self.on_packet(conn, now_ms, unix_secs, packet);
+                }
+                Err(DecodeError::UnsupportedProtocolLevel(_)) if c.client_id.is_none() => {
+                    self.refuse(conn, ConnectReturnCode::UnacceptableProtocolVersion);
+                }
+                Err(DecodeError::PacketTooLarge { size, .. }) => {
+                    self.violation(conn, Violation::MessageTooLarge { size });
+                }
+                Err(e) => self.violation(conn, Violation::Malformed(e)),
+            }
+        }
+    }
+
+    /// The bytes the hub has queued for the client since the last call
+    /// (everything, coalesced), or `None`. Bytes queued before the hub
+    /// closed a connection (a refusing CONNACK, say) remain available after
+    /// the close.
+    #[must_use = "the bytes must be delivered to the client"]
+    pub fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
+        let c = self.conns.get_mut(&conn)?;
+        (!c.tx.is_empty()).then(|| c.tx.split().freeze())
+    }
+
+    /// Whether the connection is closed — by the hub (then tell the client
+    /// its transport closed, after draining [`poll_transmit`](Self::poll_transmit))
+    /// or by [`client_closed`](Self::client_closed). True for an unknown id.
+    #[must_use]
+    pub fn is_closed(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| !c.is_open())
+    }
+
+    /// Why the connection ended, once it has.
+    #[must_use]
+    pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
+        self.conns.get(&conn).and_then(|c| c.closed)
+    }
+
+    /// The client's transport went away. Without a prior DISCONNECT the
+    /// will is published. No effect on a closed connection.
+    pub fn client_closed(&mut self, conn: ConnId) {
+        self.close(conn, CloseReason::TransportClosed);
+    }
+
+    /// Advances the hub to monotonic `now_ms` and wall-clock `unix_secs`:
+    /// closes every connection silent for more than 1.5 × its keep-alive
+    /// and every connection whose SAS token has expired (will published).
+    pub fn handle_timeout(&mut self, now_ms: u64, unix_secs: u64) {
+        let live: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_live())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in live {
+            if self.token_expired(id, unix_secs) {
+                self.close(id, CloseReason::TokenExpired);
+            } else if self
+                .conns
+                .get(&id)
+                .and_then(Conn::keep_alive_deadline)
+                .is_some_and(|d| now_ms >= d)
+            {
+                self.close(id, CloseReason::KeepAliveTimeout);
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work, in the
+    /// caller's monotonic ms: the earliest keep-alive deadline, or SAS
+    /// expiry (translated from Unix seconds with the clocks given at
+    /// CONNECT), of the live connections. `None` when nothing is pending.
+    #[must_use]
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.conns
+            .values()
+            .filter(|c| c.is_live())
+            .flat_map(|c| [c.keep_alive_deadline(), c.token_expiry.map(|(_, ms)| ms)])
+            .flatten()
+            .min()
+    }
+
+    // -----------------------------------------------------------------------
+    // Observability
+
+    /// What the hub has counted.
+    #[must_use]
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The identity a connection authenticated as (kept after it closed);
+    /// `None` before an accepted CONNECT.
+    #[must_use]
+    pub fn connection_identity(&self, conn: ConnId) -> Option<&Identity> {
+        let k = self.conns.get(&conn)?.client_id.as_ref()?;
+        self.identities.get(k).map(|r| &r.identity)
+    }
+
+    /// The live connection of an identity.
+    #[must_use]
+    pub fn connection_of(&self, identity: &Identity) -> Option<ConnId> {
+        self.identities.get(&key(identity))?.conn
+    }
+
+    /// Whether the identity has a live connection.
+    #[must_use]
+    pub fn is_connected(&self, identity: &Identity) -> bool {
+        self.connection_of(identity).is_some()
+    }
+
+    /// The subscriptions (filter, granted QoS) of the session a live
+    /// connection belongs to; empty for a closed or unauthenticated one.
+    #[must_use]
+    pub fn subscriptions(&self, conn: ConnId) -> &[(String, QoS)] {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.client_id.as_ref())
+            .and_then(|k| self.identities.get(k))
+            .filter(|r| r.conn == Some(conn))
+            .map_or(&[], |r| r.subscriptions.as_slice())
+    }
+
+    /// The telemetry received (and wills published), in order.
+    #[must_use]
+    pub fn telemetry(&self) -> &[Telemetry] {
+        &self.telemetry
+    }
+
+    /// Takes the telemetry received so far.
+    pub fn take_telemetry(&mut self) -> Vec<Telemetry> {
+        core::mem::take(&mut self.telemetry)
+    }
+
+    /// How many C2D (device) or module input (module) messages wait for the
+    /// identity's PUBACK, in flight or not yet sent.
+    #[must_use]
+    pub fn pending_messages(&self, identity: &Identity) -> usize {
+        self.identities
+            .get(&key(identity))
+            .map_or(0, |r| r.queue.len())
+    }
+
+    // -----------------------------------------------------------------------
+    // Service side: twins
+
+    /// The desired properties (without `$version`).
+    #[must_use]
+    pub fn desired(&self, identity: &Identity) -> Option<&Map<String, Value>> {
+        self.identities.get(&key(identity)).map(|r| &r.twin.desired)
+    }
+
+    /// The desired `$version` (1 for a new twin).
+    #[must_use]
+    pub fn desired_version(&self, identity: &Identity) -> Option<u64> {
+        self.identities
+            .get(&key(identity))
+            .map(|r| r.twin.desired_version)
+    }
+
+    /// The reported properties (without `$version`).
+    #[must_use]
+    pub fn reported(&self, identity: &Identity) -> Option<&Map<String, Value>> {
+        self.identities
+            .get(&key(identity))
+            .map(|r| &r.twin.reported)
+    }
+
+    /// The reported `$version` (1 for a new twin, +1 per accepted PATCH).
+    #[must_use]
+    pub fn reported_version(&self, identity: &Identity) -> Option<u64> {
+        self.identities
+            .get(&key(identity))
+            .map(|r| r.twin.reported_version)
+    }
+
+    /// The service updates desired properties: merges `patch` (a JSON
+    /// object; `null` deletes), bumps the desired version and returns it.
+    /// If the identity is connected and subscribed to
+    /// `$iothub/twin/PATCH/properties/desired/#`, sends it the patch with
+    /// `"$version"` added on `…/desired/?$version={v}`.
+    pub fn update_desired(&mut self, identity: &Identity, patch: Value) -> Result<u64, HubError> {
+        let Value::Object(patch) = patch else {
+            return Err(HubError::NotAnObject);
+        };
+        let mut body = patch.clone();
+        let r = self.record_mut(identity)?;
+        let version = r.twin.patch_desired(patch);
+        let target = r.granted(DESIRED_PATCH_FILTER).and(r.conn);
+        if let Some(c) = target.and_then(|id| self.conns.get_mut(&id)) {
+            body.insert("$version".into(), Value::from(version));
+            let body = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+            c.send_publish(
+                hub::desired_patch(version),
+                QosPid::AtMostOnce,
+                body.into(),
+                false,
+            );
+        }
+        Ok(version)
+    }
+
+    // -----------------------------------------------------------------------
+    // Service side: direct methods
+
+    /// The service calls a direct method: sends
+    /// `$iothub/methods/POST/{name}/?$rid={rid}` and returns the request id
+    /// under which the answer will appear in
+    /// [`method_responses`](Self::method_responses).
+    ///
+    /// Errors: [`HubError::NotConnected`] unless the identity is connected
+    /// and subscribed to `$iothub/methods/POST/#`; [`HubError::InvalidName`];
+    /// [`HubError::TooLarge`] over 128 KB.
+    pub fn invoke_method(
+        &mut self,
+        identity: &Identity,
+        name: &str,
+        payload: Bytes,
+    ) -> Result<RequestId, HubError> {
+        if payload.len() > MAX_METHOD_PAYLOAD {
+            return Err(HubError::TooLarge {
+                size: payload.len(),
+                max: MAX_METHOD_PAYLOAD,
+            });
+        }
+        let request_id = RequestId::from(self.next_request.saturating_add(1));
+        let topic = hub::method_request(name, &request_id).map_err(|_| HubError::InvalidName)?;
+        let k = key(identity);
+        let r = self.identities.get(&k).ok_or(HubError::UnknownIdentity)?;
+        let c = r
+            .granted(METHOD_REQUEST_FILTER)
+            .and(r.conn)
+            .and_then(|id| self.conns.get_mut(&id))
+            .ok_or(HubError::NotConnected)?;
+        c.send_publish(topic, QosPid::AtMostOnce, payload, false);
+        self.next_request = self.next_request.saturating_add(1);
+        self.method_calls
+            .insert(String::from(request_id.as_str()), k);
+        Ok(request_id)
+    }
+
+    /// The method answers received, in order.
+    #[must_use]
+    pub fn method_responses(&self) -> &[MethodResponse] {
+        &self.method_responses
+    }
+
+    /// Takes the answer to one method call: its status and body.
+    pub fn take_method_response(&mut self, request_id: &RequestId) -> Option<(u16, Bytes)> {
+        let i = self
+            .method_responses
+            .iter()
+            .position(|m| m.request_id == *request_id)?;
+        let m = self.method_responses.remove(i);
+        Some((m.status, m.payload))
+    }
+
+    // -----------------------------------------------------------------------
+    // Service side: cloud-to-device and module input messages
+
+    /// The service sends a cloud-to-device message. `$.mid` and `$.to` are
+    /// filled in when absent. It is queued for the device and delivered on
+    /// `devices/{d}/messages/devicebound/{bag}` while the device is
+    /// connected and subscribed; it stays queued until PUBACK.
+    ///
+    /// Errors: [`HubError::TooLarge`] over 64 KB (payload plus property
+    /// bag), [`HubError::QueueFull`] with 50 pending,
+    /// [`HubError::UnknownIdentity`].
+    pub fn send_c2d(
+        &mut self,
+        device_id: &DeviceId,
+        mut properties: MessageProperties,
+        payload: Bytes,
+    ) -> Result<(), HubError> {
+        check_c2d_size(&properties, &payload)?;
+        self.next_message = self.next_message.saturating_add(1);
+        if properties.message_id.is_none() {
+            let mut mid = String::from("fakehub-");
+            topic_push_u64(self.next_message, &mut mid);
+            properties.message_id = Some(mid);
+        }
+        if properties.to.is_none() {
+            let mut to = String::from("/devices/");
+            to.push_str(device_id.as_str());
+            to.push_str("/messages/deviceBound");
+            properties.to = Some(to);
+        }
+        let identity = Identity::device(device_id.clone());
+        let topic = hub::c2d(device_id, &properties);
+        self.enqueue(&identity, topic, payload)
+    }
+
+    /// The service (an IoT Edge route) sends a message to a module's input
+    /// `input`, on `devices/{d}/modules/{m}/inputs/{input}/{bag}`; queued and
+    /// delivered like [`send_c2d`](Self::send_c2d) (without adding
+    /// properties), with the same limits, plus [`HubError::InvalidName`].
+    pub fn send_module_input(
+        &mut self,
+        device_id: &DeviceId,
+        module_id: &ModuleId,
+        input: &str,
+        properties: MessageProperties,
+        payload: Bytes,
+    ) -> Result<(), HubError> {
+        check_c2d_size(&properties, &payload)?;
+        let topic = hub::module_input(device_id, module_id, input, &properties)
+            .map_err(|_| HubError::InvalidName)?;
+        let identity = Identity::module(device_id.clone(), module_id.clone());
+        self.enqueue(&identity, topic, payload)
+    }
+
+    fn enqueue(
+        &mut self,
+        identity: &Identity,
+        topic: String,
+        payload: Bytes,
+    ) -> Result<(), HubError> {
+        let r = self.record_mut(identity)?;
+        if r.queue.len() >= MAX_PENDING_C2D {
+            return Err(HubError::QueueFull {
+                max: MAX_PENDING_C2D,
+            });
+        }
+        r.queue.push_back(Queued {
+            topic,
+            payload,
+            pid: None,
+            sent_before: false,
+        });
+        self.deliver(&key(identity));
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // Fault injection
+
+    /// The identity's next `n` twin requests (GET or PATCH) are answered
+    /// with `status` (429, 500, …) and a small JSON error body instead of
+    /// the real result; a failed PATCH is not applied.
+    pub fn fail_next_twin_ops(
+        &mut self,
+        identity: &Identity,
+        n: u32,
+        status: u16,
+    ) -> Result<(), HubError> {
+        self.record_mut(identity)?.twin_failures = (n, status);
+        Ok(())
+    }
+
+    /// The identity's next twin GET is answered 200 with a body that is not
+    /// JSON.
+    pub fn malformed_twin_body_next(&mut self, identity: &Identity) -> Result<(), HubError> {
+        self.record_mut(identity)?.malformed_get_next = true;
+        Ok(())
+    }
+
+    /// The hub closes the connection without a word (a network failure as
+    /// the hub sees it); the will is published.
+    pub fn drop_connection(&mut self, conn: ConnId) {
+        self.close(conn, CloseReason::Dropped);
+    }
+
+    /// The next `n` CONNECTs are refused with `code` (before any other
+    /// check). `ConnectReturnCode::Accepted` or `n == 0` turns this off.
+    pub fn refuse_connects(&mut self, n: u32, code: ConnectReturnCode) {
+        self.faults.refuse_connects = (n, (!code.is_accepted()).then_some(code));
+    }
+
+    /// While `true`, PINGREQs are counted but not answered.
+    pub fn silence_pingresp(&mut self, silent: bool) {
+        self.faults.silence_pingresp = silent;
+    }
+
+    /// While `true`, no PUBACK is sent for any QoS 1 PUBLISH from a client:
+    /// telemetry is still stored and twin and method messages still
+    /// processed.
+    pub fn withhold_pubacks(&mut self, withhold: bool) {
+        self.faults.withhold_pubacks = withhold;
+    }
+
+    /// Queues arbitrary bytes for the client (a QoS 2 PUBLISH, garbage, a
+    /// stray PUBACK, …), after anything already queued. Ignored on a closed
+    /// connection.
+    pub fn send_raw(&mut self, conn: ConnId, bytes: Bytes) {
+        if let Some(c) = self.conns.get_mut(&conn).filter(|c| c.is_open()) {
+            c.tx.extend_from_slice(&bytes);
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Packet handling
+
+    fn on_packet(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, packet: Packet) {
+        let connected = self.conns.get(&conn).is_some_and(|c| c.client_id.is_some());
+        match packet {
+            Packet::Connect(c) if !connected => self.on_connect(conn, now_ms, unix_secs, &c),
+            _ if !connected => self.violation(conn, Violation::NotConnectFirst),
+            Packet::Connect(_) => self.violation(conn, Violation::SecondConnect),
+            Packet::Publish(p) => self.on_publish(conn, p),
+            Packet::Puback(pid) => self.on_puback(conn, pid),
+            Packet::Subscribe(s) => self.on_subscribe(conn, &s),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(conn, &u),
+            Packet::Pingreq => {
+                self.counters.pings = self.counters.pings.saturating_add(1);
+                if !self.faults.silence_pingresp {
+                    self.send(conn, &Packet::Pingresp);
+                }
+            }
+            Packet::Disconnect => self.close(conn, CloseReason::ClientDisconnected),
+            other => self.violation(conn, Violation::UnexpectedPacket(other.packet_type())),
+        }
+    }
+
+    /// Runs the CONNECT checks of the module docs; on success the identity
+    /// key and the token expiry (Unix seconds).
+    fn check_connect(
+        &mut self,
+        connect: &Connect,
+        unix_secs: u64,
+    ) -> Result<(String, Option<u64>), ConnectReturnCode> {
+        use ConnectReturnCode as Code;
+        if let (n @ 1.., Some(code)) = self.faults.refuse_connects {
+            self.faults.refuse_connects.0 = n - 1;
+            return Err(code);
+        }
+        if connect.keep_alive() > MAX_KEEP_ALIVE_SECS {
+            return Err(Code::IdentifierRejected);
+        }
+        let username = connect
+            .username()
+            .and_then(|u| Username::parse(u.as_str()).ok())
+            .ok_or(Code::BadUserNameOrPassword)?;
+        if self.authenticate
+            && !username
+                .host_name
+                .as_str()
+                .eq_ignore_ascii_case(&self.host_name)
+        {
+            return Err(Code::BadUserNameOrPassword);
+        }
+        let k = key(&username.identity);
+        if connect.client_id().as_str() != k {
+            return Err(Code::IdentifierRejected);
+        }
+        if !self.authenticate {
+            self.identities
+                .entry(k.clone())
+                .or_insert_with(|| Record::new(username.identity.clone(), None));
+            return Ok((k, None));
+        }
+        let record = self.identities.get(&k).ok_or(Code::NotAuthorized)?;
+        let token = connect
+            .password()
+            .and_then(|p| core::str::from_utf8(p).ok())
+            .and_then(|p| SasToken::parse(p).ok())
+            .ok_or(Code::BadUserNameOrPassword)?;
+        if token.resource_uri() != record.identity.resource_uri(&self.host_name) {
+            return Err(Code::NotAuthorized);
+        }
+        if !record.key.as_ref().is_some_and(|key| token.verify(key)) {
+            return Err(Code::BadUserNameOrPassword);
+        }
+        if token.is_expired_at(unix_secs) {
+            return Err(Code::NotAuthorized);
+        }
+        Ok((k, Some(token.expiry_unix_secs())))
+    }
+
+    fn on_connect(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, connect: &Connect) {
+        let (k, expiry) = match self.check_connect(connect, unix_secs) {
+            Ok(ok) => ok,
+            Err(code) => return self.refuse(conn, code),
+        };
+        // One connection per identity: the older one goes.
+        if let Some(old) = self.identities.get(&k).and_then(|r| r.conn) {
+            self.counters.evictions = self.counters.evictions.saturating_add(1);
+            self.close(old, CloseReason::Evicted);
+        }
+        let clean = connect.clean_session();
+        let Some(r) = self.identities.get_mut(&k) else {
+            return;
+        };
+        let session_present = !clean && r.session_kept;
+        if clean {
+            r.subscriptions.clear();
+            r.queue.clear();
+        }
+        r.session_kept = !clean;
+        r.conn = Some(conn);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.client_id = Some(k.clone());
+        c.keep_alive_ms = u64::from(connect.keep_alive()).saturating_mul(1000);
+        c.last_rx_ms = now_ms;
+        c.clean_session = clean;
+        c.will = connect.last_will().cloned();
+        c.token_expiry = expiry.map(|se| {
+            let left_ms = se.saturating_sub(unix_secs).saturating_mul(1000);
+            (se, now_ms.saturating_add(left_ms))
+        });
+        c.send(&Packet::Connack(Connack::new(
+            session_present,
+            ConnectReturnCode::Accepted,
+        )));
+        self.counters.connects_accepted = self.counters.connects_accepted.saturating_add(1);
+        self.deliver(&k);
+    }
+
+    fn refuse(&mut self, conn: ConnId, code: ConnectReturnCode) {
+        self.counters.connects_refused = self.counters.connects_refused.saturating_add(1);
+        self.send(conn, &Packet::Connack(Connack::new(false, code)));
+        self.close(conn, CloseReason::Refused(code));
+    }
+
+    fn on_publish(&mut self, conn: ConnId, publish: Publish) {
+        if publish.qos() == QoS::ExactlyOnce {
+            return self.violation(conn, Violation::Qos2);
+        }
+        let Some(k) = self.conns.get(&conn).and_then(|c| c.client_id.clone()) else {
+            return;
+        };
+        let Some(identity) = self.identities.get(&k).map(|r| r.identity.clone()) else {
+            return;
+        };
+        let (dup, qos, retain, pid) = (
+            publish.dup(),
+            publish.qos(),
+            publish.retain(),
+            publish.pid(),
+        );
+        let (topic, payload) = publish.into_parts();
+        match topic::parse_device_topic(topic.as_str()) {
+            Ok(DeviceTopic::Telemetry {
+                device_id,
+                module_id,
+                mut properties,
+            }) if is_own(&identity, device_id, module_id) => {
+                let size = payload.len().saturating_add(properties.encoded_len());
+                if size > MAX_TELEMETRY_SIZE {
+                    return self.violation(conn, Violation::MessageTooLarge { size });
+                }
+                if retain {
+                    let _ = properties.add_application("mqtt-retain", "true");
+                }
+                self.telemetry.push(Telemetry {
+                    identity,
+                    properties,
+                    payload,
+                    qos,
+                    dup,
+                    conn,
+                });
+                self.puback(conn, pid);
+            }
+            Ok(DeviceTopic::TwinGet { request_id }) => {
+                self.puback(conn, pid);
+                self.on_twin_request(conn, &k, request_id, None);
+            }
+            Ok(DeviceTopic::TwinPatchReported { request_id }) => {
+                self.puback(conn, pid);
+                self.on_twin_request(conn, &k, request_id, Some(&payload));
+            }
+            Ok(DeviceTopic::MethodResponse { status, request_id }) => {
+                self.puback(conn, pid);
+                if self.method_calls.get(request_id) == Some(&k) {
+                    self.method_calls.remove(request_id);
+                    if let Ok(request_id) = RequestId::new(request_id) {
+                        self.method_responses.push(MethodResponse {
+                            request_id,
+                            identity,
+                            status,
+                            payload,
+                        });
+                    }
+                }
+            }
+            _ => self.violation(conn, Violation::ForeignTopic),
+        }
+    }
+
+    fn puback(&mut self, conn: ConnId, pid: Option<Pid>) {
+        let Some(pid) = pid else { return };
+        if self.faults.withhold_pubacks {
+            self.counters.pubacks_withheld = self.counters.pubacks_withheld.saturating_add(1);
+        } else {
+            self.send(conn, &Packet::Puback(pid));
+        }
+    }
+
+    /// A twin GET (`patch` is `None`) or reported PATCH.
+    fn on_twin_request(&mut self, conn: ConnId, k: &str, request_id: &str, patch: Option<&Bytes>) {
+        let (Some(r), Some(c), Ok(rid)) = (
+            self.identities.get_mut(k),
+            self.conns.get_mut(&conn),
+            RequestId::new(request_id),
+        ) else {
+            return;
+        };
+        if r.granted(TWIN_RESPONSE_FILTER).is_none() {
+            self.counters.twin_requests_unanswered =
+                self.counters.twin_requests_unanswered.saturating_add(1);
+            return;
+        }
+        let (status, version, body): (u16, Option<u64>, Bytes) = if r.twin_failures.0 > 0 {
+            r.twin_failures.0 -= 1;
+            let status = r.twin_failures.1;
+            let mut body = String::from("{\"errorCode\":");
+            topic_push_u64(
+                u64::from(status).saturating_mul(1000).saturating_add(1),
+                &mut body,
+            );
+            body.push_str(",\"message\":\"injected by FakeHub\"}");
+            (status, None, body.into())
+        } else if let Some(patch) = patch {
+            match r.twin.patch_reported(patch) {
+                Some(v) => (204, Some(v), Bytes::new()),
+                None => (
+                    400,
+                    None,
+                    Bytes::from_static(
+                        b"{\"errorCode\":400004,\"message\":\"malformed twin patch\"}",
+                    ),
+                ),
+            }
+        } else if core::mem::take(&mut r.malformed_get_next) {
+            (
+                200,
+                None,
+                Bytes::from_static(b"{\"desired\":{\"$version\":"),
+            )
+        } else {
+            (200, None, r.twin.get_body().into())
+        };
+        c.send_publish(
+            hub::twin_response(status, &rid, version),
+            QosPid::AtMostOnce,
+            body,
+            false,
+        );
+    }
+
+    fn on_puback(&mut self, conn: ConnId, pid: Pid) {
+        let Some(r) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.client_id.as_ref())
+            .and_then(|k| self.identities.get_mut(k))
+        else {
+            return;
+        };
+        r.queue.retain(|q| q.pid != Some(pid));
+    }
+
+    fn on_subscribe(&mut self, conn: ConnId, subscribe: &Subscribe) {
+        let Some(k) = self.conns.get(&conn).and_then(|c| c.client_id.clone()) else {
+            return;
+        };
+        let Some(r) = self.identities.get_mut(&k) else {
+            return;
+        };
+        let mut codes = Vec::with_capacity(subscribe.filters().len());
+        for (filter, qos) in subscribe.filters() {
+            let granted = match qos {
+                QoS::AtMostOnce => QoS::AtMostOnce,
+                QoS::AtLeastOnce | QoS::ExactlyOnce => QoS::AtLeastOnce,
+            };
+            let filter = filter.as_str();
+            let code = if !r.may_subscribe(filter) {
+                SubscribeReturnCode::Failure
+            } else if let Some(slot) = r.subscriptions.iter_mut().find(|(f, _)| f == filter) {
+                slot.1 = granted;
+                SubscribeReturnCode::Success(granted)
+            } else if r.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                SubscribeReturnCode::Failure
+            } else {
+                r.subscriptions.push((String::from(filter), granted));
+                SubscribeReturnCode::Success(granted)
+            };
+            codes.push(code);
+        }
+        if let Ok(suback) = Suback::new(subscribe.pid(), codes) {
+            self.send(conn, &Packet::Suback(suback));
+        }
+        self.deliver(&k);
+    }
+
+    fn on_unsubscribe(&mut self, conn: ConnId, unsubscribe: &Unsubscribe) {
+        if let Some(r) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.client_id.as_ref())
+            .and_then(|k| self.identities.get_mut(k))
+        {
+            r.subscriptions
+                .retain(|(f, _)| !unsubscribe.filters().iter().any(|u| u.as_str() == f));
+        }
+        self.send(conn, &Packet::Unsuback(unsubscribe.pid()));
+    }
+
+    /// Sends the identity's queued messages that are not in flight, if it
+    /// is connected and subscribed to its delivery filter.
+    fn deliver(&mut self, k: &str) {
+        let Some(r) = self.identities.get_mut(k) else {
+            return;
+        };
+        let (Some(granted), Some(c)) = (
+            r.granted(&r.delivery_filter()),
+            r.conn.and_then(|id| self.conns.get_mut(&id)),
+        ) else {
+            return;
+        };
+        let mut in_use: Vec<Pid> = r.queue.iter().filter_map(|q| q.pid).collect();
+        for q in r.queue.iter_mut().filter(|q| q.pid.is_none()) {
+            let qospid = if granted == QoS::AtMostOnce {
+                QosPid::AtMostOnce
+            } else {
+                let pid = c.alloc_pid(&in_use);
+                in_use.push(pid);
+                q.pid = Some(pid);
+                QosPid::AtLeastOnce(pid)
+            };
+            c.send_publish(q.topic.clone(), qospid, q.payload.clone(), q.sent_before);
+            q.sent_before = true;
+        }
+        // At QoS 0 there is no PUBACK to wait for.
+        r.queue.retain(|q| q.pid.is_some());
+    }
+
+    // -----------------------------------------------------------------------
+    // Helpers
+
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.send(packet);
+        }
+    }
+
+    /// The identity's record; created on demand when authentication is
+    /// skipped.
+    fn record_mut(&mut self, identity: &Identity) -> Result<&mut Record, HubError> {
+        let k = key(identity);
+        if self.authenticate {
+            self.identities.get_mut(&k).ok_or(HubError::UnknownIdentity)
+        } else {
+            Ok(self
+                .identities
+                .entry(k)
+                .or_insert_with(|| Record::new(identity.clone(), None)))
+        }
+    }
+
+    fn token_expired(&self, conn: ConnId, unix_secs: u64) -> bool {
+        self.conns
+            .get(&conn)
+            .filter(|c| c.is_live())
+            .and_then(|c| c.token_expiry)
+            .is_some_and(|(se, _)| unix_secs >= se)
+    }
+
+    fn violation(&mut self, conn: ConnId, violation: Violation) {
+        self.close(conn, CloseReason::ProtocolViolation(violation));
+    }
+
+    /// Closes a connection (no effect if closed): detaches it from its
+    /// identity, forgets the session if it was clean, publishes the will
+    /// unless the reason says otherwise.
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(&conn).filter(|c| c.is_open()) else {
+            return;
+        };
+        c.closed = Some(reason);
+        c.rx.clear();
+        let will = c.will.take().filter(|_| reason.publishes_will());
+        let clean = c.clean_session;
+        let Some(k) = c.client_id.clone() else {
+            return;
+        };
+        match reason {
+            CloseReason::KeepAliveTimeout => {
+                self.counters.keep_alive_timeouts =
+                    self.counters.keep_alive_timeouts.saturating_add(1);
+            }
+            CloseReason::TokenExpired => {
+                self.counters.token_expiries = self.counters.token_expiries.saturating_add(1);
+            }
+            CloseReason::ProtocolViolation(_) => {
+                self.counters.protocol_violations =
+                    self.counters.protocol_violations.saturating_add(1);
+            }
+            _ => {}
+        }
+        let Some(r) = self.identities.get_mut(&k).filter(|r| r.conn == Some(conn)) else {
+            return;
+        };
+        r.conn = None;
+        for q in &mut r.queue {
+            q.pid = None;
+        }
+        if clean {
+            r.subscriptions.clear();
+            r.session_kept = false;
+        }
+        let identity = r.identity.clone();
+        if let Some(will) = will {
+            self.publish_will(conn, identity, &will);
+        }
+    }
+
+    fn publish_will(&mut self, conn: ConnId, identity: Identity, will: &LastWill) {
+        let Ok(DeviceTopic::Telemetry {
+            device_id,
+            module_id,
+            mut properties,
+        }) = topic::parse_device_topic(will.topic().as_str())
+        else {
+            return;
+        };
+        if !is_own(&identity, device_id, module_id) {
+            return;
+        }
+        let _ = properties.add_application("iothub-MessageType", "Will");
+        self.telemetry.push(Telemetry {
+            identity,
+            properties,
+            payload: will.message().clone(),
+            qos: will.qos(),
+            dup: false,
+            conn,
+        });
+    }
+}
+
+/// Whether a telemetry topic's ids are the identity's own.
+fn is_own(identity: &Identity, device_id: &str, module_id: Option<&str>) -> bool {
+    identity.device_id().as_str() == device_id
+        && identity.module_id().map(ModuleId::as_str) == module_id
+}
+
+fn check_c2d_size(properties: &MessageProperties, payload: &Bytes) -> Result<(), HubError> {
+    let size = payload.len().saturating_add(properties.encoded_len());
+    if size > MAX_C2D_SIZE {
+        return Err(HubError::TooLarge {
+            size,
+            max: MAX_C2D_SIZE,
+        });
+    }
+    Ok(())
+}
+
+/// Appends the decimal form of `n`.
+fn topic_push_u64(n: u64, out: &mut String) {
+    use core::fmt::Write as _;
+    // Writing into a `String` never fails.
+    let _ = write!(out, "{n}");
+}
