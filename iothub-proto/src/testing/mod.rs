@@ -70,8 +70,9 @@
 //! `$iothub/twin/res/#`, `$iothub/twin/PATCH/properties/desired/#`,
 //! `$iothub/methods/POST/#`, and for a device its own
 //! `devices/{d}/messages/devicebound/#`, for a module its own
-//! `devices/{d}/modules/{m}/inputs/#`. Anything else, and a sixth filter,
-//! gets return code 0x80. QoS 2 is granted as QoS 1. Subscribing again to a
+//! `devices/{d}/modules/{m}/inputs/#` (plus any filter given to
+//! [`allow_filter`](FakeHub::allow_filter)). Anything else, and a sixth
+//! filter, gets return code 0x80. QoS 2 is granted as QoS 1. Subscribing again to a
 //! filter replaces it.
 //!
 //! **PUBLISH** from the client: QoS 2 closes the connection; a topic that
@@ -211,8 +212,9 @@ impl Record {
     }
 
     /// Whether the identity may subscribe to `filter`.
-    fn may_subscribe(&self, filter: &str) -> bool {
-        filter == TWIN_RESPONSE_FILTER
+    fn may_subscribe(&self, filter: &str, extra: &[String]) -> bool {
+        extra.iter().any(|f| f == filter)
+            || filter == TWIN_RESPONSE_FILTER
             || filter == DESIRED_PATCH_FILTER
             || filter == METHOD_REQUEST_FILTER
             || filter == self.delivery_filter()
@@ -323,6 +325,8 @@ struct Faults {
 pub struct FakeHub {
     host_name: String,
     authenticate: bool,
+    /// Filters allowed beyond the documented ones ([`FakeHub::allow_filter`]).
+    extra_filters: Vec<String>,
     identities: BTreeMap<String, Record>,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: u64,
@@ -344,6 +348,7 @@ impl FakeHub {
         FakeHub {
             host_name: String::from(host_name),
             authenticate: true,
+            extra_filters: Vec::new(),
             identities: BTreeMap::new(),
             conns: BTreeMap::new(),
             next_conn: 0,
@@ -370,6 +375,14 @@ impl FakeHub {
     /// authentication.
     pub fn skip_authentication(&mut self, skip: bool) {
         self.authenticate = !skip;
+    }
+
+    /// Lets every identity subscribe to `filter` too (exact match), beyond
+    /// the documented ones. For sessions that subscribe to something the
+    /// real hub refuses, and to reach the [`MAX_SUBSCRIPTIONS`] limit,
+    /// which the four documented filters of an identity alone cannot reach.
+    pub fn allow_filter(&mut self, filter: &str) {
+        self.extra_filters.push(String::from(filter));
     }
 
     /// Registers a device identity with its primary key (replacing the key
@@ -1118,7 +1131,7 @@ impl FakeHub {
                 QoS::AtLeastOnce | QoS::ExactlyOnce => QoS::AtLeastOnce,
             };
             let filter = filter.as_str();
-            let code = if !r.may_subscribe(filter) {
+            let code = if !r.may_subscribe(filter, &self.extra_filters) {
                 SubscribeReturnCode::Failure
             } else if let Some(slot) = r.subscriptions.iter_mut().find(|(f, _)| f == filter) {
                 slot.1 = granted;
