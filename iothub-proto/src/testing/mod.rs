@@ -39,26 +39,26 @@
 //! # The hub's rules
 //!
 //! **CONNECT** must be the first packet; anything else first, or a second
-//! CONNECT, closes the connection. Checks, in order (the first failure
-//! answers CONNACK with the code shown and closes):
+//! CONNECT, closes the connection. A CONNECT of another protocol level than
+//! 4 (MQTT 3.1.1) is answered CONNACK 1. Then these checks, in order (the
+//! first failure answers CONNACK with the code shown and closes):
 //!
 //! | check | refusal |
 //! |---|---|
 //! | an injected refusal is pending ([`refuse_connects`](FakeHub::refuse_connects)) | its code |
-//! | protocol level is not 4 (MQTT 3.1.1) | 1 |
-//! | keep-alive above [`MAX_KEEP_ALIVE_SECS`] (1177 s) | 2 (identifier rejected; documented choice) |
+//! | keep-alive above [`MAX_KEEP_ALIVE_SECS`] (1177 s) | 2 (identifier rejected; a choice, the service documents no code) |
 //! | username missing or not read by [`Username::parse`] (either form) | 4 |
-//! | username host name is not the hub's | 4 |
+//! | username host name is not the hub's (ASCII case ignored) | 4 |
 //! | client id is not `{device}` / `{device}/{module}` of the username | 2 |
 //! | identity unknown | 5 |
 //! | no password, or not a SAS token ([`SasToken::parse`]) | 4 |
-//! | token resource URI is not the identity's | 5 |
-//! | signature does not verify with the identity's key | 4 |
-//! | token expired at the `unix_secs` given | 5 |
+//! | token resource URI is not the identity's ([`Identity::resource_uri`]) | 5 |
+//! | signature does not verify with the identity's key ([`SasToken::verify`]) | 4 |
+//! | token expired at the `unix_secs` given ([`SasToken::is_expired_at`]) | 5 |
 //!
-//! With [`skip_authentication`](FakeHub::skip_authentication) the last six
-//! checks are skipped (except the client-id one) and unknown identities are
-//! created on demand.
+//! With [`skip_authentication`](FakeHub::skip_authentication) only the
+//! injected refusal, keep-alive, username and client-id checks remain, and
+//! unknown identities are created on demand.
 //!
 //! An accepted CONNECT evicts the identity's older connection (closed, will
 //! published), answers CONNACK 0 with `session_present` set when
