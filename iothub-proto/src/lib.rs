@@ -34,9 +34,9 @@
 //!
 //! - `std` (default): nothing in this crate needs it; it only enables `std`
 //!   in the dependencies. Without it the crate is `no_std` + `alloc`.
-//! - `testing`: `testing::FakeHub`, an in-memory fake IoT Hub that speaks
-//!   the hub's side of the protocol, for testing a device session in
-//!   simulated time without sockets.
+//! - `hub`: [`hub::Hub`], the hub's side of the protocol as a sans-IO
+//!   engine: the core of `iothub-emulator`, and the in-memory peer that
+//!   tests drive a device session against in simulated time.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -62,8 +62,8 @@ pub mod mqtt;
 pub mod properties;
 pub mod topic;
 
-#[cfg(any(feature = "testing", test))]
-pub mod testing;
+#[cfg(any(feature = "hub", test))]
+pub mod hub;
 
 #[cfg(any(feature = "fuzzing", test))]
 #[doc(hidden)]

@@ -1,15 +1,16 @@
-//! An in-memory fake IoT Hub for testing a device session without sockets,
-//! in simulated time (feature `testing`).
+//! The hub's side of the protocol as a sans-IO state machine (feature
+//! `hub`): the engine of `iothub-emulator`, and the in-memory peer that the
+//! device-session tests drive in simulated time, without sockets.
 //!
-//! **Contract.** [`FakeHub`] is sans-IO like the rest of the crate: a
+//! **Contract.** [`Hub`] is sans-IO like the rest of the crate: a
 //! connection is a [`ConnId`], bytes go in through
-//! [`handle_input`](FakeHub::handle_input) and come out of
-//! [`poll_transmit`](FakeHub::poll_transmit), and time enters as arguments —
+//! [`handle_input`](Hub::handle_input) and come out of
+//! [`poll_transmit`](Hub::poll_transmit), and time enters as arguments —
 //! a monotonic `now_ms` for keep-alive, and wall-clock Unix seconds where
 //! SAS expiry matters. It reads no clock and never panics.
 //!
 //! ```text
-//!   test (owns both clocks)        device session           FakeHub
+//!   test (owns both clocks)        device session           Hub
 //!   ───────────────────────        ──────────────           ───────
 //!   accept() ─────────────────────────────────────────────▶ ConnId
 //!                                  poll_transmit ─bytes──▶  handle_input(conn, now_ms, unix, ..)
@@ -21,10 +22,10 @@
 //! ```
 //!
 //! **Driving loop.** After any call that changes the hub (input, a timeout,
-//! a service-side call, a fault), drain [`poll_transmit`](FakeHub::poll_transmit)
-//! for every open connection and check [`is_closed`](FakeHub::is_closed);
+//! a service-side call, a fault), drain [`poll_transmit`](Hub::poll_transmit)
+//! for every open connection and check [`is_closed`](Hub::is_closed);
 //! then jump time to the earlier of the session's and the hub's
-//! [`next_timeout`](FakeHub::next_timeout):
+//! [`next_timeout`](Hub::next_timeout):
 //!
 //! ```text
 //! loop {
@@ -45,7 +46,7 @@
 //!
 //! | check | refusal |
 //! |---|---|
-//! | an injected refusal is pending ([`refuse_connects`](FakeHub::refuse_connects)) | its code |
+//! | an injected refusal is pending ([`refuse_connects`](Hub::refuse_connects)) | its code |
 //! | keep-alive above [`MAX_KEEP_ALIVE_SECS`] (1177 s) | 2 (identifier rejected; a choice, the service documents no code) |
 //! | username missing or not read by [`Username::parse`] (either form) | 4 |
 //! | username host name is not the hub's (ASCII case ignored) | 4 |
@@ -56,7 +57,7 @@
 //! | signature does not verify with the identity's key ([`SasToken::verify`]) | 4 |
 //! | token expired at the `unix_secs` given ([`SasToken::is_expired_at`]) | 5 |
 //!
-//! With [`skip_authentication`](FakeHub::skip_authentication) only the
+//! With [`skip_authentication`](Hub::skip_authentication) only the
 //! injected refusal, keep-alive, username and client-id checks remain, and
 //! unknown identities are created on demand.
 //!
@@ -71,14 +72,14 @@
 //! `$iothub/methods/POST/#`, and for a device its own
 //! `devices/{d}/messages/devicebound/#`, for a module its own
 //! `devices/{d}/modules/{m}/inputs/#` (plus any filter given to
-//! [`allow_filter`](FakeHub::allow_filter)). Anything else, and a sixth
+//! [`allow_filter`](Hub::allow_filter)). Anything else, and a sixth
 //! filter, gets return code 0x80. QoS 2 is granted as QoS 1. Subscribing again to a
 //! filter replaces it.
 //!
 //! **PUBLISH** from the client: QoS 2 closes the connection; a topic that
 //! [`parse_device_topic`](crate::topic::parse_device_topic) does not read
 //! as this identity's telemetry, twin request or method response closes it
-//! too. QoS 1 is acknowledged (unless [`withhold_pubacks`](FakeHub::withhold_pubacks)).
+//! too. QoS 1 is acknowledged (unless [`withhold_pubacks`](Hub::withhold_pubacks)).
 //! Telemetry over 256 KB (payload plus property bag) closes the connection.
 //!
 //! **Twins.** A GET is answered `$iothub/twin/res/200/?$rid=` with
@@ -89,7 +90,7 @@
 //! and its request is not applied.
 //!
 //! **Keep-alive and expiry.** A client silent for more than 1.5 × its
-//! keep-alive is closed by [`handle_timeout`](FakeHub::handle_timeout), and
+//! keep-alive is closed by [`handle_timeout`](Hub::handle_timeout), and
 //! so is a client whose SAS token has expired (the will is published in
 //! both cases). PINGREQ is answered PINGRESP.
 //!
@@ -298,10 +299,10 @@ struct Faults {
 /// use bytes::BytesMut;
 /// use iothub_proto::auth::{ConnectCredentials, Credential, DeviceId, HostName, SharedAccessKey, UsernameOptions};
 /// use iothub_proto::mqtt::{self, Connect, Packet, MAX_PACKET_SIZE};
-/// use iothub_proto::testing::FakeHub;
+/// use iothub_proto::hub::Hub;
 ///
 /// let key = SharedAccessKey::from_bytes([7u8; 32])?;
-/// let mut hub = FakeHub::new("hub.example.net");
+/// let mut hub = Hub::new("hub.example.net");
 /// let dev = hub.add_device(DeviceId::new("dev1")?, key.clone());
 ///
 /// let now_unix = 1_700_000_000;
@@ -322,10 +323,10 @@ struct Faults {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct FakeHub {
+pub struct Hub {
     host_name: String,
     authenticate: bool,
-    /// Filters allowed beyond the documented ones ([`FakeHub::allow_filter`]).
+    /// Filters allowed beyond the documented ones ([`Hub::allow_filter`]).
     extra_filters: Vec<String>,
     identities: BTreeMap<String, Record>,
     conns: BTreeMap<ConnId, Conn>,
@@ -340,12 +341,12 @@ pub struct FakeHub {
     counters: Counters,
 }
 
-impl FakeHub {
+impl Hub {
     /// A hub called `host_name` (what the CONNECT usernames and SAS resource
     /// URIs must name), with no identities and authentication on.
     #[must_use]
-    pub fn new(host_name: &str) -> FakeHub {
-        FakeHub {
+    pub fn new(host_name: &str) -> Hub {
+        Hub {
             host_name: String::from(host_name),
             authenticate: true,
             extra_filters: Vec::new(),
@@ -740,7 +741,7 @@ impl FakeHub {
         check_c2d_size(&properties, &payload)?;
         self.next_message = self.next_message.saturating_add(1);
         if properties.message_id.is_none() {
-            let mut mid = String::from("fakehub-");
+            let mut mid = String::from("hub-");
             topic_push_u64(self.next_message, &mut mid);
             properties.message_id = Some(mid);
         }
@@ -1075,7 +1076,7 @@ impl FakeHub {
                 u64::from(status).saturating_mul(1000).saturating_add(1),
                 &mut body,
             );
-            body.push_str(",\"message\":\"injected by FakeHub\"}");
+            body.push_str(",\"message\":\"injected by Hub\"}");
             (status, None, body.into())
         } else if let Some(patch) = patch {
             match r.twin.patch_reported(patch) {

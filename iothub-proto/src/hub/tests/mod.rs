@@ -55,7 +55,7 @@ pub(super) fn connect_with(
 
 /// The test world: a hub and the simulated clocks.
 pub(super) struct World {
-    pub(super) hub: FakeHub,
+    pub(super) hub: Hub,
     pub(super) now_ms: u64,
     next_pid: u16,
 }
@@ -63,7 +63,7 @@ pub(super) struct World {
 impl World {
     pub(super) fn new() -> World {
         World {
-            hub: FakeHub::new(HOST),
+            hub: Hub::new(HOST),
             now_ms: 0,
             next_pid: 0,
         }

@@ -11,7 +11,7 @@ use crate::mqtt::{ConnectReturnCode, DecodeError, PacketType, QoS};
 use crate::properties::MessageProperties;
 use crate::topic::RequestId;
 
-/// A connection handle, given by [`FakeHub::accept`](super::FakeHub::accept).
+/// A connection handle, given by [`Hub::accept`](super::Hub::accept).
 /// Handles are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub(super) u64);
@@ -30,14 +30,14 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// Why a connection ended. See [`FakeHub::close_reason`](super::FakeHub::close_reason).
+/// Why a connection ended. See [`Hub::close_reason`](super::Hub::close_reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
     /// The client sent DISCONNECT: a clean close, no will.
     ClientDisconnected,
     /// The test reported that the client's transport went away
-    /// ([`FakeHub::client_closed`](super::FakeHub::client_closed)).
+    /// ([`Hub::client_closed`](super::Hub::client_closed)).
     TransportClosed,
     /// The hub answered CONNACK with this refusal and closed.
     Refused(ConnectReturnCode),
@@ -49,7 +49,7 @@ pub enum CloseReason {
     TokenExpired,
     /// The client broke a rule of MQTT or of the hub.
     ProtocolViolation(Violation),
-    /// Fault injection: [`FakeHub::drop_connection`](super::FakeHub::drop_connection).
+    /// Fault injection: [`Hub::drop_connection`](super::Hub::drop_connection).
     Dropped,
 }
 
@@ -121,7 +121,7 @@ impl Telemetry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MethodResponse {
-    /// The request id [`FakeHub::invoke_method`](super::FakeHub::invoke_method) returned.
+    /// The request id [`Hub::invoke_method`](super::Hub::invoke_method) returned.
     pub request_id: RequestId,
     /// The identity that answered.
     pub identity: Identity,
@@ -152,7 +152,7 @@ pub struct Counters {
     /// Twin requests ignored because the client had not subscribed to
     /// `$iothub/twin/res/#`.
     pub twin_requests_unanswered: u64,
-    /// PUBACKs not sent because of [`FakeHub::withhold_pubacks`](super::FakeHub::withhold_pubacks).
+    /// PUBACKs not sent because of [`Hub::withhold_pubacks`](super::Hub::withhold_pubacks).
     pub pubacks_withheld: u64,
 }
 
