@@ -36,7 +36,7 @@ impl Session {
                     })),
                 ),
                 other => {
-                    self.protocol_error(now, ProtocolError::UnexpectedPacket(other.packet_type()))
+                    self.protocol_error(now, ProtocolError::UnexpectedPacket(other.packet_type()));
                 }
             }
             return;

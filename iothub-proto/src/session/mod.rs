@@ -77,6 +77,9 @@ mod state;
 mod timer;
 mod twin;
 
+#[cfg(test)]
+mod tests;
+
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
