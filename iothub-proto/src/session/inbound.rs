@@ -122,7 +122,13 @@ impl Session {
                 request_id,
                 version,
             }) => self.on_twin_response(now, status, request_id, version, payload),
-            Ok(HubTopic::DesiredPatch { version }) => self.on_desired_patch(now, version, payload),
+            Ok(HubTopic::DesiredPatch { version }) => {
+                // Without the feature (a subscription left over in a
+                // persistent session), notifications are not tracked.
+                if self.subs.is_enabled(Subscription::DesiredProperties) {
+                    self.on_desired_patch(now, version, payload);
+                }
+            }
             Ok(HubTopic::MethodRequest { name, request_id }) => match RequestId::new(request_id) {
                 Ok(request_id) => self.emit(Event::MethodRequest {
                     id: MethodId {
@@ -307,18 +313,23 @@ impl Session {
             return; // A SUBACK for no SUBSCRIBE of ours: ignored.
         };
         let (_, subs) = self.subs.pending.swap_remove(pos);
-        let mut twin_failed = false;
+        let mut failed = 0u8;
         for (sub, code) in subs.iter().zip(suback.return_codes()) {
             match code {
                 SubscribeReturnCode::Success(_) => self.subs.subscribed |= sub.bit(),
                 SubscribeReturnCode::Failure => {
-                    twin_failed |= *sub == Subscription::TwinResponses;
+                    failed |= sub.bit();
                     self.emit(Event::SubscriptionFailed { subscription: *sub });
                 }
             }
         }
-        if twin_failed {
-            self.twin_subscription_failed(now);
+        if failed & Subscription::TwinResponses.bit() != 0 {
+            // No twin request can be answered on this connection.
+            self.twin_subscription_failed(now, false);
+        } else if failed & Subscription::DesiredProperties.bit() != 0 {
+            // The desired sync would miss notifications: give it up until
+            // the next connection.
+            self.twin_subscription_failed(now, true);
         }
         self.dispatch_requests();
     }

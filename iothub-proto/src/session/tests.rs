@@ -1302,6 +1302,50 @@ fn an_initial_desired_version_suppresses_an_unchanged_state() {
 }
 
 #[test]
+fn a_refused_desired_subscription_fails_the_sync_at_once() {
+    let mut h = Harness::new(config());
+    h.s.enable(h.now, Feature::DesiredProperties).unwrap();
+    let sub = only_subscribe(&h.connect());
+    h.events();
+    let codes = sub.filters().iter().map(|(f, q)| {
+        if f.as_str() == "$iothub/twin/PATCH/properties/desired/#" {
+            SubscribeReturnCode::Failure
+        } else {
+            SubscribeReturnCode::Success(*q)
+        }
+    });
+    h.feed(Suback::new(sub.pid(), codes).unwrap());
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::SubscriptionFailed {
+                subscription: Subscription::DesiredProperties
+            },
+            Event::DesiredSyncFailed {
+                error: RequestError::SubscriptionFailed
+            }
+        ]
+    );
+    assert!(h.sent().is_empty(), "no twin read without notifications");
+    // The next connection tries again.
+    h.drop_and_wait();
+    let rest = h.connect_and_grant();
+    answer_resync(&mut h, &rest, 2);
+    assert_eq!(desired_events(&h.events()), vec![("state", 2)]);
+}
+
+#[test]
+fn desired_patches_without_the_feature_are_ignored() {
+    let mut h = Harness::new(config());
+    h.connect();
+    h.events();
+    h.feed(patch(3, json!({"a": 1})));
+    assert!(h.events().is_empty());
+    assert!(h.sent().is_empty(), "no twin read");
+    assert_eq!(h.s.desired_version(), None);
+}
+
+#[test]
 fn an_invalid_desired_patch_is_reported_and_resynced() {
     let mut h = Harness::new(config());
     h.s.enable(h.now, Feature::DesiredProperties).unwrap();

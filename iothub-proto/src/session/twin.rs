@@ -290,12 +290,12 @@ impl Session {
         }
     }
 
-    /// The twin-response subscription was refused: waiting requests cannot
-    /// be answered on this connection.
-    pub(super) fn twin_subscription_failed(&mut self, now: Instant) {
+    /// A subscription the waiting requests need was refused: fail them
+    /// (only the desired sync when `only_resync`).
+    pub(super) fn twin_subscription_failed(&mut self, now: Instant, only_resync: bool) {
         let (failed, kept): (Vec<Request>, Vec<Request>) = mem::take(&mut self.requests)
             .into_iter()
-            .partition(|r| r.state == RequestState::Waiting);
+            .partition(|r| r.state == RequestState::Waiting && (r.is_resync() || !only_resync));
         self.requests = kept;
         for req in failed {
             self.fail_request(now, req, RequestError::SubscriptionFailed);
