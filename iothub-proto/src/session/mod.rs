@@ -411,7 +411,6 @@ impl Session {
             State::Backoff(_) | State::Stopped(_) => false,
         };
         if live {
-            self.transport_open = false;
             self.apply(
                 now,
                 Trigger::ConnectionEnded(DisconnectReason::Transport(reason)),
@@ -766,10 +765,12 @@ impl Session {
     fn on_timer(&mut self, now: Instant, kind: TimerKind) {
         match kind {
             TimerKind::Connack => {
-                self.apply(
-                    now,
-                    Trigger::ConnectionEnded(DisconnectReason::ConnackTimeout),
-                );
+                if self.state == State::AwaitingConnack {
+                    self.apply(
+                        now,
+                        Trigger::ConnectionEnded(DisconnectReason::ConnackTimeout),
+                    );
+                }
             }
             TimerKind::PingResponse => {
                 if self.state.is_connected() {

@@ -271,6 +271,8 @@ impl Session {
 
     /// Leaves the transport of state `old` behind.
     fn teardown(&mut self, old: State, reason: DisconnectReason) {
+        // An `Open` never handed to the adapter was no attempt at all.
+        let attempted = old != State::Opening || self.transport_open;
         let graceful = old.is_connected()
             && matches!(
                 reason,
@@ -316,7 +318,9 @@ impl Session {
         self.unacked_inbound = Vec::new();
         self.renew_unix = None;
         self.requests_connection_lost();
-        self.emit(Event::Disconnected { reason });
+        if attempted {
+            self.emit(Event::Disconnected { reason });
+        }
     }
 
     /// Forgets the transport: cancels an `Open` not yet handed out, or asks

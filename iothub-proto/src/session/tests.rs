@@ -1992,8 +1992,9 @@ fn disconnect_while_offline_stops_at_once_and_fails_everything() {
     assert!(events.contains(&Event::Stopped {
         reason: StopReason::Requested
     }));
-    // The Open that was never handed out is withdrawn.
+    // The Open that was never handed out is withdrawn; no attempt ended.
     assert!(h.commands().is_empty());
+    assert!(disconnected(&events).is_empty());
     assert_eq!(
         h.s.enable(h.now, Feature::Methods),
         Err(CommandError::SessionClosed)
