@@ -685,7 +685,9 @@ impl Session {
     /// Frees buffers that are empty, so an idle session holds almost no
     /// heap.
     fn shrink_idle(&mut self) {
-        if self.rx.is_empty() && self.rx.capacity() > 0 {
+        if self.rx.is_empty() {
+            // Even with no capacity left, an emptied buffer may still hold
+            // the storage its packets were split from.
             self.rx = BytesMut::new();
         }
         if self.queue.is_empty() && self.queue.capacity() > 0 {

@@ -1659,6 +1659,45 @@ fn the_token_is_renewed_at_80_percent_of_its_lifetime() {
 }
 
 #[test]
+fn renewal_resends_unacknowledged_messages_with_dup_on_the_new_connection() {
+    let mut h = Harness::new(config());
+    h.connect();
+    let id = h.s.send_telemetry(h.now, Message::new(&b"m"[..])).unwrap();
+    let first = only_publish(&h.sent());
+    h.unix_skew = 3000;
+    h.advance(secs(1));
+    assert_eq!(h.sent(), vec![Packet::Disconnect]);
+    assert_eq!(
+        h.commands(),
+        vec![TransportCommand::Close, TransportCommand::Open]
+    );
+    h.cmds.push(TransportCommand::Open);
+    let again = only_publish(&h.connect());
+    assert!(again.dup());
+    assert_eq!(again.pid(), first.pid());
+    h.feed(Packet::Puback(again.pid().unwrap()));
+    assert!(h.events().contains(&Event::MessageAcknowledged { id }));
+}
+
+#[test]
+fn a_qos0_message_lost_with_its_connection_before_sending_fails() {
+    let mut h = Harness::new(config());
+    h.connect();
+    h.events();
+    let id =
+        h.s.send_telemetry(h.now, Message::new(&b"x"[..]).with_qos(Qos::AtMostOnce))
+            .unwrap();
+    // The transport dies before the adapter took the bytes.
+    h.drop_transport();
+    let events = h.events();
+    assert!(events.contains(&Event::MessageFailed {
+        id,
+        reason: MessageFailure::ConnectionLost
+    }));
+    assert!(!events.contains(&Event::MessageSent { id }));
+}
+
+#[test]
 fn a_unix_time_jump_renews_early() {
     let mut h = Harness::new(config());
     h.connect();
