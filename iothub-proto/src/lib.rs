@@ -6,17 +6,53 @@
 //! timers and threads. Every function is total: bad input gives a typed error,
 //! never a panic.
 //!
+//! ## Driving a session
+//!
+//! The heart of the crate is [`session::Session`], a device session you
+//! drive with four inputs and four outputs. **After any input or command,
+//! drain every output until it returns `None`; then wait for input or for
+//! the instant of `poll_timeout`.** Time is an argument ([`time::Instant`],
+//! milliseconds since an epoch you choose, plus Unix seconds where SAS
+//! tokens need them); randomness comes from a seed in the config.
+//!
+//! ```text
+//! loop {
+//!     while let Some(bytes) = session.poll_transmit() { socket.write_all(&bytes)? }
+//!     while let Some(cmd) = session.poll_transport() { open_or_close(cmd) } // Open → handle_transport_connected(now(), unix())
+//!     while let Some(event) = session.poll_event() { app.handle(event) }
+//!     match wait(socket, session.poll_timeout()) {
+//!         Read(data) => session.handle_input(now(), &data),
+//!         Deadline => session.handle_timeout(now(), unix()),
+//!         Closed(why) => session.handle_transport_closed(now(), why),
+//!     }
+//! }
+//! ```
+//!
+//! Who owns what:
+//!
+//! | the adapter | the session |
+//! |---|---|
+//! | opening and closing sockets when told ([`session::TransportCommand`]) | deciding when a transport is wanted: first connect, backoff, SAS renewal, dead connections |
+//! | TCP, TLS, WebSocket, proxies | CONNECT, keep-alive, subscriptions, packet ids, retries |
+//! | reading the clocks | every timer, in one table ([`session::TimerKind`]) |
+//! | handing events to the application | correlation, twin versions, exactly-once outcome events |
+//!
 //! ```text
 //!   adapter (owns socket, TLS, clock)          iothub-proto (owns meaning)
 //!   ─────────────────────────────────          ─────────────────────────────
-//!   bytes read from the socket   ───────────▶  mqtt::decode  → mqtt::Packet
-//!   bytes written to the socket  ◀───────────  mqtt::Packet::encode
-//!   PUBLISH topic name           ───────────▶  topic::parse  → topic::HubTopic
-//!   connection string, Unix time ───────────▶  auth          → CONNECT credentials
+//!   bytes read from the socket   ───────────▶  session::Session::handle_input
+//!   bytes written to the socket  ◀───────────  session::Session::poll_transmit
+//!   now / Unix seconds           ───────────▶  handle_timeout, handle_transport_connected
+//!   open / close the socket      ◀───────────  session::Session::poll_transport
+//!   application events           ◀───────────  session::Session::poll_event
 //! ```
 //!
-//! The layers available today:
+//! The layers:
 //!
+//! - [`session`] — the device session: the driving contract, the state
+//!   machine, telemetry, twin, methods, cloud-to-device messages,
+//!   SAS renewal and reconnection.
+//! - [`time`] — the monotonic [`time::Instant`] the session runs on.
 //! - [`mqtt`] — MQTT 3.1.1 codec for all 14 packet types, client and server
 //!   side, incremental (`Ok(None)` means "need more bytes") and zero-copy
 //!   (payloads are [`bytes::Bytes`] slices of the input).
@@ -26,9 +62,6 @@
 //!   system properties as typed fields.
 //! - [`auth`] — identities, connection strings, SAS tokens and the CONNECT
 //!   credentials (client id, username, password).
-//!
-//! The device session (keep-alive, correlation, twin versions, reconnection)
-//! is built on these layers and is described in the project README.
 //!
 //! ## Features
 //!
@@ -60,6 +93,8 @@ mod text;
 pub mod auth;
 pub mod mqtt;
 pub mod properties;
+pub mod session;
+pub mod time;
 pub mod topic;
 
 #[cfg(any(feature = "hub", test))]

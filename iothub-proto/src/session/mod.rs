@@ -1,0 +1,834 @@
+//! The sans-IO device session: keep-alive, subscriptions, telemetry
+//! delivery, twin correlation and versions, direct methods, cloud-to-device
+//! messages, SAS renewal and reconnection — everything with protocol
+//! meaning, and no I/O.
+//!
+//! # Driving contract
+//!
+//! A [`Session`] is a value. The adapter (the code that owns the socket and
+//! the clock) feeds it four kinds of input and drains four outputs:
+//!
+//! | input | when |
+//! |---|---|
+//! | [`handle_transport_connected`](Session::handle_transport_connected) | the transport asked for by [`TransportCommand::Open`] is open |
+//! | [`handle_input`](Session::handle_input) | bytes were read from the transport |
+//! | [`handle_timeout`](Session::handle_timeout) | the instant of [`poll_timeout`](Session::poll_timeout) has come |
+//! | [`handle_transport_closed`](Session::handle_transport_closed) | the transport failed or the peer closed it (or opening it failed) |
+//!
+//! | output | what to do |
+//! |---|---|
+//! | [`poll_transmit`](Session::poll_transmit) | write these bytes, in order |
+//! | [`poll_transport`](Session::poll_transport) | open a new transport, or close the current one |
+//! | [`poll_event`](Session::poll_event) | hand to the application |
+//! | [`poll_timeout`](Session::poll_timeout) | call `handle_timeout` at that instant |
+//!
+//! **After any input or command, drain every output until it returns
+//! `None`, then wait for the next input or the instant of `poll_timeout`.**
+//! Commands ([`send_telemetry`](Session::send_telemetry),
+//! [`get_twin`](Session::get_twin), …) only queue work and return a typed
+//! id; their bytes come out of the next `poll_transmit`. `poll_timeout`
+//! returns the last `now` seen while output is waiting, so a loop that
+//! forgets to drain wakes up at once instead of sleeping on it.
+//!
+//! ```text
+//! loop {
+//!     while let Some(bytes) = session.poll_transmit() { socket.write_all(&bytes)? }
+//!     while let Some(cmd) = session.poll_transport() { open_or_close(cmd) }
+//!     while let Some(event) = session.poll_event() { app.handle(event) }
+//!     match wait(socket, session.poll_timeout()) {
+//!         Read(data) => session.handle_input(now(), &data),
+//!         Deadline => session.handle_timeout(now(), unix_secs()),
+//!         Closed(why) => session.handle_transport_closed(now(), why),
+//!     }
+//! }
+//! ```
+//!
+//! (When `poll_transport` says `Open`, open the socket and call
+//! `handle_transport_connected(now(), unix_secs())`.)
+//!
+//! Time enters as [`Instant`] (monotonic) with every input; wall-clock Unix
+//! seconds only where SAS tokens need them. Randomness comes from
+//! [`Config::seed`].
+//!
+//! # Guarantees
+//!
+//! - Every accepted telemetry message ends in exactly one of
+//!   [`Event::MessageAcknowledged`] (QoS 1), [`Event::MessageSent`] (QoS 0)
+//!   or [`Event::MessageFailed`].
+//! - Every accepted twin request ends in exactly one of
+//!   [`Event::TwinReceived`], [`Event::ReportedUpdated`] or
+//!   [`Event::RequestFailed`].
+//! - Cloud-to-device and module input messages are delivered **at least
+//!   once**: the PUBACK goes out when the application takes the event from
+//!   [`poll_event`](Session::poll_event) (or, with
+//!   [`Config::manual_ack`], when it calls [`ack`](Session::ack)). If the
+//!   process dies between the event and the PUBACK, or the connection drops
+//!   first, the hub delivers the message again.
+//! - The session never asks for a transport in a tight loop: reconnections
+//!   follow the backoff, refused credentials the [`AuthFailurePolicy`].
+
+mod backoff;
+mod config;
+mod error;
+mod event;
+mod inbound;
+mod outbox;
+mod state;
+mod timer;
+mod twin;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand_core::SeedableRng;
+use rand_pcg::Pcg32;
+
+pub use config::{
+    AuthFailurePolicy, Config, DEFAULT_AUTH_RETRY_DELAY, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_SIZE,
+    DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_PING_TIMEOUT,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_RENEWAL_PERCENT, DEFAULT_REQUEST_RETRIES,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SAS_LIFETIME, DEFAULT_STABLE_AFTER, MAX_IN_FLIGHT_LIMIT,
+    MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Will,
+};
+pub use error::{
+    CommandError, ConfigError, ConnectRefused, DisconnectReason, HubStatus, JsonError,
+    MessageFailure, PropertyProblem, ProtocolError, RequestError, StopReason, TransportClosed,
+};
+pub use event::{
+    AckToken, Event, Feature, InboundMessage, Message, MessageId, MethodId, Qos, RequestToken,
+    Subscription, TransportCommand, Twin,
+};
+pub use state::ConnectionState;
+pub use timer::TimerKind;
+
+use crate::auth::Credential;
+use crate::mqtt::{LastWill, Packet, Pid};
+use crate::time::Instant;
+use backoff::Backoff;
+use state::{State, Trigger};
+use timer::Timers;
+
+/// The largest telemetry message IoT Hub accepts: 256 KB of topic
+/// (properties included) and body.
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;
+/// The largest direct method response payload: 128 KB.
+pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
+/// The largest reported-properties patch: 32 KB.
+pub const MAX_REPORTED_SIZE: usize = 32 * 1024;
+
+/// Bytes waiting for `poll_transmit`; a QoS 0 message is reported sent when
+/// its bytes leave.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Bytes,
+    sent: Option<MessageId>,
+}
+
+/// An event waiting for `poll_event`; a cloud-to-device message in
+/// automatic-ack mode is acknowledged when its event leaves.
+#[derive(Debug)]
+struct Pending {
+    event: Event,
+    auto_ack: Option<AckToken>,
+}
+
+/// The subscriptions: which are wanted (for the life of the session) and
+/// which the current connection has.
+#[derive(Debug, Default)]
+struct Subs {
+    /// Bits of [`Subscription::bit`]: enabled features plus twin responses
+    /// once needed.
+    enabled: u8,
+    /// Granted on the current connection.
+    subscribed: u8,
+    /// SUBSCRIBEs awaiting their SUBACK: packet id and the filters in order.
+    pending: Vec<(Pid, Vec<Subscription>)>,
+}
+
+impl Subs {
+    fn is_enabled(&self, s: Subscription) -> bool {
+        self.enabled & s.bit() != 0
+    }
+
+    fn is_subscribed(&self, s: Subscription) -> bool {
+        self.subscribed & s.bit() != 0
+    }
+}
+
+/// The device session: a state machine driven by the adapter. See the
+/// [module docs](self) for the driving contract.
+///
+/// ```
+/// use iothub_proto::auth::ConnectionString;
+/// use iothub_proto::session::{Config, Session, TransportCommand, Message, Feature};
+/// use iothub_proto::time::Instant;
+///
+/// let cs: ConnectionString = "HostName=contoso.azure-devices.net;DeviceId=dev1;\
+///     SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+///     .parse()?;
+/// let mut session = Session::new(Config::from_connection_string(&cs))?;
+/// let now = Instant::from_millis(0);
+///
+/// // Work may be queued before any connection exists.
+/// session.enable(now, Feature::Methods)?;
+/// let id = session.send_telemetry(now, Message::new(&b"hello"[..]))?;
+///
+/// // The session wants a transport at once.
+/// assert_eq!(session.poll_transport(), Some(TransportCommand::Open));
+/// session.handle_transport_connected(now, 1_700_000_000);
+/// let connect = session.poll_transmit().expect("CONNECT");
+/// assert_eq!(connect[0] >> 4, 1); // packet type CONNECT
+/// # let _ = id;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Session {
+    config: Config,
+    /// The will, built once from `config.will`.
+    will: Option<LastWill>,
+
+    // Connection.
+    state: State,
+    /// The connection counter: incremented with every transport that got
+    /// as far as CONNECT. Method ids and ack tokens carry it.
+    generation: u64,
+    timers: Timers,
+    backoff: Backoff,
+    rng: Pcg32,
+    /// The latest `now` seen (inputs are clamped so time never goes back).
+    last_now: Instant,
+    /// The latest Unix time seen.
+    unix: Option<u64>,
+    /// When to renew the SAS token of the current connection.
+    renew_at: Option<Instant>,
+    /// The same renewal point in Unix seconds (detects host sleep).
+    renew_unix: Option<u64>,
+    token_expiry_reported: bool,
+    /// The adapter holds (or is opening) a transport for us.
+    transport_open: bool,
+    transport_cmds: VecDeque<TransportCommand>,
+
+    // Buffers.
+    rx: BytesMut,
+    transmit: VecDeque<Outgoing>,
+    events: VecDeque<Pending>,
+
+    subs: Subs,
+
+    // Telemetry.
+    queue: VecDeque<outbox::OutMessage>,
+    in_flight: VecDeque<outbox::OutMessage>,
+    /// Packet ids of timed-out messages, held until their PUBACK or the end
+    /// of the connection.
+    reserved_pids: Vec<Pid>,
+    next_message_id: u64,
+    next_pid: Pid,
+
+    // Twin.
+    requests: Vec<twin::Request>,
+    next_token: u64,
+    next_rid: u64,
+    desired: twin::Desired,
+
+    /// Manual-ack mode: QoS 1 inbound packet ids not yet acknowledged on
+    /// the current connection.
+    unacked_inbound: Vec<Pid>,
+}
+
+impl Session {
+    /// A session from a configuration, after checking it
+    /// ([`Config::validate`]). It wants a transport at once:
+    /// [`poll_transport`](Self::poll_transport) returns
+    /// [`TransportCommand::Open`].
+    pub fn new(config: Config) -> Result<Session, ConfigError> {
+        config.validate()?;
+        let will = match &config.will {
+            Some(w) => Some(
+                LastWill::new(
+                    crate::topic::telemetry(&config.identity, &w.properties),
+                    w.payload.clone(),
+                    w.qos.to_mqtt(),
+                    false,
+                )
+                .map_err(|_| ConfigError::WillTooLarge(w.payload.len()))?,
+            ),
+            None => None,
+        };
+        let mut transport_cmds = VecDeque::new();
+        transport_cmds.push_back(TransportCommand::Open);
+        Ok(Session {
+            will,
+            state: State::Opening,
+            generation: 0,
+            timers: Timers::default(),
+            backoff: Backoff::new(config.backoff_min, config.backoff_max),
+            rng: Pcg32::seed_from_u64(config.seed),
+            last_now: Instant::ZERO,
+            unix: None,
+            renew_at: None,
+            renew_unix: None,
+            token_expiry_reported: false,
+            transport_open: false,
+            transport_cmds,
+            rx: BytesMut::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            subs: Subs::default(),
+            queue: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            reserved_pids: Vec::new(),
+            next_message_id: 1,
+            next_pid: Pid::MIN,
+            requests: Vec::new(),
+            next_token: 1,
+            next_rid: 1,
+            desired: twin::Desired::new(config.initial_desired_version),
+            unacked_inbound: Vec::new(),
+            config,
+        })
+    }
+
+    /// The configuration the session was built from.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // -----------------------------------------------------------------
+    // Inputs
+
+    /// The transport asked for by [`TransportCommand::Open`] is open: the
+    /// session writes CONNECT (with a SAS token signed for
+    /// `unix_secs + sas_lifetime` when the credential is a key).
+    ///
+    /// `unix_secs` is the wall-clock time in seconds since the Unix epoch.
+    /// With a fixed token that has expired, the session reports
+    /// [`Event::TokenExpired`], asks to close the transport and stops.
+    /// Ignored when no transport was asked for.
+    pub fn handle_transport_connected(&mut self, now: Instant, unix_secs: u64) {
+        let now = self.observe(now, Some(unix_secs));
+        if self.state != State::Opening || !self.transport_open {
+            return;
+        }
+        if self.fixed_token_expired() {
+            self.report_token_expired();
+            self.apply(
+                now,
+                Trigger::ConnectionEnded(DisconnectReason::TokenExpired),
+            );
+        } else {
+            self.apply(now, Trigger::TransportOpened);
+        }
+        self.after_input(now);
+    }
+
+    /// Bytes read from the transport. Decodes every complete packet and
+    /// keeps the rest for the next call. A packet the hub must not send, a
+    /// QoS 2 PUBLISH, bytes that do not decode or a packet over
+    /// [`Config::max_packet_size`] end the connection
+    /// ([`Event::Disconnected`] with a [`ProtocolError`], then
+    /// [`TransportCommand::Close`]) and the session reconnects with backoff.
+    ///
+    /// Ignored unless a connection is up (after CONNECT was written).
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        let now = self.observe(now, None);
+        if !matches!(
+            self.state,
+            State::AwaitingConnack | State::Connected | State::Draining
+        ) {
+            return;
+        }
+        self.rx.extend_from_slice(data);
+        let generation = self.generation;
+        loop {
+            let decoded = crate::mqtt::decode(&mut self.rx, self.config.max_packet_size);
+            match decoded {
+                Ok(Some(packet)) => self.on_packet(now, packet),
+                Ok(None) => break,
+                Err(e) => {
+                    self.apply(
+                        now,
+                        Trigger::ConnectionEnded(DisconnectReason::Protocol(
+                            ProtocolError::Decode(e),
+                        )),
+                    );
+                    break;
+                }
+            }
+            let live = matches!(
+                self.state,
+                State::AwaitingConnack | State::Connected | State::Draining
+            );
+            if !live || self.generation != generation {
+                break;
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// The instant of [`poll_timeout`](Self::poll_timeout) has come (calling
+    /// it early or late is harmless: only due timers fire). `unix_secs` is
+    /// the wall-clock time: a jump past the SAS renewal point (the host
+    /// slept) renews the token at once, and a fixed token past its expiry is
+    /// reported.
+    pub fn handle_timeout(&mut self, now: Instant, unix_secs: u64) {
+        let now = self.observe(now, Some(unix_secs));
+        for kind in TimerKind::ALL {
+            if self.timers.take_due(kind, now) {
+                self.on_timer(now, kind);
+            }
+        }
+        if self.state == State::Connected && self.renew_unix.is_some_and(|r| unix_secs >= r) {
+            self.apply(
+                now,
+                Trigger::ConnectionEnded(DisconnectReason::TokenRenewal),
+            );
+        }
+        if self.fixed_token_expired() {
+            self.report_token_expired();
+        }
+        self.after_input(now);
+    }
+
+    /// The transport failed, the peer closed it, or opening it failed.
+    /// The session reports [`Event::Disconnected`] and reconnects with
+    /// backoff (or stops, see [`ConnectionState`]).
+    ///
+    /// Do not call it for a transport the session told you to close
+    /// ([`TransportCommand::Close`]): that one is already forgotten, and
+    /// the report would be taken for the next transport.
+    pub fn handle_transport_closed(&mut self, now: Instant, reason: TransportClosed) {
+        let now = self.observe(now, None);
+        let live = match self.state {
+            State::Opening => self.transport_open,
+            State::AwaitingConnack | State::Connected | State::Draining => true,
+            State::Backoff(_) | State::Stopped(_) => false,
+        };
+        if live {
+            self.apply(
+                now,
+                Trigger::ConnectionEnded(DisconnectReason::Transport(reason)),
+            );
+        }
+        self.after_input(now);
+    }
+
+    // -----------------------------------------------------------------
+    // Outputs
+
+    /// The next bytes to write to the transport, in order. Drain after every
+    /// input, command and `poll_event` (taking a cloud-to-device event can
+    /// queue its PUBACK). A QoS 0 message is reported
+    /// ([`Event::MessageSent`]) when its bytes are taken here.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        let out = self.transmit.pop_front()?;
+        if let Some(id) = out.sent {
+            self.emit(Event::MessageSent { id });
+        }
+        if self.transmit.is_empty() {
+            self.transmit = VecDeque::new();
+        }
+        Some(out.bytes)
+    }
+
+    /// The next event for the application. Drain after every input,
+    /// command and `poll_transmit`.
+    ///
+    /// Taking a QoS 1 cloud-to-device or module input event (automatic-ack
+    /// mode) queues its PUBACK: the message is acknowledged once the
+    /// application has it.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let pending = self.events.pop_front()?;
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if let Some(token) = pending.auto_ack {
+            if token.generation == self.generation && self.state.is_connected() {
+                self.send_packet(&Packet::Puback(token.pid));
+            }
+        }
+        Some(pending.event)
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest
+    /// timer, or the last `now` seen if output is already waiting in
+    /// `poll_transmit` or `poll_transport`. `None`: nothing is scheduled
+    /// (stopped, or waiting for the adapter to open a transport).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.transmit.is_empty() || !self.transport_cmds.is_empty() {
+            return Some(self.last_now);
+        }
+        self.timers.earliest()
+    }
+
+    /// What to do with the transport: open a new one, or close the current
+    /// one. Drain after every input and command. `Close` comes only after
+    /// the last bytes of that connection were taken from
+    /// [`poll_transmit`](Self::poll_transmit) (write them, then close).
+    #[must_use]
+    pub fn poll_transport(&mut self) -> Option<TransportCommand> {
+        let cmd = *self.transport_cmds.front()?;
+        if cmd == TransportCommand::Close && !self.transmit.is_empty() {
+            return None;
+        }
+        self.transport_cmds.pop_front();
+        if cmd == TransportCommand::Open {
+            self.transport_open = true;
+        }
+        if self.transport_cmds.is_empty() {
+            self.transport_cmds = VecDeque::new();
+        }
+        Some(cmd)
+    }
+
+    // -----------------------------------------------------------------
+    // Commands
+
+    /// Accepts a telemetry message and returns its id; the outcome comes as
+    /// [`Event::MessageAcknowledged`] / [`Event::MessageSent`] /
+    /// [`Event::MessageFailed`]. Sent at once if connected and the in-flight
+    /// window has room, else queued (up to [`Config::queue_capacity`]).
+    ///
+    /// Refused: over [`MAX_MESSAGE_SIZE`] (topic with properties plus
+    /// body), properties breaking [`PropertyProblem`] rules, a full queue,
+    /// or a session that is stopping.
+    pub fn send_telemetry(
+        &mut self,
+        now: Instant,
+        msg: Message,
+    ) -> Result<MessageId, CommandError> {
+        let now = self.observe(now, None);
+        let result = self.accept_telemetry(now, msg);
+        self.after_input(now);
+        result
+    }
+
+    /// Asks for the full twin; the answer comes as [`Event::TwinReceived`]
+    /// or [`Event::RequestFailed`]. Subscribes to twin responses first if
+    /// needed; waits for a connection if there is none.
+    pub fn get_twin(&mut self, now: Instant) -> Result<RequestToken, CommandError> {
+        let now = self.observe(now, None);
+        let result = self.accept_request(now, twin::RequestKind::Get);
+        self.after_input(now);
+        result
+    }
+
+    /// Sends a reported-properties patch (JSON object text, at most
+    /// [`MAX_REPORTED_SIZE`]); the answer comes as
+    /// [`Event::ReportedUpdated`] (with the new reported `$version`) or
+    /// [`Event::RequestFailed`].
+    pub fn update_reported(
+        &mut self,
+        now: Instant,
+        json: Bytes,
+    ) -> Result<RequestToken, CommandError> {
+        let now = self.observe(now, None);
+        let result = twin::check_reported(&json)
+            .and_then(|()| self.accept_request(now, twin::RequestKind::Patch(json)));
+        self.after_input(now);
+        result
+    }
+
+    /// Answers a direct method call with a status and a payload (at most
+    /// [`MAX_METHOD_PAYLOAD`], JSON or empty) on
+    /// `$iothub/methods/res/{status}/?$rid={rid}`.
+    ///
+    /// [`CommandError::MethodResponseUndeliverable`] if the connection the
+    /// request arrived on is gone: the hub accepts answers only there.
+    pub fn respond_to_method(
+        &mut self,
+        now: Instant,
+        id: MethodId,
+        status: u16,
+        payload: Bytes,
+    ) -> Result<(), CommandError> {
+        let now = self.observe(now, None);
+        let result = self.send_method_response(id, status, payload);
+        self.after_input(now);
+        result
+    }
+
+    /// Enables a feature: its subscription is made now if connected, and
+    /// after every reconnection. Enabling twice is harmless.
+    /// [`Feature::DesiredProperties`] also reads the full twin after every
+    /// connection ([`Event::DesiredState`]).
+    ///
+    /// [`CommandError::FeatureNotAvailable`] for [`Feature::C2d`] on a
+    /// module identity and [`Feature::ModuleInputs`] on a device identity.
+    pub fn enable(&mut self, now: Instant, feature: Feature) -> Result<(), CommandError> {
+        let now = self.observe(now, None);
+        let result = self.enable_feature(now, feature);
+        self.after_input(now);
+        result
+    }
+
+    /// Manual-ack mode: acknowledges a cloud-to-device or module input
+    /// message (its PUBACK comes out of the next `poll_transmit`).
+    ///
+    /// [`CommandError::AckUndeliverable`] if the message arrived on a
+    /// connection that is gone (the hub redelivers it) or was already
+    /// acknowledged.
+    pub fn ack(&mut self, token: AckToken) -> Result<(), CommandError> {
+        let result = self.ack_inbound(token);
+        let now = self.last_now;
+        self.after_input(now);
+        result
+    }
+
+    /// Graceful shutdown: accepts no new work from now on; while connected,
+    /// lets queued and in-flight telemetry and pending twin requests finish
+    /// for up to `timeout`, then sends DISCONNECT and asks to close the
+    /// transport. What is left is reported failed, then
+    /// [`Event::Stopped`]. No reconnection follows. When not connected, the
+    /// session stops at once.
+    pub fn disconnect(&mut self, now: Instant, timeout: Duration) {
+        let now = self.observe(now, None);
+        if self.state == State::Connected {
+            self.apply(now, Trigger::DisconnectRequested);
+            self.timers.set(TimerKind::Drain, now + timeout);
+        } else {
+            self.apply(now, Trigger::DisconnectRequested);
+        }
+        self.after_input(now);
+    }
+
+    // -----------------------------------------------------------------
+    // Observers
+
+    /// The connection state.
+    #[must_use]
+    pub fn state(&self) -> ConnectionState {
+        self.state.public()
+    }
+
+    /// Why the session stopped, once it has.
+    #[must_use]
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        match self.state {
+            State::Stopped(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The current connection number (0 before the first CONNECT, then 1,
+    /// 2, …); see [`MethodId::connection`].
+    #[must_use]
+    pub fn connection(&self) -> u64 {
+        self.generation
+    }
+
+    /// QoS 1 telemetry messages sent and awaiting their PUBACK.
+    #[must_use]
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Telemetry messages accepted and not yet sent.
+    #[must_use]
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Twin requests accepted and not yet answered (the session's own
+    /// desired-properties reads excluded).
+    #[must_use]
+    pub fn pending_requests_len(&self) -> usize {
+        self.requests.iter().filter(|r| !r.is_resync()).count()
+    }
+
+    /// The last desired-properties `$version` applied (reported by
+    /// [`Event::DesiredState`] or [`Event::DesiredPatch`]).
+    #[must_use]
+    pub fn desired_version(&self) -> Option<u64> {
+        self.desired.version
+    }
+
+    /// Whether a feature is enabled.
+    #[must_use]
+    pub fn is_enabled(&self, feature: Feature) -> bool {
+        self.subs.is_enabled(feature.into())
+    }
+
+    /// The deadline of one timer of the table, if set.
+    #[must_use]
+    pub fn timer(&self, kind: TimerKind) -> Option<Instant> {
+        self.timers.get(kind)
+    }
+
+    // -----------------------------------------------------------------
+    // Internals shared by the submodules
+
+    /// Records the time of an input; time never goes back.
+    fn observe(&mut self, now: Instant, unix: Option<u64>) -> Instant {
+        self.last_now = self.last_now.max(now);
+        if let Some(u) = unix {
+            self.unix = Some(u);
+        }
+        self.last_now
+    }
+
+    /// Work that follows every input and command.
+    fn after_input(&mut self, now: Instant) {
+        self.check_drain(now);
+        self.shrink_idle();
+    }
+
+    /// Frees buffers that are empty, so an idle session holds almost no
+    /// heap.
+    fn shrink_idle(&mut self) {
+        if self.rx.is_empty() {
+            // Even with no capacity left, an emptied buffer may still hold
+            // the storage its packets were split from.
+            self.rx = BytesMut::new();
+        }
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+        if self.in_flight.is_empty() && self.in_flight.capacity() > 0 {
+            self.in_flight = VecDeque::new();
+        }
+        if self.requests.is_empty() && self.requests.capacity() > 0 {
+            self.requests = Vec::new();
+        }
+        if self.subs.pending.is_empty() && self.subs.pending.capacity() > 0 {
+            self.subs.pending = Vec::new();
+        }
+        if self.reserved_pids.is_empty() && self.reserved_pids.capacity() > 0 {
+            self.reserved_pids = Vec::new();
+        }
+        if self.unacked_inbound.is_empty() && self.unacked_inbound.capacity() > 0 {
+            self.unacked_inbound = Vec::new();
+        }
+        self.desired.shrink();
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push_back(Pending {
+            event,
+            auto_ack: None,
+        });
+    }
+
+    /// Queues a packet for `poll_transmit`; sending restarts the
+    /// keep-alive.
+    fn send_packet(&mut self, packet: &Packet) {
+        self.send_bytes(packet.to_bytes(), None);
+    }
+
+    fn send_bytes(&mut self, bytes: Bytes, sent: Option<MessageId>) {
+        self.transmit.push_back(Outgoing { bytes, sent });
+        self.arm_keep_alive();
+    }
+
+    fn arm_keep_alive(&mut self) {
+        if self.state.is_connected() && !self.config.keep_alive.is_zero() {
+            self.timers
+                .set(TimerKind::KeepAlive, self.last_now + self.config.keep_alive);
+        }
+    }
+
+    /// Whether the session accepts new work.
+    fn accepting(&self) -> Result<(), CommandError> {
+        match self.state {
+            State::Draining | State::Stopped(_) => Err(CommandError::SessionClosed),
+            _ => Ok(()),
+        }
+    }
+
+    /// The credential is a fixed token and the last Unix time seen is past
+    /// its expiry.
+    fn fixed_token_expired(&self) -> bool {
+        match (&self.config.credential, self.unix) {
+            (Credential::SharedAccessSignature(token), Some(unix)) => token.is_expired_at(unix),
+            _ => false,
+        }
+    }
+
+    fn report_token_expired(&mut self) {
+        if self.token_expiry_reported {
+            return;
+        }
+        if let Credential::SharedAccessSignature(token) = &self.config.credential {
+            let expiry_unix_secs = token.expiry_unix_secs();
+            self.token_expiry_reported = true;
+            self.emit(Event::TokenExpired { expiry_unix_secs });
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, kind: TimerKind) {
+        match kind {
+            TimerKind::Connack => {
+                if self.state == State::AwaitingConnack {
+                    self.apply(
+                        now,
+                        Trigger::ConnectionEnded(DisconnectReason::ConnackTimeout),
+                    );
+                }
+            }
+            TimerKind::PingResponse => {
+                if self.state.is_connected() {
+                    self.apply(now, Trigger::ConnectionEnded(DisconnectReason::PingTimeout));
+                }
+            }
+            TimerKind::KeepAlive => {
+                if self.state.is_connected() {
+                    self.send_packet(&Packet::Pingreq);
+                    if self.timers.get(TimerKind::PingResponse).is_none() {
+                        self.timers
+                            .set(TimerKind::PingResponse, now + self.config.ping_timeout);
+                    }
+                }
+            }
+            TimerKind::Renewal => {
+                if self.state == State::Connected {
+                    self.apply(
+                        now,
+                        Trigger::ConnectionEnded(DisconnectReason::TokenRenewal),
+                    );
+                }
+            }
+            TimerKind::TokenExpiry => self.report_token_expired(),
+            TimerKind::StableConnection => self.backoff.reset(),
+            TimerKind::Reconnect => self.apply(now, Trigger::ReconnectDue),
+            TimerKind::Drain => self.apply(now, Trigger::DrainFinished),
+            TimerKind::Message => self.expire_messages(now),
+            TimerKind::Request => self.expire_requests(now),
+        }
+    }
+
+    /// Finishes a graceful disconnect once nothing is left.
+    fn check_drain(&mut self, now: Instant) {
+        if self.state == State::Draining
+            && self.in_flight.is_empty()
+            && self.queue.is_empty()
+            && self.pending_requests_len() == 0
+        {
+            self.apply(now, Trigger::DrainFinished);
+        }
+    }
+
+    /// The next free packet id: not used by an in-flight message, a
+    /// reserved (timed-out) one, or a SUBSCRIBE awaiting its SUBACK.
+    fn alloc_pid(&mut self) -> Option<Pid> {
+        for _ in 0..u16::MAX {
+            let pid = self.next_pid;
+            self.next_pid = pid.next();
+            let used = self.in_flight.iter().any(|m| m.pid == Some(pid))
+                || self.reserved_pids.contains(&pid)
+                || self.subs.pending.iter().any(|(p, _)| *p == pid);
+            if !used {
+                return Some(pid);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,248 @@
+//! Telemetry: the bounded queue of messages waiting to be sent, the
+//! in-flight window of QoS 1 messages awaiting their PUBACK, packet id
+//! allocation, timeouts and time-to-live, and re-sending after a
+//! reconnection.
+
+use alloc::vec::Vec;
+use core::mem;
+
+use bytes::Bytes;
+
+use super::config::check_message_properties;
+use super::error::{CommandError, MessageFailure};
+use super::event::{Event, Message, MessageId, Qos};
+use super::timer::TimerKind;
+use super::{MAX_MESSAGE_SIZE, Session};
+use crate::mqtt::{Pid, Publish, QosPid, TopicName};
+use crate::time::Instant;
+
+/// An accepted telemetry message.
+#[derive(Debug)]
+pub(crate) struct OutMessage {
+    pub(crate) id: MessageId,
+    topic: TopicName,
+    payload: Bytes,
+    qos: Qos,
+    /// Acceptance + `message_timeout`.
+    deadline: Instant,
+    /// Acceptance + time-to-live, while unsent.
+    expires: Option<Instant>,
+    /// The packet id while in flight (QoS 1).
+    pub(crate) pid: Option<Pid>,
+    /// The connection it was last sent on.
+    sent_generation: u64,
+}
+
+impl OutMessage {
+    /// The PUBLISH for this message (packet id and DUP as given).
+    fn publish(&self, pid: Option<Pid>, dup: bool) -> Option<Bytes> {
+        let qospid = match pid {
+            Some(pid) => QosPid::AtLeastOnce(pid),
+            None => QosPid::AtMostOnce,
+        };
+        // Cannot fail: the size was checked at acceptance.
+        let publish = Publish::new(self.topic.clone(), qospid, self.payload.clone()).ok()?;
+        Some(crate::mqtt::Packet::Publish(publish.with_dup(dup)).to_bytes())
+    }
+}
+
+impl Session {
+    pub(super) fn accept_telemetry(
+        &mut self,
+        now: Instant,
+        msg: Message,
+    ) -> Result<MessageId, CommandError> {
+        self.accepting()?;
+        check_message_properties(&msg.properties).map_err(CommandError::InvalidProperties)?;
+        let topic = crate::topic::telemetry(&self.config.identity, &msg.properties);
+        let size = topic.len().saturating_add(msg.payload.len());
+        if size > MAX_MESSAGE_SIZE {
+            return Err(CommandError::MessageTooLarge {
+                size,
+                max: MAX_MESSAGE_SIZE,
+            });
+        }
+        let topic_len = topic.len();
+        let topic = TopicName::try_from(topic).map_err(|_| CommandError::MessageTooLarge {
+            size: topic_len,
+            max: crate::mqtt::MAX_STRING_LEN,
+        })?;
+        let sends_now = self.state.is_connected()
+            && self.queue.is_empty()
+            && (msg.qos == Qos::AtMostOnce || self.in_flight.len() < self.config.max_in_flight);
+        if !sends_now && self.queue.len() >= self.config.queue_capacity {
+            return Err(CommandError::QueueFull {
+                capacity: self.config.queue_capacity,
+            });
+        }
+        let id = MessageId(self.next_message_id);
+        self.next_message_id = self.next_message_id.wrapping_add(1);
+        self.queue.push_back(OutMessage {
+            id,
+            topic,
+            payload: msg.payload,
+            qos: msg.qos,
+            deadline: now + self.config.message_timeout,
+            expires: msg.ttl.map(|ttl| now + ttl),
+            pid: None,
+            sent_generation: 0,
+        });
+        self.pump_outbox(now);
+        self.update_message_timer();
+        Ok(id)
+    }
+
+    /// Sends queued messages while connected and the window has room.
+    pub(super) fn pump_outbox(&mut self, now: Instant) {
+        if !self.state.is_connected() {
+            return;
+        }
+        while let Some(front) = self.queue.front() {
+            if front.expires.is_some_and(|e| e <= now) {
+                if let Some(m) = self.queue.pop_front() {
+                    self.fail(m.id, MessageFailure::Expired);
+                }
+                continue;
+            }
+            let pid = match front.qos {
+                Qos::AtMostOnce => None,
+                Qos::AtLeastOnce => {
+                    if self.in_flight.len() >= self.config.max_in_flight {
+                        break;
+                    }
+                    match self.alloc_pid() {
+                        Some(pid) => Some(pid),
+                        None => break,
+                    }
+                }
+            };
+            let Some(mut m) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(bytes) = m.publish(pid, false) else {
+                self.fail(m.id, MessageFailure::ConnectionLost);
+                continue;
+            };
+            match pid {
+                None => self.send_bytes(bytes, Some(m.id)),
+                Some(_) => {
+                    m.pid = pid;
+                    m.expires = None;
+                    m.sent_generation = self.generation;
+                    self.send_bytes(bytes, None);
+                    self.in_flight.push_back(m);
+                }
+            }
+        }
+        self.update_message_timer();
+    }
+
+    /// After CONNACK: re-sends every unacknowledged message in order. With
+    /// clean session off, with DUP and the same packet ids; with clean
+    /// session on, as new publishes with new ids.
+    pub(super) fn resend_in_flight(&mut self) {
+        let clean = self.config.clean_session;
+        if clean {
+            for m in &mut self.in_flight {
+                m.pid = None;
+            }
+        }
+        let mut out = Vec::with_capacity(self.in_flight.len());
+        for i in 0..self.in_flight.len() {
+            let old = self.in_flight.get(i).and_then(|m| m.pid);
+            // A message without an id stays in the window and times out
+            // (cannot happen: the window is far smaller than the id space).
+            let Some(pid) = old.or_else(|| self.alloc_pid()) else {
+                continue;
+            };
+            if let Some(m) = self.in_flight.get_mut(i) {
+                m.pid = Some(pid);
+                m.sent_generation = self.generation;
+                out.extend(m.publish(Some(pid), !clean));
+            }
+        }
+        for bytes in out {
+            self.send_bytes(bytes, None);
+        }
+    }
+
+    pub(super) fn on_puback(&mut self, now: Instant, pid: Pid) {
+        if let Some(pos) = self.in_flight.iter().position(|m| m.pid == Some(pid)) {
+            if let Some(m) = self.in_flight.remove(pos) {
+                self.emit(Event::MessageAcknowledged { id: m.id });
+            }
+            self.pump_outbox(now);
+        } else if let Some(pos) = self.reserved_pids.iter().position(|p| *p == pid) {
+            // The late PUBACK of a timed-out message: its id is free again.
+            self.reserved_pids.swap_remove(pos);
+        }
+        // A PUBACK for nothing we sent is ignored.
+    }
+
+    /// Fails messages past their deadline or time-to-live.
+    pub(super) fn expire_messages(&mut self, now: Instant) {
+        let mut failed: Vec<(MessageId, MessageFailure)> = Vec::new();
+        self.queue.retain(|m| {
+            if m.expires.is_some_and(|e| e <= now) {
+                failed.push((m.id, MessageFailure::Expired));
+                false
+            } else if m.deadline <= now {
+                failed.push((m.id, MessageFailure::Timeout));
+                false
+            } else {
+                true
+            }
+        });
+        let connected = self.state.is_connected();
+        let generation = self.generation;
+        let mut reserve: Vec<Pid> = Vec::new();
+        self.in_flight.retain(|m| {
+            if m.deadline <= now {
+                failed.push((m.id, MessageFailure::Timeout));
+                // Sent on this connection: a late PUBACK may still come,
+                // so its id must not be given to another message.
+                if let (true, true, Some(pid)) = (connected, m.sent_generation == generation, m.pid)
+                {
+                    reserve.push(pid);
+                }
+                false
+            } else {
+                true
+            }
+        });
+        self.reserved_pids.extend(reserve);
+        failed.sort_by_key(|(id, _)| *id);
+        for (id, reason) in failed {
+            self.fail(id, reason);
+        }
+        self.pump_outbox(now);
+        self.update_message_timer();
+    }
+
+    /// Fails every message (the session stops).
+    pub(super) fn fail_all_messages(&mut self, reason: MessageFailure) {
+        let in_flight = mem::take(&mut self.in_flight);
+        let queue = mem::take(&mut self.queue);
+        for m in in_flight.into_iter().chain(queue) {
+            self.fail(m.id, reason);
+        }
+        self.reserved_pids = Vec::new();
+        self.timers.clear(TimerKind::Message);
+    }
+
+    fn fail(&mut self, id: MessageId, reason: MessageFailure) {
+        self.emit(Event::MessageFailed { id, reason });
+    }
+
+    /// The message slot of the timer table: the earliest deadline or
+    /// expiry of any message.
+    pub(super) fn update_message_timer(&mut self) {
+        let queued = self
+            .queue
+            .iter()
+            .map(|m| m.expires.map_or(m.deadline, |e| e.min(m.deadline)));
+        let in_flight = self.in_flight.iter().map(|m| m.deadline);
+        let earliest = queued.chain(in_flight).min();
+        self.timers.put(TimerKind::Message, earliest);
+    }
+}

@@ -1,0 +1,118 @@
+//! The one timer table: every deadline the session keeps, one slot per
+//! purpose (as in quinn-proto's `timer.rs`).
+//!
+//! Per-message and per-request deadlines are not timers of their own: the
+//! [`TimerKind::Message`] and [`TimerKind::Request`] slots hold the earliest
+//! of them, recomputed whenever a message or request comes or goes.
+
+use crate::time::Instant;
+
+/// The purpose of one slot of the timer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TimerKind {
+    /// The CONNACK must arrive by then (`connect_timeout` after CONNECT).
+    Connack,
+    /// Nothing was sent for `keep_alive`: send a PINGREQ.
+    KeepAlive,
+    /// The PINGRESP must arrive by then (`ping_timeout` after PINGREQ).
+    PingResponse,
+    /// Reconnect with a fresh SAS token (`renewal_percent` of
+    /// `sas_lifetime` after CONNECT).
+    Renewal,
+    /// A fixed SAS token expires (reported once).
+    TokenExpiry,
+    /// The connection has been up for `stable_after`: reset the backoff.
+    StableConnection,
+    /// The backoff delay is over: ask for a new transport.
+    Reconnect,
+    /// The graceful disconnect's deadline.
+    Drain,
+    /// The earliest telemetry deadline (message timeout or time-to-live).
+    Message,
+    /// The earliest twin request deadline (timeout or retry).
+    Request,
+}
+
+impl TimerKind {
+    /// The number of timer kinds: the size of the table.
+    pub const COUNT: usize = 10;
+
+    /// Every kind, in the order `handle_timeout` handles due timers.
+    pub const ALL: [TimerKind; TimerKind::COUNT] = [
+        TimerKind::Connack,
+        TimerKind::PingResponse,
+        TimerKind::KeepAlive,
+        TimerKind::Renewal,
+        TimerKind::TokenExpiry,
+        TimerKind::StableConnection,
+        TimerKind::Reconnect,
+        TimerKind::Drain,
+        TimerKind::Message,
+        TimerKind::Request,
+    ];
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The timer table.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Timers([Option<Instant>; TimerKind::COUNT]);
+
+impl Timers {
+    pub(crate) fn get(&self, kind: TimerKind) -> Option<Instant> {
+        self.0.get(kind.index()).copied().flatten()
+    }
+
+    pub(crate) fn set(&mut self, kind: TimerKind, at: Instant) {
+        self.put(kind, Some(at));
+    }
+
+    pub(crate) fn put(&mut self, kind: TimerKind, at: Option<Instant>) {
+        if let Some(slot) = self.0.get_mut(kind.index()) {
+            *slot = at;
+        }
+    }
+
+    pub(crate) fn clear(&mut self, kind: TimerKind) {
+        self.put(kind, None);
+    }
+
+    /// Whether the timer is set and due at `now`; if so, clears it.
+    pub(crate) fn take_due(&mut self, kind: TimerKind, now: Instant) -> bool {
+        match self.get(kind) {
+            Some(at) if at <= now => {
+                self.clear(kind);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The earliest deadline of the table.
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_slot() {
+        let mut t = Timers::default();
+        for (i, k) in TimerKind::ALL.iter().enumerate() {
+            t.set(*k, Instant::from_millis(100 - i as u64));
+        }
+        assert_eq!(t.earliest(), Some(Instant::from_millis(91)));
+        for k in TimerKind::ALL {
+            assert!(t.get(k).is_some(), "{k:?}");
+        }
+        assert!(!t.take_due(TimerKind::Connack, Instant::from_millis(99)));
+        assert!(t.take_due(TimerKind::Connack, Instant::from_millis(100)));
+        assert_eq!(t.get(TimerKind::Connack), None);
+    }
+}
