@@ -5,7 +5,12 @@
 //! handling, and asserts the round-trip property of its layer: whatever is
 //! accepted re-encodes to something that is accepted again as the same value.
 //! A failed assertion is a bug the fuzzer reports.
-#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use alloc::format;
 use alloc::string::String;
@@ -24,6 +29,180 @@ use crate::topic::{self, HubTopic, RequestId};
 pub fn packet_decode(data: &[u8]) {
     crate::mqtt::check_round_trip(data, crate::mqtt::MAX_PACKET_SIZE);
     crate::mqtt::check_round_trip(data, 64);
+}
+
+/// Drives a device session with an arbitrary sequence of inputs decoded
+/// from `data`: raw bytes in, well-formed hub packets in (so the fuzzer gets
+/// past CONNACK), time steps, Unix-time jumps, transport opens and closes,
+/// and commands. Nothing may panic, every poll loop must drain, and the
+/// session's queues must stay within their configured bounds.
+pub fn session(data: &[u8]) {
+    use crate::mqtt::{
+        Connack, ConnectReturnCode, Packet, Pid, Publish, QoS, QosPid, Suback, SubscribeReturnCode,
+    };
+    use crate::session::{Config, Feature, Message, Qos, Session, TransportClosed};
+    use crate::time::Instant;
+    use bytes::Bytes;
+    use core::time::Duration;
+
+    const QUEUE: usize = 8;
+    const WINDOW: usize = 4;
+    let cs = ConnectionString::parse(
+        "HostName=h.example;DeviceId=d;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )
+    .expect("valid connection string");
+    let config = Config::from_connection_string(&cs)
+        .with_queue_capacity(QUEUE)
+        .with_max_in_flight(WINDOW)
+        .with_max_packet_size(4096);
+    let Ok(mut s) = Session::new(config) else {
+        panic!("valid config refused");
+    };
+    let (mut now, mut unix) = (0u64, 1_700_000_000u64);
+    let mut bytes = data.iter().copied();
+    let mut next = move || bytes.next();
+    let pid = |b: u8| Pid::new(u16::from(b).max(1)).expect("non-zero");
+    while let Some(op) = next() {
+        let t = Instant::from_millis(now);
+        let arg = next().unwrap_or(0);
+        let packet: Option<Packet> = match op % 16 {
+            0 => {
+                let mut chunk = Vec::new();
+                for _ in 0..arg {
+                    match next() {
+                        Some(b) => chunk.push(b),
+                        None => break,
+                    }
+                }
+                s.handle_input(t, &chunk);
+                None
+            }
+            1 => {
+                now += u64::from(arg) * 997;
+                s.handle_timeout(Instant::from_millis(now), unix);
+                None
+            }
+            2 => {
+                unix += u64::from(arg) * 60;
+                s.handle_timeout(t, unix);
+                None
+            }
+            3 => {
+                s.handle_transport_connected(t, unix);
+                None
+            }
+            4 => {
+                s.handle_transport_closed(t, TransportClosed::ClosedByPeer);
+                None
+            }
+            5 => {
+                let qos = if arg % 2 == 0 {
+                    Qos::AtLeastOnce
+                } else {
+                    Qos::AtMostOnce
+                };
+                let mut msg = Message::new(Bytes::from_static(b"{}")).with_qos(qos);
+                if arg % 3 == 0 {
+                    msg = msg.with_ttl(Duration::from_secs(u64::from(arg)));
+                }
+                let _ = s.send_telemetry(t, msg);
+                None
+            }
+            6 => {
+                let _ = if arg % 2 == 0 {
+                    s.get_twin(t)
+                } else {
+                    s.update_reported(t, Bytes::from_static(b"{\"a\":1}"))
+                };
+                None
+            }
+            7 => {
+                let f = [
+                    Feature::C2d,
+                    Feature::Methods,
+                    Feature::DesiredProperties,
+                    Feature::ModuleInputs,
+                ];
+                let _ = s.enable(t, f[usize::from(arg) % f.len()]);
+                None
+            }
+            8 => Some(Connack::new(arg % 2 == 0, ConnectReturnCode::Accepted).into()),
+            9 => Suback::new(
+                pid(arg),
+                [SubscribeReturnCode::Success(QoS::AtMostOnce); 3]
+                    .into_iter()
+                    .take(usize::from(arg % 3) + 1),
+            )
+            .ok()
+            .map(Packet::from),
+            10 => Some(Packet::Puback(pid(arg))),
+            11 => {
+                let rid = RequestId::from(u64::from(arg % 8) + 1);
+                let status = [200u16, 204, 429, 500, 404][usize::from(arg) % 5];
+                let topic = topic::hub::twin_response(status, &rid, Some(u64::from(arg)));
+                let body: &'static [u8] = match arg % 4 {
+                    0 => b"{\"desired\":{\"$version\":3},\"reported\":{\"$version\":1}}",
+                    1 => b"not json",
+                    2 => b"",
+                    _ => b"{\"properties\":{\"desired\":{\"$version\":9}}}",
+                };
+                Publish::new(topic, QosPid::AtMostOnce, Bytes::from_static(body))
+                    .ok()
+                    .map(Packet::from)
+            }
+            12 => Publish::new(
+                topic::hub::desired_patch(u64::from(arg % 12)),
+                QosPid::AtMostOnce,
+                Bytes::from_static(b"{\"x\":1}"),
+            )
+            .ok()
+            .map(Packet::from),
+            13 => {
+                let topic = topic::hub::method_request("m", &RequestId::from(u64::from(arg)));
+                topic
+                    .ok()
+                    .and_then(|t| Publish::new(t, QosPid::AtMostOnce, Bytes::new()).ok())
+                    .map(Packet::from)
+            }
+            14 => {
+                let topic = topic::hub::c2d(cs.identity.device_id(), &MessageProperties::new());
+                Publish::new(
+                    topic,
+                    QosPid::AtLeastOnce(pid(arg)),
+                    Bytes::from_static(b"c2d"),
+                )
+                .ok()
+                .map(Packet::from)
+            }
+            _ => {
+                s.disconnect(t, Duration::from_secs(u64::from(arg)));
+                None
+            }
+        };
+        if let Some(p) = packet {
+            s.handle_input(t, &p.to_bytes());
+        }
+        // Drain like an adapter; every loop must end.
+        let mut budget = 100_000u32;
+        while s.poll_transmit().is_some()
+            || s.poll_transport().is_some()
+            || s.poll_event().is_some()
+        {
+            budget -= 1;
+            assert!(budget > 0, "the session's outputs never drain");
+        }
+        assert!(s.queued_len() <= QUEUE, "queue {}", s.queued_len());
+        assert!(
+            s.in_flight_len() <= WINDOW,
+            "in flight {}",
+            s.in_flight_len()
+        );
+        assert!(
+            s.pending_requests_len() <= 32,
+            "requests {}",
+            s.pending_requests_len()
+        );
+    }
 }
 
 /// Parses `data` as a hub→device topic; anything accepted is rebuilt with
@@ -158,6 +337,7 @@ mod tests {
         ("topic_parse", super::topic_parse),
         ("property_bag", super::property_bag),
         ("connection_string", super::connection_string),
+        ("session", super::session),
     ];
 
     fn corpus_dir(target: &str) -> PathBuf {

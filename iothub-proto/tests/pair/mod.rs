@@ -1,0 +1,254 @@
+//! A device session wired to the in-memory hub engine, driven in simulated
+//! time: `step` jumps the clock to the earlier of the two wake-ups.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use iothub_proto::auth::{ConnectionString, DeviceId, Identity, SharedAccessKey};
+use iothub_proto::hub::{ConnId, Hub};
+use iothub_proto::mqtt::{self, Packet};
+use iothub_proto::session::{Config, Event, Session, TransportClosed, TransportCommand};
+use iothub_proto::time::Instant;
+
+pub(crate) const HOST: &str = "pair.azure-devices.net";
+pub(crate) const DEVICE: &str = "dev1";
+pub(crate) const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// Unix time at simulated instant zero.
+pub(crate) const UNIX0: u64 = 1_800_000_000;
+
+pub(crate) fn connection_string() -> ConnectionString {
+    format!("HostName={HOST};DeviceId={DEVICE};SharedAccessKey={KEY_B64}")
+        .parse()
+        .expect("valid connection string")
+}
+
+pub(crate) fn config() -> Config {
+    Config::from_connection_string(&connection_string())
+}
+
+/// Everything that crossed the wire, decoded, for invariant checks.
+#[derive(Debug, Default)]
+pub(crate) struct Wire {
+    /// Packets the device sent, with the connection they went on.
+    pub(crate) up: Vec<(u32, Packet)>,
+    /// Packets the hub sent, with the connection.
+    pub(crate) down: Vec<(u32, Packet)>,
+}
+
+pub(crate) struct Pair {
+    pub(crate) session: Session,
+    pub(crate) hub: Hub,
+    pub(crate) identity: Identity,
+    pub(crate) conn: Option<ConnId>,
+    /// Connections opened so far (a connection number for `Wire`).
+    pub(crate) conns: u32,
+    pub(crate) now_ms: u64,
+    /// Extra wall-clock seconds (a host that slept).
+    pub(crate) unix_skew: u64,
+    pub(crate) events: Vec<Event>,
+    /// When set, hub→device bytes are delivered in pieces of this size.
+    pub(crate) chunk: Option<usize>,
+    /// Transports that fail to open while this is non-zero.
+    pub(crate) failing_opens: u32,
+    pub(crate) wire: Wire,
+    up_buf: bytes::BytesMut,
+    down_buf: bytes::BytesMut,
+    /// Every hub→device byte, in order, per connection (for replays).
+    pub(crate) transcript: Vec<Vec<u8>>,
+}
+
+impl Pair {
+    pub(crate) fn new(config: Config) -> Pair {
+        let mut hub = Hub::new(HOST);
+        let identity = hub.add_device(
+            DeviceId::new(DEVICE).expect("id"),
+            SharedAccessKey::from_base64(KEY_B64).expect("key"),
+        );
+        Pair {
+            session: Session::new(config).expect("valid config"),
+            hub,
+            identity,
+            conn: None,
+            conns: 0,
+            now_ms: 0,
+            unix_skew: 0,
+            events: Vec::new(),
+            chunk: None,
+            failing_opens: 0,
+            wire: Wire::default(),
+            up_buf: bytes::BytesMut::new(),
+            down_buf: bytes::BytesMut::new(),
+            transcript: Vec::new(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_millis(self.now_ms)
+    }
+
+    pub(crate) fn unix(&self) -> u64 {
+        UNIX0 + self.now_ms / 1000 + self.unix_skew
+    }
+
+    fn observe(buf: &mut bytes::BytesMut, out: &mut Vec<(u32, Packet)>, conn: u32, data: &[u8]) {
+        buf.extend_from_slice(data);
+        while let Ok(Some(p)) = mqtt::decode(buf, mqtt::MAX_PACKET_SIZE) {
+            out.push((conn, p));
+        }
+    }
+
+    /// Moves bytes, transport commands and events until nothing moves.
+    pub(crate) fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(cmd) = self.session.poll_transport() {
+                moved = true;
+                match cmd {
+                    TransportCommand::Open => {
+                        if self.failing_opens > 0 {
+                            self.failing_opens -= 1;
+                            self.session.handle_transport_closed(
+                                self.now(),
+                                TransportClosed::ConnectFailed,
+                            );
+                            continue;
+                        }
+                        if let Some(old) = self.conn.take() {
+                            self.hub.client_closed(old);
+                        }
+                        self.conn = Some(self.hub.accept());
+                        self.conns += 1;
+                        self.up_buf.clear();
+                        self.down_buf.clear();
+                        self.transcript.push(Vec::new());
+                        let (now, unix) = (self.now(), self.unix());
+                        self.session.handle_transport_connected(now, unix);
+                    }
+                    TransportCommand::Close => {
+                        if let Some(old) = self.conn.take() {
+                            self.hub.client_closed(old);
+                        }
+                    }
+                }
+            }
+            while let Some(bytes) = self.session.poll_transmit() {
+                moved = true;
+                if let Some(conn) = self.conn {
+                    Self::observe(&mut self.up_buf, &mut self.wire.up, self.conns, &bytes);
+                    let (now_ms, unix) = (self.now_ms, self.unix());
+                    self.hub.handle_input(conn, now_ms, unix, &bytes);
+                }
+            }
+            if let Some(conn) = self.conn {
+                while let Some(bytes) = self.hub.poll_transmit(conn) {
+                    moved = true;
+                    Self::observe(&mut self.down_buf, &mut self.wire.down, self.conns, &bytes);
+                    if let Some(t) = self.transcript.last_mut() {
+                        t.extend_from_slice(&bytes);
+                    }
+                    self.deliver(&bytes);
+                }
+                if self.hub.is_closed(conn) {
+                    moved = true;
+                    self.conn = None;
+                    self.session
+                        .handle_transport_closed(self.now(), TransportClosed::ClosedByPeer);
+                }
+            }
+            while let Some(e) = self.session.poll_event() {
+                moved = true;
+                self.events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn deliver(&mut self, bytes: &Bytes) {
+        let now = self.now();
+        match self.chunk {
+            Some(n) if n > 0 => {
+                for piece in bytes.chunks(n) {
+                    self.session.handle_input(now, piece);
+                }
+            }
+            _ => self.session.handle_input(now, bytes),
+        }
+    }
+
+    /// The next instant either side wants to be woken at.
+    pub(crate) fn next_wakeup(&self) -> Option<u64> {
+        let s = self.session.poll_timeout().map(Instant::as_millis);
+        let h = self.hub.next_timeout();
+        match (s, h) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Pumps, then jumps time to the next wake-up (no further than
+    /// `limit_ms`) and delivers it to both sides. False when nothing is
+    /// scheduled before the limit.
+    pub(crate) fn step(&mut self, limit_ms: u64) -> bool {
+        self.pump();
+        let Some(at) = self.next_wakeup() else {
+            return false;
+        };
+        if at > limit_ms {
+            return false;
+        }
+        self.now_ms = self.now_ms.max(at);
+        let (now, unix) = (self.now(), self.unix());
+        self.hub.handle_timeout(self.now_ms, unix);
+        self.session.handle_timeout(now, unix);
+        self.pump();
+        true
+    }
+
+    /// Runs simulated time forward by `d`, waking both sides on time.
+    pub(crate) fn advance(&mut self, d: Duration) {
+        let end = self.now_ms + d.as_millis() as u64;
+        let mut guard = 0u32;
+        while self.step(end) {
+            guard += 1;
+            assert!(guard < 1_000_000, "runaway timers");
+        }
+        self.now_ms = end;
+        let (now, unix) = (self.now(), self.unix());
+        self.hub.handle_timeout(self.now_ms, unix);
+        self.session.handle_timeout(now, unix);
+        self.pump();
+    }
+
+    /// Steps until `pred` holds, for at most `max` of simulated time.
+    pub(crate) fn run_until(&mut self, max: Duration, mut pred: impl FnMut(&Pair) -> bool) -> bool {
+        let end = self.now_ms + max.as_millis() as u64;
+        self.pump();
+        while !pred(self) {
+            if !self.step(end) {
+                return pred(self);
+            }
+        }
+        true
+    }
+
+    /// Takes the events seen so far.
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Connects (from a fresh session) and waits for `Connected`.
+    pub(crate) fn connected(config: Config) -> Pair {
+        let mut p = Pair::new(config);
+        let ok = p.run_until(Duration::from_secs(5), |p| {
+            p.events
+                .iter()
+                .any(|e| matches!(e, Event::Connected { .. }))
+        });
+        assert!(ok, "did not connect: {:?}", p.events);
+        p
+    }
+}
