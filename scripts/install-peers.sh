@@ -44,4 +44,4 @@ fi
 if ! "$ROOT/.venv/bin/python" -c 'import paho.mqtt.client, azure.iot.device' >/dev/null 2>&1; then
   "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check paho-mqtt azure-iot-device
 fi
-echo "python peers: $("$ROOT/.venv/bin/python" -c 'import paho.mqtt, azure.iot.device as d; print("paho-mqtt", paho.mqtt.__version__, "azure-iot-device", d.__version__)')"
+echo "python peers: $("$ROOT/.venv/bin/python" -c 'from importlib.metadata import version as v; print("paho-mqtt", v("paho-mqtt"), "azure-iot-device", v("azure-iot-device"))')"
