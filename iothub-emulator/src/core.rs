@@ -159,11 +159,13 @@ impl Core {
         }
     }
 
-    /// Waits until pending writes are committed.
+    /// Waits until pending writes are committed (without holding the
+    /// lock meanwhile). Service operations call this before they return,
+    /// so what the service was told is done survives a crash.
     pub(crate) fn flush_store(&self) {
-        let st = self.lock();
-        if let Some(s) = &st.store {
-            s.flush();
+        let flusher = self.lock().store.as_ref().map(Store::flusher);
+        if let Some(f) = flusher {
+            f.flush();
         }
     }
 

@@ -145,6 +145,7 @@ impl Core {
             st.hub.set_authentication(identity, auth);
             Ok(())
         })?;
+        self.flush_store();
         self.info(identity)
     }
 
@@ -154,6 +155,7 @@ impl Core {
 
     pub(crate) fn delete_identity(&self, identity: &Identity) -> Result<(), EmulatorError> {
         if self.step(|st, _, _| st.hub.remove_identity(identity)) {
+            self.flush_store();
             Ok(())
         } else {
             Err(EmulatorError::NotFound(format!(
@@ -209,6 +211,7 @@ impl Core {
             }
             Ok(())
         })?;
+        self.flush_store();
         self.twin(identity)
     }
 
@@ -260,6 +263,7 @@ impl Core {
         body: Bytes,
     ) -> Result<(), EmulatorError> {
         self.step(|st, _, _| st.hub.send_c2d(device, properties, body))?;
+        self.flush_store();
         Ok(())
     }
 

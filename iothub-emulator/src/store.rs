@@ -92,10 +92,12 @@ impl Store {
 
     /// Waits until everything sent before is committed.
     pub(crate) fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Op::Flush(tx)).is_ok() {
-            let _ = rx.recv();
-        }
+        self.flusher().flush();
+    }
+
+    /// A handle that can wait for commits without holding the store.
+    pub(crate) fn flusher(&self) -> Flusher {
+        Flusher(self.tx.clone())
     }
 
     /// Commits what is pending, stops the thread and closes the database.
@@ -112,6 +114,19 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Waits for the storage thread to commit what was sent before.
+#[derive(Debug, Clone)]
+pub(crate) struct Flusher(mpsc::Sender<Op>);
+
+impl Flusher {
+    pub(crate) fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.0.send(Op::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
     }
 }
 
