@@ -585,6 +585,23 @@ impl EmulatorHandle {
         service::parse_target(target).is_ok_and(|i| self.core.lock().hub.is_connected(&i))
     }
 
+    /// The topic filters the device's live connection is subscribed to
+    /// (empty when it is offline).
+    #[must_use]
+    pub fn subscriptions(&self, target: &str) -> Vec<String> {
+        let Ok(identity) = service::parse_target(target) else {
+            return Vec::new();
+        };
+        let st = self.core.lock();
+        st.hub.connection_of(&identity).map_or_else(Vec::new, |c| {
+            st.hub
+                .subscriptions(c)
+                .iter()
+                .map(|(f, _)| f.clone())
+                .collect()
+        })
+    }
+
     /// The twin of a device or module.
     pub fn twin(&self, target: &str) -> Result<Twin, EmulatorError> {
         Ok(self.core.twin(&service::parse_target(target)?)?.0)
