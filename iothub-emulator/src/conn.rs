@@ -144,6 +144,8 @@ async fn drain_then_shutdown<W: AsyncWrite + Unpin>(
 
 /// MQTT over WebSocket: binary frames carry the MQTT bytes.
 async fn serve_websocket(core: Arc<Core>, tls: TlsStream<TcpStream>, thumbprint: Option<String>) {
+    // The callback's signature is tungstenite's, large error and all.
+    #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         let refuse = |status: StatusCode| {
             let mut r = ErrorResponse::new(None);

@@ -62,7 +62,7 @@ impl Store {
                 match decode(v.value()) {
                     Some(state) => states.push(state),
                     None => {
-                        tracing::warn!(identity = k.value(), "unreadable stored identity skipped")
+                        tracing::warn!(identity = k.value(), "unreadable stored identity skipped");
                     }
                 }
             }
