@@ -93,6 +93,7 @@ mod text;
 pub mod auth;
 pub mod mqtt;
 pub mod properties;
+pub mod provisioning;
 pub mod session;
 pub mod time;
 pub mod topic;
