@@ -103,6 +103,7 @@
 //! C2D and module input messages at the granted QoS of the subscription
 //! (QoS 1 normally), and removed only on PUBACK.
 
+pub mod dps;
 mod twin;
 mod types;
 
@@ -180,6 +181,8 @@ struct Record {
     /// which status.
     twin_failures: (u32, u16),
     malformed_get_next: bool,
+    /// The `model-id` (IoT Plug and Play) of the last accepted CONNECT.
+    model_id: Option<String>,
 }
 
 impl Record {
@@ -194,6 +197,7 @@ impl Record {
             twin: Twin::new(),
             twin_failures: (0, 0),
             malformed_get_next: false,
+            model_id: None,
         }
     }
 
@@ -575,6 +579,13 @@ impl Hub {
         self.connection_of(identity).is_some()
     }
 
+    /// The IoT Plug and Play `model-id` the identity announced in the
+    /// username of its last accepted CONNECT, if any.
+    #[must_use]
+    pub fn model_id(&self, identity: &Identity) -> Option<&str> {
+        self.identities.get(&key(identity))?.model_id.as_deref()
+    }
+
     /// The subscriptions (filter, granted QoS) of the session a live
     /// connection belongs to; empty for a closed or unauthenticated one.
     #[must_use]
@@ -883,7 +894,7 @@ impl Hub {
         &mut self,
         connect: &Connect,
         unix_secs: u64,
-    ) -> Result<(String, Option<u64>), ConnectReturnCode> {
+    ) -> Result<(String, Option<u64>, Option<String>), ConnectReturnCode> {
         use ConnectReturnCode as Code;
         if let (n @ 1.., Some(code)) = self.faults.refuse_connects {
             self.faults.refuse_connects.0 = n - 1;
@@ -908,11 +919,12 @@ impl Hub {
         if connect.client_id().as_str() != k {
             return Err(Code::IdentifierRejected);
         }
+        let model_id = username.model_id().map(String::from);
         if !self.authenticate {
             self.identities
                 .entry(k.clone())
                 .or_insert_with(|| Record::new(username.identity.clone(), None));
-            return Ok((k, None));
+            return Ok((k, None, model_id));
         }
         let record = self.identities.get(&k).ok_or(Code::NotAuthorized)?;
         let token = connect
@@ -929,11 +941,11 @@ impl Hub {
         if token.is_expired_at(unix_secs) {
             return Err(Code::NotAuthorized);
         }
-        Ok((k, Some(token.expiry_unix_secs())))
+        Ok((k, Some(token.expiry_unix_secs()), model_id))
     }
 
     fn on_connect(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, connect: &Connect) {
-        let (k, expiry) = match self.check_connect(connect, unix_secs) {
+        let (k, expiry, model_id) = match self.check_connect(connect, unix_secs) {
             Ok(ok) => ok,
             Err(code) => return self.refuse(conn, code),
         };
@@ -953,6 +965,7 @@ impl Hub {
         }
         r.session_kept = !clean;
         r.conn = Some(conn);
+        r.model_id = model_id;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
