@@ -91,7 +91,9 @@ extern crate std;
 mod text;
 
 pub mod auth;
+pub mod edge;
 pub mod mqtt;
+pub mod pnp;
 pub mod properties;
 pub mod provisioning;
 pub mod session;
