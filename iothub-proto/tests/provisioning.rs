@@ -584,3 +584,111 @@ fn provision_then_connect() {
         Some("dtmi:com:example:Thermostat;1")
     );
 }
+
+/// One step of the property test: a fault injected into DPS, or time.
+#[derive(Debug, Clone)]
+enum Op {
+    Advance(u64),
+    Drop,
+    Throttle(u32, Option<u32>),
+    Fail503(u32),
+    RefuseUnavailable,
+    Silence(bool),
+    FailOpen,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (1u64..20_000).prop_map(Op::Advance),
+        1 => Just(Op::Drop),
+        1 => (1u32..4, proptest::option::of(0u32..15)).prop_map(|(n, r)| Op::Throttle(n, r)),
+        1 => (1u32..3).prop_map(Op::Fail503),
+        1 => Just(Op::RefuseUnavailable),
+        1 => any::<bool>().prop_map(Op::Silence),
+        1 => Just(Op::FailOpen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, .. Default::default() })]
+
+    /// Whatever DPS and the network do, the session ends with exactly one
+    /// result, as its last event, no later than its overall timeout; never
+    /// opens more transports than its retries allow; and an assignment it
+    /// reports is one DPS journaled.
+    #[test]
+    fn provisioning_keeps_its_promises(
+        ops in proptest::collection::vec(op(), 0..25),
+        polls in 0u32..4,
+    ) {
+        let mut dps = service();
+        dps.add_individual_enrollment(
+            rid("dev-1"),
+            key(1),
+            EnrollmentOptions::default().with_assigning_polls(polls),
+        );
+        let timeout = secs(120);
+        let mut p = DpsPair::new(
+            config("dev-1", ProvisioningAttestation::SymmetricKey(key(1)))
+                .with_timeout(timeout)
+                .with_response_timeout(secs(10))
+                .with_max_transport_retries(4)
+                .with_max_throttle_retries(3),
+            dps,
+        );
+        for op in ops {
+            match op {
+                Op::Advance(ms) => {
+                    p.run(Duration::from_millis(ms));
+                }
+                Op::Drop => {
+                    if let Some(c) = p.conn {
+                        p.dps.drop_connection(c);
+                    }
+                }
+                Op::Throttle(n, r) => p.dps.throttle_next(n, r),
+                Op::Fail503(n) => p.dps.fail_next_requests(n, 503),
+                Op::RefuseUnavailable => p.dps.refuse_connects(1, ConnectReturnCode::ServerUnavailable),
+                Op::Silence(on) => p.dps.silence_responses(on),
+                Op::FailOpen => p.failing_opens += 1,
+            }
+            p.pump();
+        }
+        p.dps.silence_responses(false);
+        let outcome = p.run(secs(3600));
+        proptest::prop_assert!(outcome.is_some(), "not finished: {:?}", p.events);
+        let results: Vec<usize> = p
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Event::Assigned(_) | Event::Failed(_)))
+            .map(|(i, _)| i)
+            .collect();
+        proptest::prop_assert_eq!(results, vec![p.events.len() - 1]);
+        proptest::prop_assert!(p.now_ms <= timeout.as_millis() as u64);
+        proptest::prop_assert!(p.session.transport_retries() <= 4);
+        proptest::prop_assert!(p.session.throttle_retries() <= 3);
+        proptest::prop_assert_eq!(p.session.poll_timeout(), None);
+        match outcome {
+            Some(Ok(r)) => {
+                let journal = p.dps.assignments();
+                proptest::prop_assert!(journal.iter().any(|a| a.operation_id == r.operation_id));
+            }
+            Some(Err(e)) => proptest::prop_assert!(
+                matches!(
+                    e,
+                    ProvisioningError::Timeout
+                        | ProvisioningError::TransportRetriesExhausted(_)
+                        | ProvisioningError::Service(_)
+                ),
+                "{:?}", e
+            ),
+            None => unreachable!(),
+        }
+        // Nothing is left open at DPS.
+        if let Some(c) = p.conn {
+            proptest::prop_assert!(p.dps.is_closed(c));
+        }
+    }
+}

@@ -330,8 +330,8 @@ impl Session {
 
     /// When to call [`handle_timeout`](Self::handle_timeout): the earliest
     /// timer, or the last `now` seen if output is already waiting. `None`
-    /// once finished (or while waiting for the adapter to open a transport
-    /// with the deadline far away — the deadline is always set until then).
+    /// only once finished: until then the overall deadline
+    /// ([`TimerKind::Deadline`]) is always set.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.transmit.is_empty() || !self.transport_cmds.is_empty() {
