@@ -15,11 +15,16 @@
 //! with a symmetric key ([`add_individual_enrollment`](DpsService::add_individual_enrollment))
 //! or X.509 ([`add_x509_enrollment`](DpsService::add_x509_enrollment): the
 //! adapter has checked the certificate's CN, the CONNECT carries no
-//! password). A group enrollment ([`add_group_enrollment`](DpsService::add_group_enrollment))
+//! password; or [`add_x509_thumbprint_enrollment`](DpsService::add_x509_thumbprint_enrollment):
+//! the engine checks the certificate's thumbprint). A group enrollment ([`add_group_enrollment`](DpsService::add_group_enrollment))
 //! admits any registration id whose token was signed with the group key
-//! derived for it ([`SharedAccessKey::derive_for_registration`]). An
+//! derived for it ([`SharedAccessKey::derive_for_registration`]). A
+//! symmetric-key enrollment may have a secondary key too
+//! ([`set_secondary_key`](DpsService::set_secondary_key)). An
 //! individual enrollment wins over the groups; registration ids are
-//! compared exactly.
+//! compared exactly. Enrollments can be removed
+//! ([`remove_individual_enrollment`](DpsService::remove_individual_enrollment),
+//! [`remove_group_enrollment`](DpsService::remove_group_enrollment)).
 //!
 //! **CONNECT** must be the first packet. The checks, in order (the first
 //! failure answers CONNACK with the code shown and closes):
@@ -33,11 +38,13 @@
 //! | username ID scope is not the service's (ASCII case ignored) | 4 |
 //! | client id is not the username's registration id | 2 |
 //! | no enrollment admits the registration id | 5 |
+//! | X.509 enrollment with thumbprints: no client certificate ([`accept_with_thumbprint`](DpsService::accept_with_thumbprint)) | 5 |
+//! | X.509 enrollment with thumbprints: the certificate's is none of them | 4 |
 //! | X.509 enrollment: accepted here, without a password | — |
 //! | no password, or not a SAS token | 4 |
 //! | token resource URI is not `{idScope}/registrations/{registrationId}` | 5 |
 //! | token `skn` is not `registration` | 4 |
-//! | signature does not verify (individual key, or a group's derived key) | 4 |
+//! | signature does not verify (individual primary or secondary key, or a key derived from a group's primary or secondary key) | 4 |
 //! | token expired at the `unix_secs` given | 5 |
 //!
 //! CONNACK never has session-present: DPS keeps no sessions, whatever the
@@ -234,12 +241,20 @@ enum Source {
 struct Individual {
     /// `None` for X.509.
     key: Option<SharedAccessKey>,
+    /// A second key that is accepted too (symmetric-key enrollments).
+    secondary: Option<SharedAccessKey>,
+    /// X.509 with thumbprints: the client certificate's SHA-256
+    /// thumbprint (hex) must be one of these. Empty: the adapter checked
+    /// the certificate.
+    thumbprints: Vec<String>,
     options: EnrollmentOptions,
 }
 
 #[derive(Debug, Clone)]
 struct Group {
     key: SharedAccessKey,
+    /// A second group key whose derived keys are accepted too.
+    secondary: Option<SharedAccessKey>,
     options: EnrollmentOptions,
 }
 
@@ -352,6 +367,8 @@ impl DpsService {
             String::from(registration_id.as_str()),
             Individual {
                 key: Some(key),
+                secondary: None,
+                thumbprints: Vec::new(),
                 options,
             },
         );
@@ -367,7 +384,34 @@ impl DpsService {
     ) {
         self.individual.insert(
             String::from(registration_id.as_str()),
-            Individual { key: None, options },
+            Individual {
+                key: None,
+                secondary: None,
+                thumbprints: Vec::new(),
+                options,
+            },
+        );
+    }
+
+    /// Adds (or replaces) an individual X.509 enrollment checked by
+    /// thumbprint: the connection's client certificate (its SHA-256
+    /// thumbprint, hex, as given to [`accept_with_thumbprint`](Self::accept_with_thumbprint))
+    /// must be one of `thumbprints` (ASCII case ignored), else CONNACK 5.
+    /// The CONNECT needs no password.
+    pub fn add_x509_thumbprint_enrollment(
+        &mut self,
+        registration_id: RegistrationId,
+        thumbprints: Vec<String>,
+        options: EnrollmentOptions,
+    ) {
+        self.individual.insert(
+            String::from(registration_id.as_str()),
+            Individual {
+                key: None,
+                secondary: None,
+                thumbprints,
+                options,
+            },
         );
     }
 
@@ -384,9 +428,43 @@ impl DpsService {
             String::from(name),
             Group {
                 key: group_key,
+                secondary: None,
                 options,
             },
         );
+    }
+
+    /// Sets (or with `None` clears) the secondary key of a symmetric-key
+    /// enrollment: the individual enrollment of that registration id, or
+    /// else the group of that name. A token signed with the secondary key
+    /// (for a group: with the key derived from the secondary group key) is
+    /// accepted as well as one signed with the primary. False if there is
+    /// no such symmetric-key enrollment.
+    pub fn set_secondary_key(&mut self, name: &str, key: Option<SharedAccessKey>) -> bool {
+        if let Some(e) = self.individual.get_mut(name) {
+            if e.key.is_none() {
+                return false;
+            }
+            e.secondary = key;
+            true
+        } else if let Some(g) = self.groups.get_mut(name) {
+            g.secondary = key;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Removes the individual enrollment of `registration_id`. Its
+    /// devices' live connections stay; new CONNECTs are refused (unless a
+    /// group admits them). False if there was none.
+    pub fn remove_individual_enrollment(&mut self, registration_id: &str) -> bool {
+        self.individual.remove(registration_id).is_some()
+    }
+
+    /// Removes the enrollment group called `name`. False if there was none.
+    pub fn remove_group_enrollment(&mut self, name: &str) -> bool {
+        self.groups.remove(name).is_some()
     }
 
     /// Enables or disables an enrollment (individual, or else the group of
@@ -413,6 +491,14 @@ impl DpsService {
 
     /// A new connection (the transport is up; the client has sent nothing).
     pub fn accept(&mut self) -> ConnId {
+        self.accept_with_thumbprint(None)
+    }
+
+    /// A new connection whose TLS layer received a client certificate with
+    /// this SHA-256 thumbprint (hex), checked against the thumbprints of
+    /// X.509 enrollments ([`add_x509_thumbprint_enrollment`](Self::add_x509_thumbprint_enrollment));
+    /// `None` when the client presented no certificate.
+    pub fn accept_with_thumbprint(&mut self, thumbprint: Option<String>) -> ConnId {
         self.next_conn = self.next_conn.saturating_add(1);
         let id = ConnId(self.next_conn);
         self.conns.insert(
@@ -429,7 +515,7 @@ impl DpsService {
                     will: None,
                     clean_session: true,
                     next_pid: Pid::MIN,
-                    thumbprint: None,
+                    thumbprint,
                 },
                 client: None,
             },
@@ -495,6 +581,15 @@ impl DpsService {
     /// The client's transport went away.
     pub fn client_closed(&mut self, conn: ConnId) {
         self.close(conn, CloseReason::TransportClosed);
+    }
+
+    /// Forgets a closed connection entirely (an adapter calls this once
+    /// its transport is gone, so that a long-running service does not
+    /// keep every connection it ever had). No effect on an open connection.
+    pub fn remove_connection(&mut self, conn: ConnId) {
+        if self.conns.get(&conn).is_some_and(|c| !c.base.is_open()) {
+            self.conns.remove(&conn);
+        }
     }
 
     /// The service closes the connection without a word.
@@ -633,6 +728,7 @@ impl DpsService {
     /// the token expiry.
     fn check_connect(
         &mut self,
+        conn: ConnId,
         connect: &Connect,
         unix_secs: u64,
     ) -> Result<(Client, Option<u64>), ConnectReturnCode> {
@@ -663,7 +759,22 @@ impl DpsService {
         if individual.is_none() && self.groups.is_empty() {
             return Err(Code::NotAuthorized);
         }
-        if let Some(Individual { key: None, .. }) = individual {
+        if let Some(Individual {
+            key: None,
+            thumbprints,
+            ..
+        }) = individual
+        {
+            if !thumbprints.is_empty() {
+                let seen = self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.base.thumbprint.as_deref())
+                    .ok_or(Code::NotAuthorized)?;
+                if !thumbprints.iter().any(|t| t.eq_ignore_ascii_case(seen)) {
+                    return Err(Code::BadUserNameOrPassword);
+                }
+            }
             let client = Client {
                 registration_id: rid,
                 source: Source::Individual,
@@ -684,16 +795,26 @@ impl DpsService {
             return Err(Code::BadUserNameOrPassword);
         }
         let (source, key) = match individual {
-            Some(Individual { key: Some(key), .. }) => {
-                if !token.verify(key) {
-                    return Err(Code::BadUserNameOrPassword);
-                }
+            Some(Individual {
+                key: Some(key),
+                secondary,
+                ..
+            }) => {
+                let key = core::iter::once(key)
+                    .chain(secondary)
+                    .find(|k| token.verify(k))
+                    .ok_or(Code::BadUserNameOrPassword)?;
                 (Source::Individual, key.clone())
             }
             _ => self
                 .groups
                 .iter()
-                .map(|(name, g)| (name, g.key.derive_for_registration(rid.as_str())))
+                .flat_map(|(name, g)| {
+                    core::iter::once(&g.key)
+                        .chain(&g.secondary)
+                        .map(move |k| (name, k))
+                })
+                .map(|(name, k)| (name, k.derive_for_registration(rid.as_str())))
                 .find(|(_, derived)| token.verify(derived))
                 .map(|(name, derived)| (Source::Group(name.clone()), derived))
                 .ok_or(Code::BadUserNameOrPassword)?,
@@ -711,7 +832,7 @@ impl DpsService {
     }
 
     fn on_connect(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, connect: &Connect) {
-        let (client, expiry) = match self.check_connect(connect, unix_secs) {
+        let (client, expiry) = match self.check_connect(conn, connect, unix_secs) {
             Ok(ok) => ok,
             Err(code) => return self.refuse(conn, code),
         };

@@ -350,6 +350,109 @@ fn x509_enrollments_need_no_password() {
 }
 
 #[test]
+fn secondary_keys_and_removed_enrollments() {
+    let mut d = Dps::new();
+    d.svc
+        .add_individual_enrollment(rid("dev-a"), key(1), EnrollmentOptions::default());
+    d.svc
+        .add_group_enrollment("fleet", key(3), EnrollmentOptions::default());
+    let unix = d.unix();
+    // Before the secondary key is set, it is refused.
+    let (_, code) = d.open(connect_for("dev-a", &sym(2), unix + 60));
+    assert_eq!(code, ConnectReturnCode::BadUserNameOrPassword);
+    assert!(d.svc.set_secondary_key("dev-a", Some(key(2))));
+    assert!(d.svc.set_secondary_key("fleet", Some(key(4))));
+    assert!(!d.svc.set_secondary_key("nobody", Some(key(4))));
+    // Either key of the individual enrollment, and the journaled key is
+    // the one that signed.
+    d.ready("dev-a", &sym(1));
+    let conn = d.ready("dev-a", &sym(2));
+    let op = op_of(&d.register(conn, "dev-a", None)).operation_id;
+    d.poll(conn, &op);
+    let j = d.svc.take_assignments().remove(0);
+    assert_eq!(j.key.unwrap().expose_secret(), key(2).expose_secret());
+    // Keys derived from either group key.
+    d.ready("g-1", &ProvisioningAttestation::group(&key(3), &rid("g-1")));
+    let conn = d.ready("g-2", &ProvisioningAttestation::group(&key(4), &rid("g-2")));
+    let op = op_of(&d.register(conn, "g-2", None)).operation_id;
+    d.poll(conn, &op);
+    let j = d.svc.take_assignments().remove(0);
+    assert_eq!(j.group.as_deref(), Some("fleet"));
+    assert_eq!(
+        j.key.unwrap().expose_secret(),
+        key(4).derive_for_registration("g-2").expose_secret()
+    );
+    // Cleared, then removed: refused.
+    assert!(d.svc.set_secondary_key("dev-a", None));
+    let (_, code) = d.open(connect_for("dev-a", &sym(2), unix + 60));
+    assert_eq!(code, ConnectReturnCode::BadUserNameOrPassword);
+    assert!(d.svc.remove_individual_enrollment("dev-a"));
+    assert!(!d.svc.remove_individual_enrollment("dev-a"));
+    // A group may still admit it, with a derived key.
+    let (_, code) = d.open(connect_for("dev-a", &sym(1), unix + 60));
+    assert_eq!(code, ConnectReturnCode::BadUserNameOrPassword);
+    d.ready(
+        "dev-a",
+        &ProvisioningAttestation::group(&key(3), &rid("dev-a")),
+    );
+    assert!(d.svc.remove_group_enrollment("fleet"));
+    assert!(!d.svc.remove_group_enrollment("fleet"));
+    let (_, code) = d.open(connect_for(
+        "g-1",
+        &ProvisioningAttestation::group(&key(3), &rid("g-1")),
+        unix + 60,
+    ));
+    assert_eq!(code, ConnectReturnCode::NotAuthorized);
+    // An X.509 enrollment has no key to add.
+    d.svc
+        .add_x509_enrollment(rid("cert"), EnrollmentOptions::default());
+    assert!(!d.svc.set_secondary_key("cert", Some(key(5))));
+}
+
+#[test]
+fn x509_thumbprint_enrollments_check_the_certificate() {
+    let mut d = Dps::new();
+    d.svc.add_x509_thumbprint_enrollment(
+        rid("cam"),
+        vec!["AB01".into(), "cd02".into()],
+        EnrollmentOptions::default(),
+    );
+    let unix = d.unix();
+    let x509 = ProvisioningAttestation::X509;
+    // No certificate: 5; another certificate: 4; either registered one
+    // (case ignored): accepted without a password.
+    let (_, code) = d.open(connect_for("cam", &x509, unix + 60));
+    assert_eq!(code, ConnectReturnCode::NotAuthorized);
+    for (seen, want) in [
+        ("ee03", ConnectReturnCode::BadUserNameOrPassword),
+        ("ab01", ConnectReturnCode::Accepted),
+        ("CD02", ConnectReturnCode::Accepted),
+    ] {
+        let conn = d.svc.accept_with_thumbprint(Some(seen.into()));
+        d.send(conn, connect_for("cam", &x509, unix + 60));
+        match d.recv(conn).as_slice() {
+            [Packet::Connack(ack)] => assert_eq!(ack.code(), want, "{seen}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn closed_connections_can_be_forgotten() {
+    let mut d = Dps::new();
+    d.svc
+        .add_individual_enrollment(rid("dev-1"), key(1), EnrollmentOptions::default());
+    let conn = d.ready("dev-1", &sym(1));
+    d.svc.remove_connection(conn);
+    assert!(!d.svc.is_closed(conn), "an open connection stays");
+    d.svc.client_closed(conn);
+    assert!(d.svc.close_reason(conn).is_some());
+    d.svc.remove_connection(conn);
+    assert!(d.svc.is_closed(conn));
+    assert_eq!(d.svc.close_reason(conn), None);
+}
+
+#[test]
 fn connect_refusals() {
     use ConnectReturnCode as C;
     let mut d = Dps::new();
