@@ -20,7 +20,8 @@
 //! admits any registration id whose token was signed with the group key
 //! derived for it ([`SharedAccessKey::derive_for_registration`]). A
 //! symmetric-key enrollment may have a secondary key too
-//! ([`set_secondary_key`](DpsService::set_secondary_key)). An
+//! ([`set_individual_secondary_key`](DpsService::set_individual_secondary_key),
+//! [`set_group_secondary_key`](DpsService::set_group_secondary_key)). An
 //! individual enrollment wins over the groups; registration ids are
 //! compared exactly. Enrollments can be removed
 //! ([`remove_individual_enrollment`](DpsService::remove_individual_enrollment),
@@ -434,24 +435,35 @@ impl DpsService {
         );
     }
 
-    /// Sets (or with `None` clears) the secondary key of a symmetric-key
-    /// enrollment: the individual enrollment of that registration id, or
-    /// else the group of that name. A token signed with the secondary key
-    /// (for a group: with the key derived from the secondary group key) is
-    /// accepted as well as one signed with the primary. False if there is
-    /// no such symmetric-key enrollment.
-    pub fn set_secondary_key(&mut self, name: &str, key: Option<SharedAccessKey>) -> bool {
-        if let Some(e) = self.individual.get_mut(name) {
-            if e.key.is_none() {
-                return false;
+    /// Sets (or with `None` clears) the secondary key of the symmetric-key
+    /// individual enrollment of `registration_id`: a token signed with it
+    /// is accepted as well as one signed with the primary key. False if
+    /// there is no such symmetric-key enrollment.
+    pub fn set_individual_secondary_key(
+        &mut self,
+        registration_id: &str,
+        key: Option<SharedAccessKey>,
+    ) -> bool {
+        match self.individual.get_mut(registration_id) {
+            Some(e) if e.key.is_some() => {
+                e.secondary = key;
+                true
             }
-            e.secondary = key;
-            true
-        } else if let Some(g) = self.groups.get_mut(name) {
-            g.secondary = key;
-            true
-        } else {
-            false
+            _ => false,
+        }
+    }
+
+    /// Sets (or with `None` clears) the secondary key of the enrollment
+    /// group `name`: a token signed with the key derived from it is
+    /// accepted as well as one signed with the key derived from the
+    /// primary group key. False if there is no such group.
+    pub fn set_group_secondary_key(&mut self, name: &str, key: Option<SharedAccessKey>) -> bool {
+        match self.groups.get_mut(name) {
+            Some(g) => {
+                g.secondary = key;
+                true
+            }
+            None => false,
         }
     }
 

@@ -360,9 +360,10 @@ fn secondary_keys_and_removed_enrollments() {
     // Before the secondary key is set, it is refused.
     let (_, code) = d.open(connect_for("dev-a", &sym(2), unix + 60));
     assert_eq!(code, ConnectReturnCode::BadUserNameOrPassword);
-    assert!(d.svc.set_secondary_key("dev-a", Some(key(2))));
-    assert!(d.svc.set_secondary_key("fleet", Some(key(4))));
-    assert!(!d.svc.set_secondary_key("nobody", Some(key(4))));
+    assert!(d.svc.set_individual_secondary_key("dev-a", Some(key(2))));
+    assert!(d.svc.set_group_secondary_key("fleet", Some(key(4))));
+    assert!(!d.svc.set_individual_secondary_key("fleet", Some(key(4))));
+    assert!(!d.svc.set_group_secondary_key("dev-a", Some(key(4))));
     // Either key of the individual enrollment, and the journaled key is
     // the one that signed.
     d.ready("dev-a", &sym(1));
@@ -383,7 +384,7 @@ fn secondary_keys_and_removed_enrollments() {
         key(4).derive_for_registration("g-2").expose_secret()
     );
     // Cleared, then removed: refused.
-    assert!(d.svc.set_secondary_key("dev-a", None));
+    assert!(d.svc.set_individual_secondary_key("dev-a", None));
     let (_, code) = d.open(connect_for("dev-a", &sym(2), unix + 60));
     assert_eq!(code, ConnectReturnCode::BadUserNameOrPassword);
     assert!(d.svc.remove_individual_enrollment("dev-a"));
@@ -406,7 +407,7 @@ fn secondary_keys_and_removed_enrollments() {
     // An X.509 enrollment has no key to add.
     d.svc
         .add_x509_enrollment(rid("cert"), EnrollmentOptions::default());
-    assert!(!d.svc.set_secondary_key("cert", Some(key(5))));
+    assert!(!d.svc.set_individual_secondary_key("cert", Some(key(5))));
 }
 
 #[test]
