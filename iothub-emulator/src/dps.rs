@@ -364,6 +364,8 @@ pub struct DpsRegistration {
     pub operation_id: String,
     /// `initialAssignment`, `deviceDataMigrated`, …
     pub substatus: String,
+    /// The payload the device sent with its registration request.
+    pub request_payload: Option<Value>,
     /// When it was assigned.
     pub assigned_at: SystemTime,
 }
@@ -590,6 +592,7 @@ impl DpsState {
                 enrollment_group_id: a.group.clone(),
                 operation_id: a.operation_id.clone(),
                 substatus: a.substatus.as_str().to_owned(),
+                request_payload: a.request_payload.clone(),
                 assigned_at: SystemTime::now(),
             },
         );

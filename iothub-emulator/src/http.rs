@@ -617,6 +617,7 @@ fn registration_json(r: &DpsRegistration) -> Value {
         "substatus": r.substatus,
         "operationId": r.operation_id,
         "enrollmentGroupId": r.enrollment_group_id,
+        "payload": r.request_payload,
     })
 }
 

@@ -148,6 +148,7 @@ async fn individual_enrollment_register_poll_assigned_then_connect() {
     assert_eq!(reg.assigned_hub, "localhost");
     assert_eq!(reg.enrollment_group_id, None);
     assert_eq!(reg.operation_id, last.body["operationId"].as_str().unwrap());
+    assert_eq!(reg.request_payload, Some(json!({"site": "test"})));
     // …and connects with the key it provisioned with.
     connect_and_send(&emu, hub_connect(state, &device_key), "dev-1").await;
 
@@ -497,6 +498,7 @@ async fn service_api_enrollments_and_groups() {
     assert_eq!(reg.status, 200);
     assert_eq!(reg.json()["assignedHub"], "localhost");
     assert_eq!(reg.json()["status"], "assigned");
+    assert_eq!(reg.json()["payload"], json!({"site": "test"}));
     assert_eq!(
         http(h, "GET", "/registrations/dev-1", &[], b"")
             .await

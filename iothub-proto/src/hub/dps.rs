@@ -44,7 +44,7 @@
 //! | X.509 enrollment: accepted here, without a password | — |
 //! | no password, or not a SAS token | 4 |
 //! | token resource URI is not `{idScope}/registrations/{registrationId}` | 5 |
-//! | token `skn` is not `registration` | 4 |
+//! | token has an `skn` other than `registration` (none is accepted: Microsoft's Python SDK sends none, and the service takes it) | 4 |
 //! | signature does not verify (individual primary or secondary key, or a key derived from a group's primary or secondary key) | 4 |
 //! | token expired at the `unix_secs` given | 5 |
 //!
@@ -803,7 +803,7 @@ impl DpsService {
         if token.resource_uri() != dps_resource_uri(&self.id_scope, rid.as_str()) {
             return Err(Code::NotAuthorized);
         }
-        if token.key_name() != Some(DPS_KEY_NAME) {
+        if token.key_name().is_some_and(|name| name != DPS_KEY_NAME) {
             return Err(Code::BadUserNameOrPassword);
         }
         let (source, key) = match individual {
