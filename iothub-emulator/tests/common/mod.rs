@@ -454,26 +454,24 @@ impl Client {
     pub async fn dps_request(&mut self, topic: String, body: &[u8], rid: &str) -> DpsAnswer {
         use iothub_proto::topic::HubTopic;
         self.publish(&topic, QoS::AtLeastOnce, body).await;
-        loop {
-            let p = self.recv_publish().await;
-            if let Some(pid) = p.pid() {
-                self.send(Packet::Puback(pid)).await;
-            }
-            let Ok(HubTopic::DpsResponse {
-                status,
-                request_id,
-                retry_after,
-            }) = iothub_proto::topic::parse(p.topic().as_str())
-            else {
-                panic!("not a DPS answer: {}", p.topic().as_str());
-            };
-            assert_eq!(request_id, rid);
-            let body = serde_json::from_slice(p.payload()).unwrap_or(Value::Null);
-            return DpsAnswer {
-                status,
-                retry_after,
-                body,
-            };
+        let p = self.recv_publish().await;
+        if let Some(pid) = p.pid() {
+            self.send(Packet::Puback(pid)).await;
+        }
+        let Ok(HubTopic::DpsResponse {
+            status,
+            request_id,
+            retry_after,
+        }) = iothub_proto::topic::parse(p.topic().as_str())
+        else {
+            panic!("not a DPS answer: {}", p.topic().as_str());
+        };
+        assert_eq!(request_id, rid);
+        let body = serde_json::from_slice(p.payload()).unwrap_or(Value::Null);
+        DpsAnswer {
+            status,
+            retry_after,
+            body,
         }
     }
 
