@@ -585,6 +585,69 @@ fn provision_then_connect() {
     );
 }
 
+/// The re-provisioning policy end to end in simulated time: a provisioned
+/// device connects; the hub deletes it; its session is refused (CONNACK
+/// 5); the watch says provision again; DPS assigns it again (the
+/// emulator's part re-creates it); a new session connects.
+#[test]
+fn refused_credentials_make_the_device_provision_again() {
+    use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason, ReprovisionWatch};
+
+    let key = key(42);
+    let mut dps = service();
+    dps.add_individual_enrollment(rid("dev-r"), key.clone(), EnrollmentOptions::default());
+    let attestation = ProvisioningAttestation::SymmetricKey(key);
+    let mut p = DpsPair::new(config("dev-r", attestation.clone()), dps);
+    let registration = assigned(p.run(secs(60)));
+    let mut hub = Hub::new(registration.assigned_hub.as_str());
+    for a in p.dps.take_assignments() {
+        hub.add_device(a.device_id, a.key.unwrap());
+    }
+    let credential = attestation.hub_credential().unwrap();
+    let identity = registration.identity();
+    let session = session::Session::new(registration.device_config(credential.clone())).unwrap();
+    let mut pair = pair::Pair::with_hub(session, hub, identity.clone(), p.now_ms);
+    assert!(pair.run_until(secs(10), |pair| pair.hub.is_connected(&pair.identity)));
+
+    // The hub forgets the device: the connection closes, the reconnection
+    // is refused with CONNACK 5.
+    assert!(pair.hub.remove_identity(&identity));
+    let mut watch = ReprovisionWatch::new(ReprovisionPolicy::default());
+    let mut seen = 0;
+    let mut reason = None;
+    pair.run_until(secs(60), |pair| {
+        for e in &pair.events[seen..] {
+            if let Some(r) = watch.observe(e) {
+                reason = Some(r);
+            }
+        }
+        seen = pair.events.len();
+        reason.is_some()
+    });
+    assert!(
+        matches!(reason, Some(ReprovisionReason::Refused(r)) if r.code == ConnectReturnCode::NotAuthorized),
+        "{reason:?} after {:?}",
+        pair.events
+    );
+
+    // Provision again: the same operation flow, the device is back.
+    let now_ms = pair.now_ms;
+    let mut hub = std::mem::replace(&mut pair.hub, Hub::new("unused"));
+    let mut p2 = DpsPair::new(
+        config("dev-r", attestation.clone()),
+        std::mem::replace(&mut p.dps, service()),
+    );
+    p2.now_ms = now_ms;
+    let again = assigned(p2.run(secs(60)));
+    for a in p2.dps.take_assignments() {
+        hub.add_device(a.device_id, a.key.unwrap());
+    }
+    assert_eq!(again.device_id, registration.device_id);
+    let session = session::Session::new(again.device_config(credential)).unwrap();
+    let mut pair = pair::Pair::with_hub(session, hub, identity, now_ms);
+    assert!(pair.run_until(secs(10), |pair| pair.hub.is_connected(&pair.identity)));
+}
+
 /// One step of the property test: a fault injected into DPS, or time.
 #[derive(Debug, Clone)]
 enum Op {

@@ -69,6 +69,14 @@
 //! at once: DPS does not change its mind about a key. Everything is bounded
 //! by [`Config::timeout`].
 //!
+//! # Provisioning again
+//!
+//! Once provisioned, a device runs a device session for the assigned hub.
+//! [`ReprovisionWatch`] reads that session's events and says when to
+//! provision again ([`ReprovisionPolicy`]): when the hub refuses the
+//! credentials (CONNACK 4 or 5: the device was deleted, disabled or moved)
+//! or after a number of failed connection attempts in a row.
+//!
 //! ```
 //! use iothub_proto::auth::{IdScope, ProvisioningAttestation, RegistrationId, SharedAccessKey};
 //! use iothub_proto::provisioning::{Config, Session};
@@ -93,6 +101,7 @@
 mod config;
 mod error;
 mod event;
+mod reprovision;
 mod response;
 mod state;
 mod timer;
@@ -118,6 +127,10 @@ pub use error::{
     RegistrationFailure, ServiceFailure, TransportClosed,
 };
 pub use event::{Event, Registration};
+pub use reprovision::{
+    DEFAULT_REPROVISION_AFTER_FAILED_CONNECTS, ReprovisionPolicy, ReprovisionReason,
+    ReprovisionWatch,
+};
 pub use response::{
     OperationStatus, RegisterRequest, RegistrationState, RegistrationStatus, Response,
     ResponseError, ServiceError, Substatus, parse_response,
