@@ -1,0 +1,550 @@
+//! The driver task: owns the session and the transport, and runs one loop
+//! in a fixed order. No protocol decision is made here.
+//!
+//! ```text
+//! loop {
+//!     wait for one of: bytes read | transport opened | command | timer
+//!     1. inbound   read bytes        → session.handle_input
+//!     2. commands  every ready one   → session.send_telemetry / get_twin / …
+//!     3. transmit  poll_transmit     → one write per 64 KiB batch
+//!        transport poll_transport    → open (a task-local future) / close
+//!     4. events    poll_event        → oneshots, streams, status, tracing
+//!        (repeat 3–4 while they produce: taking a C2D event queues its PUBACK)
+//!     5. timer     poll_timeout      → the one sleep of the loop
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iothub_net::Clock;
+use iothub_proto::session::{
+    AckToken, Config, ConfigError, ConnectionState, DisconnectReason, Event,
+    Feature, InboundMessage, JsonError, Message, MessageId, MethodId, RequestError,
+    RequestToken, Session, TransportCommand, Twin,
+};
+use iothub_proto::time::Instant;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use crate::client::{DesiredUpdate, Error, InputMessage, MethodRequest, Status};
+use crate::transport::{self, Conn, Endpoint, Failure};
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+pub(crate) type Telemetry = (Message, Reply<()>);
+
+/// What a [`Client`](crate::Client) asks of the driver.
+pub(crate) enum Command {
+    GetTwin(Reply<Twin>),
+    UpdateReported(Bytes, Reply<u64>),
+    Respond(MethodId, u16, Bytes, Reply<()>),
+    Enable(Sink, Reply<()>),
+    Ack(AckToken, Reply<()>),
+    Shutdown(Duration, oneshot::Sender<()>),
+}
+
+/// Where a kind of inbound event goes.
+pub(crate) enum Sink {
+    C2d(mpsc::UnboundedSender<InboundMessage>),
+    Inputs(mpsc::UnboundedSender<InputMessage>),
+    Methods(mpsc::UnboundedSender<MethodRequest>),
+    Desired(mpsc::UnboundedSender<DesiredUpdate>),
+}
+
+#[derive(Default)]
+struct Sinks {
+    c2d: Option<mpsc::UnboundedSender<InboundMessage>>,
+    inputs: Option<mpsc::UnboundedSender<InputMessage>>,
+    methods: Option<mpsc::UnboundedSender<MethodRequest>>,
+    desired: Option<mpsc::UnboundedSender<DesiredUpdate>>,
+}
+
+enum PendingRequest {
+    Twin(Reply<Twin>),
+    Reported(Reply<u64>),
+}
+
+type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
+
+/// How long the driver drains when every handle was dropped.
+const DROP_DRAIN: Duration = Duration::from_secs(5);
+/// Bytes gathered into one write at most.
+const BATCH: usize = 64 * 1024;
+/// Commands taken per wake-up at most (then the loop transmits).
+const COMMANDS_PER_TURN: usize = 1024;
+
+pub(crate) struct Driver {
+    session: Session,
+    clock: Clock,
+    endpoint: Arc<Endpoint>,
+    conn: Option<Conn>,
+    opening: Option<Opening>,
+    attempts: u64,
+    ctl: mpsc::UnboundedReceiver<Command>,
+    ctl_weak: mpsc::WeakUnboundedSender<Command>,
+    ctl_open: bool,
+    tel: mpsc::Receiver<Telemetry>,
+    tel_open: bool,
+    messages: HashMap<MessageId, Reply<()>>,
+    requests: HashMap<RequestToken, PendingRequest>,
+    sinks: Sinks,
+    status: watch::Sender<Status>,
+    last_disconnect: Option<DisconnectReason>,
+    shutdown: Vec<oneshot::Sender<()>>,
+    rbuf: Vec<u8>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: Config,
+        endpoint: Endpoint,
+        ctl: mpsc::UnboundedReceiver<Command>,
+        tel: mpsc::Receiver<Telemetry>,
+        ctl_weak: mpsc::WeakUnboundedSender<Command>,
+    ) -> Result<(Driver, watch::Receiver<Status>), ConfigError> {
+        let session = Session::new(config)?;
+        let (status, status_rx) = watch::channel(Status {
+            state: session.state(),
+            connection: 0,
+            last_disconnect: None,
+            stopped: None,
+        });
+        let driver = Driver {
+            session,
+            clock: Clock::starting_at(tokio::time::Instant::now().into_std()),
+            endpoint: Arc::new(endpoint),
+            conn: None,
+            opening: None,
+            attempts: 0,
+            ctl,
+            ctl_weak,
+            ctl_open: true,
+            tel,
+            tel_open: true,
+            messages: HashMap::new(),
+            requests: HashMap::new(),
+            sinks: Sinks::default(),
+            status,
+            last_disconnect: None,
+            shutdown: Vec::new(),
+            rbuf: Vec::new(),
+        };
+        Ok((driver, status_rx))
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.instant(tokio::time::Instant::now().into_std())
+    }
+
+    /// The loop; ends when the session has stopped.
+    pub(crate) async fn run(mut self) {
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        loop {
+            self.transmit_and_dispatch().await;
+            if self.session.state() == ConnectionState::Stopped {
+                break;
+            }
+            // 5. timer
+            let deadline = self.session.poll_timeout();
+            if let Some(at) = deadline {
+                let at = tokio::time::Instant::from_std(self.clock.deadline(at));
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+            }
+            let room = self.tel_open
+                && self.session.queued_len() < self.session.config().queue_capacity;
+            tokio::select! {
+                biased;
+                // 1. inbound
+                r = read(self.conn.as_mut(), &mut self.rbuf) => self.on_read(r),
+                r = opened(self.opening.as_mut()) => self.on_opened(r),
+                // 2. commands
+                c = self.ctl.recv(), if self.ctl_open => self.on_control(c),
+                t = self.tel.recv(), if room => self.on_telemetry(t),
+                () = &mut sleep, if deadline.is_some() => {
+                    let now = self.now();
+                    self.session.handle_timeout(now, Clock::unix_secs());
+                }
+            }
+            self.take_ready_commands();
+        }
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        self.publish_status();
+        for tx in self.shutdown.drain(..) {
+            let _ = tx.send(());
+        }
+        for (id, _) in self.messages.drain() {
+            warn!(%id, "telemetry message left without an outcome");
+        }
+        info!("client stopped");
+    }
+
+    fn on_read(&mut self, r: Result<(), Failure>) {
+        match r {
+            Ok(()) => {
+                let now = self.now();
+                self.session.handle_input(now, &self.rbuf);
+                self.rbuf.clear();
+            }
+            Err(f) => self.transport_failed(f),
+        }
+    }
+
+    fn transport_failed(&mut self, f: Failure) {
+        warn!(error = %f, "transport closed");
+        self.conn = None;
+        let now = self.now();
+        self.session.handle_transport_closed(now, f.kind);
+    }
+
+    fn on_opened(&mut self, r: Result<Conn, Failure>) {
+        self.opening = None;
+        let now = self.now();
+        match r {
+            Ok(conn) => {
+                debug!("transport open");
+                self.conn = Some(conn);
+                self.session.handle_transport_connected(now, Clock::unix_secs());
+            }
+            Err(f) => {
+                warn!(error = %f, "could not open the transport");
+                self.session.handle_transport_closed(now, f.kind);
+            }
+        }
+    }
+
+    fn take_ready_commands(&mut self) {
+        for _ in 0..COMMANDS_PER_TURN {
+            match self.ctl.try_recv() {
+                Ok(c) => self.on_control(Some(c)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if self.ctl_open {
+                        self.on_control(None);
+                    }
+                    break;
+                }
+            }
+        }
+        let capacity = self.session.config().queue_capacity;
+        while self.tel_open && self.session.queued_len() < capacity {
+            match self.tel.try_recv() {
+                Ok(t) => self.on_telemetry(Some(t)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.tel_open = false,
+            }
+        }
+    }
+
+    fn on_telemetry(&mut self, t: Option<Telemetry>) {
+        let Some((message, reply)) = t else {
+            self.tel_open = false;
+            return;
+        };
+        let now = self.now();
+        match self.session.send_telemetry(now, message) {
+            Ok(id) => {
+                self.messages.insert(id, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(Error::Command(e)));
+            }
+        }
+    }
+
+    fn on_control(&mut self, c: Option<Command>) {
+        let now = self.now();
+        let Some(c) = c else {
+            // Every handle is gone: drain briefly and stop.
+            self.ctl_open = false;
+            info!("every client handle dropped: shutting down");
+            self.session.disconnect(now, DROP_DRAIN);
+            return;
+        };
+        match c {
+            Command::GetTwin(reply) => match self.session.get_twin(now) {
+                Ok(token) => {
+                    self.requests.insert(token, PendingRequest::Twin(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::Command(e)));
+                }
+            },
+            Command::UpdateReported(json, reply) => match self.session.update_reported(now, json) {
+                Ok(token) => {
+                    self.requests.insert(token, PendingRequest::Reported(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::Command(e)));
+                }
+            },
+            Command::Respond(id, status, payload, reply) => {
+                let r = self.session.respond_to_method(now, id, status, payload);
+                let _ = reply.send(r.map_err(Error::Command));
+            }
+            Command::Enable(sink, reply) => {
+                let feature = match &sink {
+                    Sink::C2d(_) => Feature::C2d,
+                    Sink::Inputs(_) => Feature::ModuleInputs,
+                    Sink::Methods(_) => Feature::Methods,
+                    Sink::Desired(_) => Feature::DesiredProperties,
+                };
+                let r = self.session.enable(now, feature);
+                if r.is_ok() {
+                    match sink {
+                        Sink::C2d(tx) => self.sinks.c2d = Some(tx),
+                        Sink::Inputs(tx) => self.sinks.inputs = Some(tx),
+                        Sink::Methods(tx) => self.sinks.methods = Some(tx),
+                        Sink::Desired(tx) => self.sinks.desired = Some(tx),
+                    }
+                }
+                let _ = reply.send(r.map_err(Error::Command));
+            }
+            Command::Ack(token, reply) => {
+                let _ = reply.send(self.session.ack(token).map_err(Error::Command));
+            }
+            Command::Shutdown(timeout, done) => {
+                info!(timeout_ms = millis(timeout), "shutdown requested");
+                self.shutdown.push(done);
+                self.session.disconnect(now, timeout);
+            }
+        }
+    }
+
+    /// Steps 3 and 4: write what the session has, carry out its transport
+    /// commands, hand its events out; again while any of them produced.
+    async fn transmit_and_dispatch(&mut self) {
+        loop {
+            let mut moved = self.transmit().await;
+            while let Some(cmd) = self.session.poll_transport() {
+                moved = true;
+                match cmd {
+                    TransportCommand::Open => self.open(),
+                    TransportCommand::Close => {
+                        self.opening = None;
+                        if let Some(conn) = self.conn.take() {
+                            debug!("closing the transport");
+                            conn.close().await;
+                        }
+                    }
+                }
+            }
+            while let Some(event) = self.session.poll_event() {
+                moved = true;
+                self.dispatch(event);
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.publish_status();
+    }
+
+    /// Gathers pending bytes into as few writes as possible.
+    async fn transmit(&mut self) -> bool {
+        let mut moved = false;
+        let mut first: Option<Bytes> = None;
+        let mut batch: Vec<u8> = Vec::new();
+        loop {
+            let next = self.session.poll_transmit();
+            let full = batch.len() + first.as_ref().map_or(0, Bytes::len) >= BATCH;
+            if (next.is_none() || full) && (first.is_some() || !batch.is_empty()) {
+                let data = match first.take() {
+                    Some(b) if batch.is_empty() => b,
+                    Some(b) => {
+                        let mut v = Vec::with_capacity(b.len() + batch.len());
+                        v.extend_from_slice(&b);
+                        v.append(&mut batch);
+                        Bytes::from(v)
+                    }
+                    None => Bytes::from(std::mem::take(&mut batch)),
+                };
+                batch.clear();
+                self.write(data).await;
+            }
+            let Some(bytes) = next else { break };
+            moved = true;
+            if first.is_none() && batch.is_empty() {
+                first = Some(bytes);
+            } else {
+                if let Some(b) = first.take() {
+                    batch.extend_from_slice(&b);
+                }
+                batch.extend_from_slice(&bytes);
+            }
+        }
+        moved
+    }
+
+    async fn write(&mut self, data: Bytes) {
+        let Some(conn) = self.conn.as_mut() else {
+            return; // the transport just failed; the session knows
+        };
+        if let Err(f) = conn.write(data, self.endpoint.write_timeout).await {
+            self.transport_failed(f);
+        }
+    }
+
+    fn open(&mut self) {
+        self.attempts += 1;
+        if let Some(old) = self.conn.take() {
+            drop(old);
+        }
+        let ep = self.endpoint.clone();
+        let span = info_span!(
+            "connect",
+            attempt = self.attempts,
+            host = %ep.host,
+            port = ep.port,
+            transport = ?ep.transport,
+        );
+        span.in_scope(|| info!("opening transport"));
+        self.opening = Some(Box::pin(transport::open(ep).instrument(span)));
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Connected { session_present } => {
+                info!(connection = self.session.connection(), session_present, "connected");
+            }
+            Event::Disconnected { reason } => {
+                match &reason {
+                    DisconnectReason::TokenRenewal => {
+                        info!("renewing the SAS token: reconnecting");
+                    }
+                    DisconnectReason::Requested => info!("disconnected on request"),
+                    other => warn!(reason = %other, "disconnected"),
+                }
+                self.last_disconnect = Some(reason);
+            }
+            Event::ReconnectScheduled { delay } => {
+                info!(delay_ms = millis(delay), "reconnecting after a delay");
+            }
+            Event::Stopped { reason } => info!(%reason, "session stopped"),
+            Event::TokenExpired { expiry_unix_secs } => {
+                warn!(expiry_unix_secs, "the fixed SAS token has expired");
+            }
+            Event::SubscriptionFailed { subscription } => {
+                warn!(?subscription, "the hub refused a subscription");
+            }
+            Event::MessageAcknowledged { id } | Event::MessageSent { id } => {
+                self.message_done(id, Ok(()));
+            }
+            Event::MessageFailed { id, reason } => {
+                self.message_done(id, Err(Error::Message(reason)));
+            }
+            Event::TwinReceived { token, twin } => match self.requests.remove(&token) {
+                Some(PendingRequest::Twin(reply)) => {
+                    let _ = reply.send(Ok(twin));
+                }
+                _ => debug!(%token, "twin nobody waits for"),
+            },
+            Event::ReportedUpdated { token, version } => {
+                if let Some(PendingRequest::Reported(reply)) = self.requests.remove(&token) {
+                    let _ = reply.send(version.ok_or(Error::Request(
+                        RequestError::MalformedResponse(JsonError::MissingVersion),
+                    )));
+                }
+            }
+            Event::RequestFailed { token, error } => match self.requests.remove(&token) {
+                Some(PendingRequest::Twin(reply)) => {
+                    let _ = reply.send(Err(Error::Request(error)));
+                }
+                Some(PendingRequest::Reported(reply)) => {
+                    let _ = reply.send(Err(Error::Request(error)));
+                }
+                None => {}
+            },
+            Event::DesiredState { desired, version } => {
+                deliver(&self.sinks.desired, "desired", DesiredUpdate::Full { desired, version });
+            }
+            Event::DesiredPatch { patch, version } => {
+                deliver(&self.sinks.desired, "desired", DesiredUpdate::Patch { patch, version });
+            }
+            Event::DesiredSyncFailed { error } => warn!(%error, "desired properties sync failed"),
+            Event::InvalidDesiredPatch { version, error } => {
+                warn!(version, %error, "invalid desired-properties patch");
+            }
+            Event::MethodRequest { id, name, payload } => {
+                let request = MethodRequest {
+                    name,
+                    payload,
+                    id: Some(id),
+                    ctl: self.ctl_weak.upgrade(),
+                };
+                deliver(&self.sinks.methods, "method", request);
+            }
+            Event::C2dMessage(message) => deliver(&self.sinks.c2d, "c2d", message),
+            Event::InputMessage { input, message } => {
+                deliver(&self.sinks.inputs, "input", InputMessage { input, message });
+            }
+            Event::UnexpectedPublish { topic, error } => {
+                debug!(%topic, %error, "publish on an unexpected topic");
+            }
+            other => debug!(event = ?other, "event"),
+        }
+    }
+
+    fn message_done(&mut self, id: MessageId, outcome: Result<(), Error>) {
+        let Some(reply) = self.messages.remove(&id) else {
+            return;
+        };
+        if let Err(outcome) = reply.send(outcome) {
+            match outcome {
+                Ok(()) => debug!(%id, "message delivered (its future was dropped)"),
+                Err(e) => warn!(%id, error = %e, "message failed (its future was dropped)"),
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let status = Status {
+            state: self.session.state(),
+            connection: self.session.connection(),
+            last_disconnect: self.last_disconnect.clone(),
+            stopped: self.session.stop_reason(),
+        };
+        self.status.send_if_modified(|s| {
+            let changed = *s != status;
+            if changed {
+                *s = status;
+            }
+            changed
+        });
+    }
+}
+
+/// Hands an inbound item to its stream; logs it if nobody listens.
+fn deliver<T>(sink: &Option<mpsc::UnboundedSender<T>>, kind: &str, item: T) {
+    let sent = sink.as_ref().is_some_and(|tx| tx.send(item).is_ok());
+    if !sent {
+        warn!(kind, "inbound item dropped: its stream is gone");
+    }
+}
+
+async fn read(conn: Option<&mut Conn>, buf: &mut Vec<u8>) -> Result<(), Failure> {
+    match conn {
+        Some(c) => c.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn opened(opening: Option<&mut Opening>) -> Result<Conn, Failure> {
+    match opening {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
