@@ -82,10 +82,7 @@ mod tests {
         let start = std::time::Instant::now();
         let c = Clock::starting_at(start);
         assert_eq!(c.instant(start).as_millis(), 0);
-        assert_eq!(
-            c.instant(start + Duration::from_secs(3)).as_millis(),
-            3000
-        );
+        assert_eq!(c.instant(start + Duration::from_secs(3)).as_millis(), 3000);
         // Instants before the epoch clamp to it.
         let earlier = start.checked_sub(Duration::from_millis(5));
         if let Some(e) = earlier {

@@ -319,12 +319,10 @@ mod tests {
     fn clear_errors() {
         let e = ClientOptions::from_connection_string("HostName=h;DeviceId=d").unwrap_err();
         assert!(e.to_string().contains("no credential"), "{e}");
-        let e = ClientOptions::from_connection_string(
-            "HostName=h.net;DeviceId=d;x509=true",
-        )
-        .unwrap()
-        .prepare()
-        .unwrap_err();
+        let e = ClientOptions::from_connection_string("HostName=h.net;DeviceId=d;x509=true")
+            .unwrap()
+            .prepare()
+            .unwrap_err();
         assert!(matches!(e, OptionsError::MissingClientCertificate), "{e}");
         let e = ClientOptions::from_connection_string(CS)
             .unwrap()

@@ -43,7 +43,11 @@ impl Proxy {
 
     /// Adds Basic authentication.
     #[must_use]
-    pub fn with_basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Proxy {
+    pub fn with_basic_auth(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Proxy {
         self.credentials = Some((user.into(), password.into()));
         self
     }
@@ -58,7 +62,8 @@ impl Proxy {
         };
         let mut r = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
         if let Some((user, password)) = &self.credentials {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             r.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
         }
         r.push_str("\r\n");
@@ -138,7 +143,10 @@ mod tests {
         let p = p.with_basic_auth("user", "pass");
         let r = String::from_utf8(p.connect_request("::1", 443)).unwrap();
         assert!(r.starts_with("CONNECT [::1]:443 HTTP/1.1\r\n"), "{r}");
-        assert!(r.contains("Proxy-Authorization: Basic dXNlcjpwYXNz\r\n"), "{r}");
+        assert!(
+            r.contains("Proxy-Authorization: Basic dXNlcjpwYXNz\r\n"),
+            "{r}"
+        );
         assert!(!format!("{p:?}").contains("pass"));
     }
 
@@ -154,7 +162,10 @@ mod tests {
             Err(ProxyError::Status(407))
         );
         assert_eq!(parse_response(b"SSH-2.0-x\r\n"), Err(ProxyError::Malformed));
-        assert_eq!(parse_response(b"HTTP/1.1 abc\r\n\r\n"), Err(ProxyError::Malformed));
+        assert_eq!(
+            parse_response(b"HTTP/1.1 abc\r\n\r\n"),
+            Err(ProxyError::Malformed)
+        );
         assert_eq!(
             parse_response(&vec![b'H'; MAX_RESPONSE_HEAD + 1][..]).unwrap_err(),
             ProxyError::Malformed

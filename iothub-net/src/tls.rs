@@ -164,7 +164,6 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     ServerName::try_from(host.to_owned()).map_err(|_| TlsError::InvalidServerName(host.into()))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,10 @@ mod tests {
             url("127.0.0.1", 8443, true),
             "wss://127.0.0.1:8443/$iothub/websocket"
         );
-        assert_eq!(url("localhost", 80, false), "ws://localhost/$iothub/websocket");
+        assert_eq!(
+            url("localhost", 80, false),
+            "ws://localhost/$iothub/websocket"
+        );
         let r = request("localhost", 8443, true).expect("request");
         assert_eq!(r.uri().path(), "/$iothub/websocket");
         assert_eq!(r.headers()["Sec-WebSocket-Protocol"], "mqtt");

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use iothub_net::{ClientOptions, OptionsError};
 use iothub_proto::session::{
-    AckToken, CommandError, ConnectRefused, ConnectionState, DisconnectReason,
-    InboundMessage, Message, MessageFailure, MethodId, RequestError, StopReason, Twin,
+    AckToken, CommandError, ConnectRefused, ConnectionState, DisconnectReason, InboundMessage,
+    Message, MessageFailure, MethodId, RequestError, StopReason, Twin,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -276,7 +276,10 @@ impl Client {
         self.call(|tx| Command::UpdateReported(json, tx)).await
     }
 
-    async fn subscribe<T>(&self, make: impl FnOnce(mpsc::UnboundedSender<T>) -> Sink) -> Result<Events<T>, Error> {
+    async fn subscribe<T>(
+        &self,
+        make: impl FnOnce(mpsc::UnboundedSender<T>) -> Sink,
+    ) -> Result<Events<T>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = make(tx);
         self.call(|reply| Command::Enable(sink, reply)).await?;

@@ -23,9 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use iothub_net::Clock;
 use iothub_proto::session::{
-    AckToken, Config, ConfigError, ConnectionState, DisconnectReason, Event,
-    Feature, InboundMessage, JsonError, Message, MessageId, MethodId, RequestError,
-    RequestToken, Session, TransportCommand, Twin,
+    AckToken, Config, ConfigError, ConnectionState, DisconnectReason, Event, Feature,
+    InboundMessage, JsonError, Message, MessageId, MethodId, RequestError, RequestToken, Session,
+    TransportCommand, Twin,
 };
 use iothub_proto::time::Instant;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -158,8 +158,8 @@ impl Driver {
                     sleep.as_mut().reset(at);
                 }
             }
-            let room = self.tel_open
-                && self.session.queued_len() < self.session.config().queue_capacity;
+            let room =
+                self.tel_open && self.session.queued_len() < self.session.config().queue_capacity;
             tokio::select! {
                 biased;
                 // 1. inbound
@@ -213,7 +213,8 @@ impl Driver {
             Ok(conn) => {
                 debug!("transport open");
                 self.conn = Some(conn);
-                self.session.handle_transport_connected(now, Clock::unix_secs());
+                self.session
+                    .handle_transport_connected(now, Clock::unix_secs());
             }
             Err(f) => {
                 warn!(error = %f, "could not open the transport");
@@ -414,7 +415,10 @@ impl Driver {
     fn dispatch(&mut self, event: Event) {
         match event {
             Event::Connected { session_present } => {
-                info!(connection = self.session.connection(), session_present, "connected");
+                info!(
+                    connection = self.session.connection(),
+                    session_present, "connected"
+                );
             }
             Event::Disconnected { reason } => {
                 match &reason {
@@ -465,10 +469,18 @@ impl Driver {
                 None => {}
             },
             Event::DesiredState { desired, version } => {
-                deliver(&self.sinks.desired, "desired", DesiredUpdate::Full { desired, version });
+                deliver(
+                    &self.sinks.desired,
+                    "desired",
+                    DesiredUpdate::Full { desired, version },
+                );
             }
             Event::DesiredPatch { patch, version } => {
-                deliver(&self.sinks.desired, "desired", DesiredUpdate::Patch { patch, version });
+                deliver(
+                    &self.sinks.desired,
+                    "desired",
+                    DesiredUpdate::Patch { patch, version },
+                );
             }
             Event::DesiredSyncFailed { error } => warn!(%error, "desired properties sync failed"),
             Event::InvalidDesiredPatch { version, error } => {

@@ -49,9 +49,9 @@ mod transport;
 
 pub use client::{Client, DesiredUpdate, Error, Events, InputMessage, MethodRequest, Status};
 pub use iothub_net::{ClientOptions, OptionsError, Proxy, Transport};
+/// The sans-IO core, for every other type (errors, identities, options).
+pub use iothub_proto as proto;
 pub use iothub_proto::properties::MessageProperties;
 pub use iothub_proto::session::{
     AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
 };
-/// The sans-IO core, for every other type (errors, identities, options).
-pub use iothub_proto as proto;

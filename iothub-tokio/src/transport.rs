@@ -131,7 +131,8 @@ pub(crate) async fn open(ep: Arc<Endpoint>) -> Result<Conn, Failure> {
 /// byte of the tunnel is consumed (it is a few dozen bytes, once per
 /// connection).
 async fn tunnel(io: &mut Box<dyn Io>, p: &Proxy, host: &str, port: u16) -> Result<(), Failure> {
-    let failed = |e: &dyn fmt::Display| Failure::new(TransportClosed::ConnectFailed, format!("proxy: {e}"));
+    let failed =
+        |e: &dyn fmt::Display| Failure::new(TransportClosed::ConnectFailed, format!("proxy: {e}"));
     io.write_all(&p.connect_request(host, port))
         .await
         .map_err(|e| failed(&e))?;
@@ -139,7 +140,10 @@ async fn tunnel(io: &mut Box<dyn Io>, p: &Proxy, host: &str, port: u16) -> Resul
     loop {
         let b = io.read_u8().await.map_err(|e| failed(&e))?;
         head.push(b);
-        if proxy::parse_response(&head).map_err(|e| failed(&e))?.is_some() {
+        if proxy::parse_response(&head)
+            .map_err(|e| failed(&e))?
+            .is_some()
+        {
             return Ok(());
         }
     }

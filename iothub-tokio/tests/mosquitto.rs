@@ -11,11 +11,11 @@ mod support;
 use std::time::Duration;
 
 use iothub_proto::mqtt::QoS;
+use iothub_proto::session::TransportClosed;
 use iothub_tokio::{
     Client, ClientOptions, ConnectionState, DisconnectReason, Message, MessageProperties, Qos,
     Transport,
 };
-use iothub_proto::session::TransportClosed;
 use support::{KEY_B64, Mosquitto, Pki, Raw};
 
 fn options(host: &str, port: u16, transport: Transport) -> ClientOptions {
@@ -29,11 +29,17 @@ fn options(host: &str, port: u16, transport: Transport) -> ClientOptions {
 
 async fn telemetry_round_trip(client: &Client, port: u16) {
     let mut watcher = Raw::connect(port, "watcher").await;
-    watcher.subscribe("devices/dev1/messages/events/#", QoS::AtLeastOnce).await;
+    watcher
+        .subscribe("devices/dev1/messages/events/#", QoS::AtLeastOnce)
+        .await;
     for i in 0..20u32 {
         let mut props = MessageProperties::new();
         props.add_application("n", i.to_string()).unwrap();
-        let qos = if i % 2 == 0 { Qos::AtLeastOnce } else { Qos::AtMostOnce };
+        let qos = if i % 2 == 0 {
+            Qos::AtLeastOnce
+        } else {
+            Qos::AtMostOnce
+        };
         let msg = Message::new(format!("hello {i}").into_bytes())
             .with_properties(props)
             .with_qos(qos);
@@ -52,7 +58,9 @@ async fn telemetry_round_trip(client: &Client, port: u16) {
 #[tokio::test]
 async fn plain_connect_publish_subscribe() {
     support::init_tracing();
-    let Some(broker) = Mosquitto::start(None) else { return };
+    let Some(broker) = Mosquitto::start(None) else {
+        return;
+    };
     let client = Client::new(options("127.0.0.1", broker.port, Transport::PlainTcp)).unwrap();
     client.wait_connected().await.unwrap();
     telemetry_round_trip(&client, broker.port).await;
@@ -62,11 +70,17 @@ async fn plain_connect_publish_subscribe() {
     let mut c2d = client.c2d_messages().await.unwrap();
     let mut methods = client.method_requests().await.unwrap();
     let mut service = Raw::connect(broker.port, "service").await;
-    service.subscribe("$iothub/methods/res/#", QoS::AtMostOnce).await;
+    service
+        .subscribe("$iothub/methods/res/#", QoS::AtMostOnce)
+        .await;
     // The SUBSCRIBE may still be on its way: publish until it arrives.
     let msg = loop {
         service
-            .publish("devices/dev1/messages/devicebound/%24.mid=m1&k=v", b"c2d!", QoS::AtLeastOnce)
+            .publish(
+                "devices/dev1/messages/devicebound/%24.mid=m1&k=v",
+                b"c2d!",
+                QoS::AtLeastOnce,
+            )
             .await;
         if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), c2d.recv()).await {
             break m.unwrap();
@@ -77,7 +91,11 @@ async fn plain_connect_publish_subscribe() {
     assert_eq!(msg.properties.get_application("k"), Some(Some("v")));
     let call = loop {
         service
-            .publish("$iothub/methods/POST/reboot/?$rid=7", b"{\"delay\":1}", QoS::AtMostOnce)
+            .publish(
+                "$iothub/methods/POST/reboot/?$rid=7",
+                b"{\"delay\":1}",
+                QoS::AtMostOnce,
+            )
             .await;
         if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), methods.recv()).await {
             break m.unwrap();
@@ -93,13 +111,18 @@ async fn plain_connect_publish_subscribe() {
     client.shutdown(Duration::from_secs(5)).await.unwrap();
     let status = client.status().borrow().clone();
     assert_eq!(status.state, ConnectionState::Stopped);
-    assert_eq!(status.connection, 1, "one connection throughout: {status:?}");
+    assert_eq!(
+        status.connection, 1,
+        "one connection throughout: {status:?}"
+    );
 }
 
 #[tokio::test]
 async fn keep_alive_holds_an_idle_connection() {
     support::init_tracing();
-    let Some(broker) = Mosquitto::start(None) else { return };
+    let Some(broker) = Mosquitto::start(None) else {
+        return;
+    };
     // mosquitto drops a client silent for 1.5 keep-alives.
     let client = Client::new(
         options("127.0.0.1", broker.port, Transport::PlainTcp)
@@ -112,14 +135,19 @@ async fn keep_alive_holds_an_idle_connection() {
     assert_eq!(status.state, ConnectionState::Connected);
     assert_eq!(status.connection, 1, "never reconnected: {status:?}");
     assert_eq!(status.last_disconnect, None);
-    client.send_telemetry(Message::new(&b"still here"[..])).await.unwrap();
+    client
+        .send_telemetry(Message::new(&b"still here"[..]))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn tls_connect_publish() {
     support::init_tracing();
     let pki = Pki::new();
-    let Some(broker) = Mosquitto::start(Some(&pki)) else { return };
+    let Some(broker) = Mosquitto::start(Some(&pki)) else {
+        return;
+    };
     let client = Client::new(
         options("localhost", broker.port, Transport::Mqtt).with_ca_pem(pki.ca_pem.clone()),
     )
@@ -141,7 +169,9 @@ async fn tls_with_an_untrusted_ca_fails_the_handshake() {
     support::init_tracing();
     let pki = Pki::new();
     let other = Pki::new();
-    let Some(broker) = Mosquitto::start(Some(&pki)) else { return };
+    let Some(broker) = Mosquitto::start(Some(&pki)) else {
+        return;
+    };
     let client = Client::new(
         options("localhost", broker.port, Transport::Mqtt)
             .with_ca_pem(other.ca_pem.clone())
@@ -159,6 +189,8 @@ async fn tls_with_an_untrusted_ca_fails_the_handshake() {
     .clone();
     assert_eq!(
         s.last_disconnect,
-        Some(DisconnectReason::Transport(TransportClosed::HandshakeFailed))
+        Some(DisconnectReason::Transport(
+            TransportClosed::HandshakeFailed
+        ))
     );
 }

@@ -77,11 +77,12 @@ impl Pki {
 
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         use rustls::pki_types::pem::PemObject;
-        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
+        let chain =
+            rustls::pki_types::CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
             .unwrap();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -115,10 +116,14 @@ pub struct Mosquitto {
 }
 
 fn mosquitto_binary() -> Option<PathBuf> {
-    ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 impl Mosquitto {
@@ -128,7 +133,9 @@ impl Mosquitto {
     pub fn start(pki: Option<&Pki>) -> Option<Mosquitto> {
         let Some(bin) = mosquitto_binary() else {
             if std::env::var_os("IOTHUB_REQUIRE_PEERS").is_some() {
-                panic!("mosquitto is required (IOTHUB_REQUIRE_PEERS is set): run scripts/install-peers.sh");
+                panic!(
+                    "mosquitto is required (IOTHUB_REQUIRE_PEERS is set): run scripts/install-peers.sh"
+                );
             }
             eprintln!("SKIPPED: mosquitto is not installed (scripts/install-peers.sh installs it)");
             return None;
@@ -215,7 +222,9 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(port: u16, client_id: &str) -> Raw {
-        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.unwrap();
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         let mut raw = Raw {
             stream,
@@ -240,10 +249,11 @@ impl Raw {
             if let Some(p) = mqtt::decode(&mut self.buf, 1 << 20).unwrap() {
                 return p;
             }
-            let n = tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("packet within 20 s")
-                .unwrap();
+            let n =
+                tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("packet within 20 s")
+                    .unwrap();
             assert!(n > 0, "broker closed the connection");
         }
     }
@@ -257,7 +267,8 @@ impl Raw {
     /// Subscribes and waits for the SUBACK.
     pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
         let pid = self.pid();
-        self.send(Subscribe::new(pid, [(filter, qos)]).unwrap()).await;
+        self.send(Subscribe::new(pid, [(filter, qos)]).unwrap())
+            .await;
         loop {
             if let Packet::Suback(_) = self.recv().await {
                 return;
@@ -327,7 +338,9 @@ impl HubServer {
         let (h, n) = (hub.clone(), notify.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let (h, n, acceptor) = (h.clone(), n.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let _ = tcp.set_nodelay(true);
@@ -350,7 +363,9 @@ impl HubServer {
         let ticker = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                h.lock().unwrap().handle_timeout(start.elapsed().as_millis() as u64, unix());
+                h.lock()
+                    .unwrap()
+                    .handle_timeout(start.elapsed().as_millis() as u64, unix());
                 n.notify_waiters();
             }
         });
@@ -399,7 +414,12 @@ fn outgoing(hub: &Mutex<Hub>, conn: iothub_proto::hub::ConnId) -> (Vec<u8>, bool
     (out, hub.is_closed(conn))
 }
 
-async fn serve_stream(mut io: Box<dyn Io>, hub: Arc<Mutex<Hub>>, notify: Arc<Notify>, start: std::time::Instant) {
+async fn serve_stream(
+    mut io: Box<dyn Io>,
+    hub: Arc<Mutex<Hub>>,
+    notify: Arc<Notify>,
+    start: std::time::Instant,
+) {
     let conn = hub.lock().unwrap().accept();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -430,7 +450,13 @@ async fn serve_stream(mut io: Box<dyn Io>, hub: Arc<Mutex<Hub>>, notify: Arc<Not
     }
 }
 
-async fn serve_ws(io: Box<dyn Io>, hub: Arc<Mutex<Hub>>, notify: Arc<Notify>, start: std::time::Instant) {
+#[allow(clippy::result_large_err)]
+async fn serve_ws(
+    io: Box<dyn Io>,
+    hub: Arc<Mutex<Hub>>,
+    notify: Arc<Notify>,
+    start: std::time::Instant,
+) {
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
     let callback = |req: &Request, mut resp: Response| {
         assert_eq!(req.uri().path(), "/$iothub/websocket");
@@ -439,7 +465,10 @@ async fn serve_ws(io: Box<dyn Io>, hub: Arc<Mutex<Hub>>, notify: Arc<Notify>, st
             .get("Sec-WebSocket-Protocol")
             .map(|v| v.to_str().unwrap_or_default().to_string())
             .unwrap_or_default();
-        assert!(asked.split(',').any(|p| p.trim() == "mqtt"), "subprotocol {asked}");
+        assert!(
+            asked.split(',').any(|p| p.trim() == "mqtt"),
+            "subprotocol {asked}"
+        );
         resp.headers_mut()
             .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
         Ok(resp)
