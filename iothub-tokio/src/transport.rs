@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{SinkExt, StreamExt as _};
 use iothub_net::{Proxy, Transport, proxy, tls, websocket};
 use iothub_proto::session::TransportClosed;
 use rustls::pki_types::ServerName;
@@ -218,7 +218,7 @@ impl Conn {
                 let _ = timeout(limit, io.shutdown()).await;
             }
             Conn::WebSocket(mut ws) => {
-                let _ = timeout(limit, ws.close(None)).await;
+                let _ = timeout(limit, SinkExt::close(&mut *ws)).await;
             }
         }
     }
