@@ -17,7 +17,8 @@ impl Pki {
     pub(crate) fn new() -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
         let key = KeyPair::generate().expect("key");
         let cert = CertificateParams::new(vec!["localhost".to_string()])
             .expect("params")
@@ -33,7 +34,11 @@ impl Pki {
 
 pub(crate) enum Broker {
     External(u16),
-    Child { child: Child, port: u16, dir: PathBuf },
+    Child {
+        child: Child,
+        port: u16,
+        dir: PathBuf,
+    },
 }
 
 impl Broker {
@@ -48,7 +53,11 @@ impl Broker {
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 1000000\n"
         );
         if let Some(pki) = pki {
-            for (name, pem) in [("ca.pem", &pki.ca_pem), ("cert.pem", &pki.cert_pem), ("key.pem", &pki.key_pem)] {
+            for (name, pem) in [
+                ("ca.pem", &pki.ca_pem),
+                ("cert.pem", &pki.cert_pem),
+                ("key.pem", &pki.key_pem),
+            ] {
                 std::fs::write(dir.join(name), pem).expect("write pem");
             }
             conf.push_str(&format!(
@@ -57,10 +66,14 @@ impl Broker {
             ));
         }
         std::fs::write(dir.join("m.conf"), conf).expect("write conf");
-        let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("mosquitto is not installed: run scripts/install-peers.sh");
+        let bin = [
+            "/usr/sbin/mosquitto",
+            "/usr/local/sbin/mosquitto",
+            "/usr/bin/mosquitto",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("mosquitto is not installed: run scripts/install-peers.sh");
         let child = Command::new(bin)
             .arg("-c")
             .arg(dir.join("m.conf"))

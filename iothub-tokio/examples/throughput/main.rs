@@ -24,6 +24,8 @@ struct Args {
     size: usize,
     window: usize,
     port: Option<u16>,
+    /// Only this case (`TCP0`, `TCP1`, `TLS0`, `TLS1`), only iothub-tokio.
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -32,11 +34,18 @@ fn args() -> Args {
         size: 64,
         window: 32,
         port: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
-        let v: usize = value.parse().unwrap_or_else(|_| panic!("{flag} needs a number"));
+        if flag == "--only" {
+            a.only = Some(value);
+            continue;
+        }
+        let v: usize = value
+            .parse()
+            .unwrap_or_else(|_| panic!("{flag} needs a number"));
         match flag.as_str() {
             "--n" => a.n = v,
             "--size" => a.size = v,
@@ -128,7 +137,11 @@ fn ours(a: &Args, port: u16, tls: Option<&str>, qos: Qos) -> Duration {
 fn theirs(a: &Args, port: u16, tls: Option<&str>, qos: Qos) -> Duration {
     use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration};
     runtime().block_on(async {
-        let host = if tls.is_some() { "localhost" } else { "127.0.0.1" };
+        let host = if tls.is_some() {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
         let mut options = MqttOptions::new("rumqttc-bench", host, port);
         options.set_keep_alive(Duration::from_secs(60));
         options.set_inflight(a.window as u16);
@@ -136,7 +149,8 @@ fn theirs(a: &Args, port: u16, tls: Option<&str>, qos: Qos) -> Duration {
         if let Some(ca) = tls {
             let mut roots = tokio_rustls::rustls::RootCertStore::empty();
             use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-            for c in tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            for c in tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes())
+            {
                 roots.add(c.expect("ca")).expect("ca");
             }
             let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -192,6 +206,7 @@ mod broker;
 
 fn main() {
     let a = args();
+    let a = &a;
     let pki = broker::Pki::new();
     let plain = match a.port {
         Some(p) => broker::Broker::External(p),
@@ -202,19 +217,38 @@ fn main() {
         "{} messages of {} bytes, QoS 1 window {}, one current-thread runtime per run, mosquitto on loopback\n",
         a.n, a.size, a.window
     );
-    println!("| transport | QoS | iothub-tokio msg/s | rumqttc msg/s | speed ratio | iothub-tokio CPU µs/msg | rumqttc CPU µs/msg | CPU ratio |");
+    println!(
+        "| transport | QoS | iothub-tokio msg/s | rumqttc msg/s | speed ratio | iothub-tokio CPU µs/msg | rumqttc CPU µs/msg | CPU ratio |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (name, port, ca) in [
         ("TCP", plain.port(), None),
         ("TLS", tls.port(), Some(pki.ca_pem.as_str())),
     ] {
         for (qname, qos) in [("0", Qos::AtMostOnce), ("1", Qos::AtLeastOnce)] {
+            if let Some(only) = &a.only {
+                if *only != format!("{name}{qname}") {
+                    continue;
+                }
+                let us = measure(a.n, || ours(a, port, ca, qos));
+                println!(
+                    "iothub-tokio {only}: {:.0} msg/s, {:.2} CPU µs/msg",
+                    us.msgs_per_sec, us.cpu_us_per_msg
+                );
+                continue;
+            }
             // Warm up both, then measure.
-            let small = Args { n: a.n / 10, ..a };
+            let small = Args {
+                n: a.n / 10,
+                size: a.size,
+                window: a.window,
+                port: a.port,
+                only: None,
+            };
             ours(&small, port, ca, qos);
             theirs(&small, port, ca, qos);
-            let us = measure(a.n, || ours(&a, port, ca, qos));
-            let them = measure(a.n, || theirs(&a, port, ca, qos));
+            let us = measure(a.n, || ours(a, port, ca, qos));
+            let them = measure(a.n, || theirs(a, port, ca, qos));
             println!(
                 "| {name} | {qname} | {:.0} | {:.0} | {:.2}× | {:.2} | {:.2} | {:.2}× |",
                 us.msgs_per_sec,
