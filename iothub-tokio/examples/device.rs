@@ -53,7 +53,7 @@ fn parse() -> Result<(ClientOptions, Cmd), String> {
                     value(&mut args, &a)?
                         .parse()
                         .map_err(|_| "--port: a number")?,
-                )
+                );
             }
             "--websocket" => transport = Transport::WebSocket,
             "--plain" => transport = Transport::PlainTcp,
@@ -65,7 +65,7 @@ fn parse() -> Result<(ClientOptions, Cmd), String> {
             "--count" => {
                 count = value(&mut args, &a)?
                     .parse()
-                    .map_err(|_| "--count: a number")?
+                    .map_err(|_| "--count: a number")?;
             }
             "--seconds" => {
                 seconds = Some(
