@@ -67,7 +67,7 @@
 //!
 //! - `std` (default): nothing in this crate needs it; it only enables `std`
 //!   in the dependencies. Without it the crate is `no_std` + `alloc`.
-//! - `hub`: [`hub::Hub`], the hub's side of the protocol as a sans-IO
+//! - `hub`: `hub::Hub`, the hub's side of the protocol as a sans-IO
 //!   engine: the core of `iothub-emulator`, and the in-memory peer that
 //!   tests drive a device session against in simulated time.
 #![no_std]

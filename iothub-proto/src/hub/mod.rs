@@ -51,10 +51,13 @@
 //! | username missing or not read by [`Username::parse`] (either form) | 4 |
 //! | username host name is not the hub's (ASCII case ignored) | 4 |
 //! | client id is not `{device}` / `{device}/{module}` of the username | 2 |
+//! | the identity is refused for a while ([`refuse_connects_until`](Hub::refuse_connects_until)) | its code |
 //! | identity unknown | 5 |
+//! | X.509 identity: no client certificate ([`accept_with_thumbprint`](Hub::accept_with_thumbprint)) | 5 |
+//! | X.509 identity: thumbprint is neither registered one (then accepted, no expiry) | 4 |
 //! | no password, or not a SAS token ([`SasToken::parse`]) | 4 |
 //! | token resource URI is not the identity's ([`Identity::resource_uri`]) | 5 |
-//! | signature does not verify with the identity's key ([`SasToken::verify`]) | 4 |
+//! | signature verifies with neither the primary nor the secondary key ([`SasToken::verify`], constant time) | 4 |
 //! | token expired at the `unix_secs` given ([`SasToken::is_expired_at`]) | 5 |
 //!
 //! With [`skip_authentication`](Hub::skip_authentication) only the
@@ -99,6 +102,22 @@
 //! without DISCONNECT (see [`CloseReason::publishes_will`]). A will whose
 //! topic is not the identity's telemetry topic is dropped.
 //!
+//! **Limits.** Desired and reported sections at most
+//! [`MAX_TWIN_SECTION_SIZE`] (a reported PATCH over it is answered 413 and
+//! not applied), tags [`MAX_TWIN_TAGS_SIZE`], C2D [`MAX_C2D_SIZE`] and
+//! [`MAX_PENDING_C2D`], method payloads [`MAX_METHOD_PAYLOAD`].
+//!
+//! **For an adapter that serves real sockets** (`iothub-emulator`):
+//! [`poll_ready`](Hub::poll_ready) names the connections that have output
+//! or were closed (so a step costs nothing per idle connection);
+//! [`poll_change`](Hub::poll_change) journals identities whose durable
+//! state changed, [`identity_state`](Hub::identity_state) and
+//! [`restore_identity`](Hub::restore_identity) move it to and from storage;
+//! [`invoke_method_until`](Hub::invoke_method_until) tracks the service's
+//! response timeout in the hub's timer and ends in one
+//! [`poll_method_result`](Hub::poll_method_result);
+//! [`remove_connection`](Hub::remove_connection) forgets a closed connection.
+//!
 //! Hub→device twin, desired-patch and method messages are sent at QoS 0;
 //! C2D and module input messages at the granted QoS of the subscription
 //! (QoS 1 normally), and removed only on PUBACK.
@@ -109,7 +128,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -127,10 +146,12 @@ use crate::topic::{
     TWIN_RESPONSE_FILTER, hub,
 };
 
-use self::twin::Twin;
+use self::twin::PatchError;
+pub use self::twin::{MAX_TWIN_SECTION_SIZE, MAX_TWIN_TAGS_SIZE, Twin};
 use self::types::key;
 pub use self::types::{
-    CloseReason, ConnId, Counters, HubError, MethodResponse, Telemetry, Violation,
+    Authentication, Change, CloseReason, ConnId, Counters, HubError, IdentityState, MethodOutcome,
+    MethodResponse, MethodResult, QueuedMessage, Telemetry, Violation,
 };
 
 /// The largest keep-alive the hub accepts, in seconds.
@@ -168,7 +189,7 @@ struct Queued {
 #[derive(Debug)]
 struct Record {
     identity: Identity,
-    key: Option<SharedAccessKey>,
+    auth: Option<Authentication>,
     /// The live connection, if any.
     conn: Option<ConnId>,
     /// Whether a CleanSession 0 session is kept (for `session_present`).
@@ -180,13 +201,17 @@ struct Record {
     /// which status.
     twin_failures: (u32, u16),
     malformed_get_next: bool,
+    /// Injected refusal: CONNECTs before this monotonic ms get this code.
+    refuse_until: Option<(u64, ConnectReturnCode)>,
+    /// Injected latency of twin answers and method results, in ms.
+    answer_delay_ms: u64,
 }
 
 impl Record {
-    fn new(identity: Identity, key: Option<SharedAccessKey>) -> Record {
+    fn new(identity: Identity, auth: Option<Authentication>) -> Record {
         Record {
             identity,
-            key,
+            auth,
             conn: None,
             session_kept: false,
             subscriptions: Vec::new(),
@@ -194,6 +219,22 @@ impl Record {
             twin: Twin::new(),
             twin_failures: (0, 0),
             malformed_get_next: false,
+            refuse_until: None,
+            answer_delay_ms: 0,
+        }
+    }
+
+    fn state(&self) -> IdentityState {
+        IdentityState {
+            identity: self.identity.clone(),
+            authentication: self.auth.clone(),
+            twin: self.twin.clone(),
+            session: self.session_kept.then(|| self.subscriptions.clone()),
+            queue: self
+                .queue
+                .iter()
+                .map(|q| QueuedMessage::new(q.topic.clone(), q.payload.clone(), q.sent_before))
+                .collect(),
         }
     }
 
@@ -237,6 +278,8 @@ struct Conn {
     will: Option<LastWill>,
     clean_session: bool,
     next_pid: Pid,
+    /// The SHA-256 thumbprint of the client certificate the transport saw.
+    thumbprint: Option<String>,
 }
 
 impl Conn {
@@ -334,11 +377,47 @@ pub struct Hub {
     next_request: u64,
     next_message: u64,
     telemetry: Vec<Telemetry>,
-    /// Method calls awaiting an answer: request id → identity key.
-    method_calls: BTreeMap<String, String>,
+    /// Method calls awaiting an answer, by request id.
+    method_calls: BTreeMap<String, Call>,
     method_responses: Vec<MethodResponse>,
     faults: Faults,
     counters: Counters,
+    /// Connections with bytes to send or newly closed ([`Hub::poll_ready`]).
+    touched: BTreeSet<ConnId>,
+    /// The change journal ([`Hub::poll_change`]): identity key → identity.
+    changes: BTreeMap<String, Identity>,
+    /// Results of deadline-tracked method calls ([`Hub::poll_method_result`]).
+    method_results: VecDeque<MethodResult>,
+    /// Twin answers and method results held back by
+    /// [`Hub::delay_answers`], in the order they were made.
+    delayed: Vec<Delayed>,
+}
+
+/// A method call awaiting its answer.
+#[derive(Debug)]
+struct Call {
+    /// The identity key.
+    key: String,
+    /// The monotonic ms at which it times out, for
+    /// [`Hub::invoke_method_until`]; `None` for [`Hub::invoke_method`].
+    deadline: Option<u64>,
+}
+
+/// Something held back by an injected delay.
+#[derive(Debug)]
+struct Delayed {
+    at_ms: u64,
+    what: DelayedWhat,
+}
+
+#[derive(Debug)]
+enum DelayedWhat {
+    TwinAnswer {
+        conn: ConnId,
+        topic: String,
+        body: Bytes,
+    },
+    MethodResult(MethodResult),
 }
 
 impl Hub {
@@ -360,6 +439,10 @@ impl Hub {
             method_responses: Vec::new(),
             faults: Faults::default(),
             counters: Counters::default(),
+            touched: BTreeSet::new(),
+            changes: BTreeMap::new(),
+            method_results: VecDeque::new(),
+            delayed: Vec::new(),
         }
     }
 
@@ -404,15 +487,140 @@ impl Hub {
     }
 
     fn add_identity(&mut self, identity: Identity, key: SharedAccessKey) -> Identity {
-        let k = types::key(&identity);
-        match self.identities.get_mut(&k) {
-            Some(r) => r.key = Some(key),
+        self.set_authentication(&identity, Authentication::sas(key));
+        identity
+    }
+
+    /// Registers an identity with `authentication`, or replaces the
+    /// authentication of an existing one (its twin, session and messages
+    /// stay). Returns whether the identity is new. A module needs no
+    /// registered device here; the service API checks that.
+    pub fn set_authentication(
+        &mut self,
+        identity: &Identity,
+        authentication: Authentication,
+    ) -> bool {
+        let k = key(identity);
+        let created = match self.identities.get_mut(&k) {
+            Some(r) => {
+                r.auth = Some(authentication);
+                false
+            }
             None => {
-                self.identities
-                    .insert(k, Record::new(identity.clone(), Some(key)));
+                self.identities.insert(
+                    k.clone(),
+                    Record::new(identity.clone(), Some(authentication)),
+                );
+                true
+            }
+        };
+        self.changes.insert(k, identity.clone());
+        created
+    }
+
+    /// Deletes an identity, and for a device every module of it: their live
+    /// connections are closed ([`CloseReason::IdentityDeleted`], no will),
+    /// their twins, sessions and pending messages are gone, and the change
+    /// journal reports them [`Change::Removed`]. Returns whether the
+    /// identity existed.
+    pub fn remove_identity(&mut self, identity: &Identity) -> bool {
+        let doomed: Vec<String> = self
+            .identities
+            .iter()
+            .filter(|(_, r)| {
+                r.identity == *identity
+                    || (identity.module_id().is_none()
+                        && r.identity.device_id() == identity.device_id())
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            if let Some(conn) = self.identities.get(k).and_then(|r| r.conn) {
+                self.close(conn, CloseReason::IdentityDeleted);
+            }
+            if let Some(r) = self.identities.remove(k) {
+                self.changes.insert(k.clone(), r.identity);
             }
         }
-        identity
+        !doomed.is_empty()
+    }
+
+    /// The registered identities, devices and modules, ordered by client id
+    /// (a device comes right before its modules).
+    pub fn identities(&self) -> impl Iterator<Item = &Identity> + '_ {
+        self.identities.values().map(|r| &r.identity)
+    }
+
+    /// Whether the identity is registered.
+    #[must_use]
+    pub fn contains(&self, identity: &Identity) -> bool {
+        self.identities.contains_key(&key(identity))
+    }
+
+    /// How the identity authenticates.
+    #[must_use]
+    pub fn authentication(&self, identity: &Identity) -> Option<&Authentication> {
+        self.identities.get(&key(identity))?.auth.as_ref()
+    }
+
+    // -----------------------------------------------------------------------
+    // Durable state: the change journal, snapshots and restore
+
+    /// The next identity whose durable state ([`IdentityState`]) changed
+    /// since it was last returned, or `None`. An adapter that stores the
+    /// hub drains this after every call that may change the hub (input,
+    /// timeout, service call) and writes [`identity_state`](Self::identity_state)
+    /// (or deletes, for [`Change::Removed`]); several changes of one
+    /// identity are reported once.
+    #[must_use = "a change that is not stored is lost on restart"]
+    pub fn poll_change(&mut self) -> Option<Change> {
+        let (k, identity) = self.changes.pop_first()?;
+        Some(if self.identities.contains_key(&k) {
+            Change::Updated(identity)
+        } else {
+            Change::Removed(identity)
+        })
+    }
+
+    /// Everything durable about an identity, or `None` if it is unknown.
+    #[must_use]
+    pub fn identity_state(&self, identity: &Identity) -> Option<IdentityState> {
+        self.identities.get(&key(identity)).map(Record::state)
+    }
+
+    /// Puts an identity back as stored (at start, before any connection):
+    /// registration, twin, kept session and pending messages (sent again,
+    /// with DUP when they were sent before, once the identity connects
+    /// with CleanSession 0). Replaces an existing identity's durable state;
+    /// its live connection, if any, is closed first. Not journaled.
+    pub fn restore_identity(&mut self, state: IdentityState) {
+        let k = key(&state.identity);
+        if let Some(conn) = self.identities.get(&k).and_then(|r| r.conn) {
+            self.close(conn, CloseReason::Dropped);
+        }
+        let mut r = Record::new(state.identity, state.authentication);
+        r.twin = state.twin;
+        r.session_kept = state.session.is_some();
+        r.subscriptions = state.session.unwrap_or_default();
+        r.queue = state
+            .queue
+            .into_iter()
+            .take(MAX_PENDING_C2D)
+            .map(|q| Queued {
+                topic: q.topic,
+                payload: q.payload,
+                pid: None,
+                sent_before: q.sent_before,
+            })
+            .collect();
+        self.identities.insert(k, r);
+    }
+
+    /// Journals an identity key (no effect for an unknown key).
+    fn changed(&mut self, k: &str) {
+        if let Some(r) = self.identities.get(k) {
+            self.changes.insert(String::from(k), r.identity.clone());
+        }
     }
 
     // -----------------------------------------------------------------------
@@ -420,6 +628,13 @@ impl Hub {
 
     /// A new connection (the transport is up; the client has sent nothing).
     pub fn accept(&mut self) -> ConnId {
+        self.accept_with_thumbprint(None)
+    }
+
+    /// A new connection whose TLS layer received a client certificate with
+    /// this SHA-256 thumbprint (hex), checked against X.509 registrations
+    /// at CONNECT; `None` when the client presented no certificate.
+    pub fn accept_with_thumbprint(&mut self, thumbprint: Option<String>) -> ConnId {
         self.next_conn = self.next_conn.saturating_add(1);
         let id = ConnId(self.next_conn);
         self.conns.insert(
@@ -435,9 +650,31 @@ impl Hub {
                 will: None,
                 clean_session: true,
                 next_pid: Pid::MIN,
+                thumbprint,
             },
         );
         id
+    }
+
+    /// Forgets a closed connection entirely (an adapter calls this once
+    /// its transport is gone, so that a long-running hub does not keep every
+    /// connection it ever had). No effect on an open connection.
+    pub fn remove_connection(&mut self, conn: ConnId) {
+        if self.conns.get(&conn).is_some_and(|c| !c.is_open()) {
+            self.conns.remove(&conn);
+            self.touched.remove(&conn);
+        }
+    }
+
+    /// The next connection that has bytes to transmit, or was closed, since
+    /// it was last returned; `None` when there is none. An adapter drains
+    /// this after every call that may change the hub, then
+    /// [`poll_transmit`](Self::poll_transmit) and
+    /// [`is_closed`](Self::is_closed) each connection returned: a call on
+    /// one connection (or a service call) can make output for another.
+    #[must_use = "the connection's bytes must be delivered"]
+    pub fn poll_ready(&mut self) -> Option<ConnId> {
+        self.touched.pop_first()
     }
 
     /// Bytes from the client, at monotonic time `now_ms` and wall-clock
@@ -449,6 +686,7 @@ impl Hub {
             Some(c) if c.is_open() => c.rx.extend_from_slice(data),
             _ => return,
         }
+        self.touched.insert(conn);
         if self.token_expired(conn, unix_secs) {
             self.close(conn, CloseReason::TokenExpired);
             return;
@@ -510,7 +748,9 @@ impl Hub {
 
     /// Advances the hub to monotonic `now_ms` and wall-clock `unix_secs`:
     /// closes every connection silent for more than 1.5 × its keep-alive
-    /// and every connection whose SAS token has expired (will published).
+    /// and every connection whose SAS token has expired (will published),
+    /// ends method calls past their deadline ([`MethodOutcome::TimedOut`]),
+    /// and releases answers held back by [`delay_answers`](Self::delay_answers).
     pub fn handle_timeout(&mut self, now_ms: u64, unix_secs: u64) {
         let live: Vec<ConnId> = self
             .conns
@@ -530,20 +770,59 @@ impl Hub {
                 self.close(id, CloseReason::KeepAliveTimeout);
             }
         }
+        let expired: Vec<String> = self
+            .method_calls
+            .iter()
+            .filter(|(_, call)| call.deadline.is_some_and(|d| now_ms >= d))
+            .map(|(rid, _)| rid.clone())
+            .collect();
+        for rid in expired {
+            let Some(call) = self.method_calls.remove(&rid) else {
+                continue;
+            };
+            let (Ok(request_id), Some(r)) = (RequestId::new(rid), self.identities.get(&call.key))
+            else {
+                continue;
+            };
+            self.method_results.push_back(MethodResult {
+                request_id,
+                identity: r.identity.clone(),
+                outcome: MethodOutcome::TimedOut,
+            });
+        }
+        let (due, later): (Vec<Delayed>, Vec<Delayed>) = core::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|d| now_ms >= d.at_ms);
+        self.delayed = later;
+        for d in due {
+            match d.what {
+                DelayedWhat::TwinAnswer { conn, topic, body } => {
+                    if let Some(c) = self.conns.get_mut(&conn).filter(|c| c.is_open()) {
+                        c.send_publish(topic, QosPid::AtMostOnce, body, false);
+                        self.touched.insert(conn);
+                    }
+                }
+                DelayedWhat::MethodResult(m) => self.method_results.push_back(m),
+            }
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work, in the
     /// caller's monotonic ms: the earliest keep-alive deadline, or SAS
     /// expiry (translated from Unix seconds with the clocks given at
-    /// CONNECT), of the live connections. `None` when nothing is pending.
+    /// CONNECT), of the live connections, method-call deadline, or end of
+    /// an injected delay. `None` when nothing is pending.
     #[must_use]
     pub fn next_timeout(&self) -> Option<u64> {
-        self.conns
+        let conns = self
+            .conns
             .values()
             .filter(|c| c.is_live())
             .flat_map(|c| [c.keep_alive_deadline(), c.token_expiry.map(|(_, ms)| ms)])
-            .flatten()
-            .min()
+            .flatten();
+        let calls = self.method_calls.values().filter_map(|c| c.deadline);
+        let delayed = self.delayed.iter().map(|d| d.at_ms);
+        conns.chain(calls).chain(delayed).min()
     }
 
     // -----------------------------------------------------------------------
@@ -645,14 +924,22 @@ impl Hub {
     /// If the identity is connected and subscribed to
     /// `$iothub/twin/PATCH/properties/desired/#`, sends it the patch with
     /// `"$version"` added on `…/desired/?$version={v}`.
+    ///
+    /// Errors: [`HubError::NotAnObject`], [`HubError::TooLarge`] when the
+    /// desired section would exceed [`MAX_TWIN_SECTION_SIZE`] (nothing is
+    /// applied), [`HubError::UnknownIdentity`].
     pub fn update_desired(&mut self, identity: &Identity, patch: Value) -> Result<u64, HubError> {
         let Value::Object(patch) = patch else {
             return Err(HubError::NotAnObject);
         };
         let mut body = patch.clone();
         let r = self.record_mut(identity)?;
-        let version = r.twin.patch_desired(patch);
+        let version = r.twin.try_patch_desired(patch).map_err(patch_error)?;
         let target = r.granted(DESIRED_PATCH_FILTER).and(r.conn);
+        self.changed(&key(identity));
+        if let Some(id) = target {
+            self.touched.insert(id);
+        }
         if let Some(c) = target.and_then(|id| self.conns.get_mut(&id)) {
             body.insert("$version".into(), Value::from(version));
             let body = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
@@ -664,6 +951,30 @@ impl Hub {
             );
         }
         Ok(version)
+    }
+
+    /// The service updates the tags: merges `patch` (a JSON object; `null`
+    /// deletes) and returns the twin's new version. Devices see nothing.
+    ///
+    /// Errors: [`HubError::NotAnObject`], [`HubError::TooLarge`] over
+    /// [`MAX_TWIN_TAGS_SIZE`] (nothing is applied), [`HubError::UnknownIdentity`].
+    pub fn update_tags(&mut self, identity: &Identity, patch: Value) -> Result<u64, HubError> {
+        let Value::Object(patch) = patch else {
+            return Err(HubError::NotAnObject);
+        };
+        let version = self
+            .record_mut(identity)?
+            .twin
+            .try_patch_tags(patch)
+            .map_err(patch_error)?;
+        self.changed(&key(identity));
+        Ok(version)
+    }
+
+    /// The identity's whole twin (desired, reported, tags, versions).
+    #[must_use]
+    pub fn twin(&self, identity: &Identity) -> Option<&Twin> {
+        self.identities.get(&key(identity)).map(|r| &r.twin)
     }
 
     // -----------------------------------------------------------------------
@@ -683,6 +994,41 @@ impl Hub {
         name: &str,
         payload: Bytes,
     ) -> Result<RequestId, HubError> {
+        self.invoke(identity, name, payload, None)
+    }
+
+    /// The service calls a direct method and waits until monotonic
+    /// `deadline_ms` (the caller's `now_ms` plus the response timeout,
+    /// which the service API keeps within 5–300 s). The call ends in
+    /// exactly one [`MethodResult`] from [`poll_method_result`](Self::poll_method_result):
+    /// the device's answer, or [`MethodOutcome::TimedOut`] from the first
+    /// [`handle_timeout`](Self::handle_timeout) at or after the deadline
+    /// (also when the device went away meanwhile). Errors as
+    /// [`invoke_method`](Self::invoke_method); then there is no result.
+    pub fn invoke_method_until(
+        &mut self,
+        identity: &Identity,
+        name: &str,
+        payload: Bytes,
+        deadline_ms: u64,
+    ) -> Result<RequestId, HubError> {
+        self.invoke(identity, name, payload, Some(deadline_ms))
+    }
+
+    /// The next ended deadline-tracked method call, or `None`. Drain after
+    /// input and after [`handle_timeout`](Self::handle_timeout).
+    #[must_use = "a method result that is not taken never reaches its caller"]
+    pub fn poll_method_result(&mut self) -> Option<MethodResult> {
+        self.method_results.pop_front()
+    }
+
+    fn invoke(
+        &mut self,
+        identity: &Identity,
+        name: &str,
+        payload: Bytes,
+        deadline: Option<u64>,
+    ) -> Result<RequestId, HubError> {
         if payload.len() > MAX_METHOD_PAYLOAD {
             return Err(HubError::TooLarge {
                 size: payload.len(),
@@ -699,9 +1045,12 @@ impl Hub {
             .and_then(|id| self.conns.get_mut(&id))
             .ok_or(HubError::NotConnected)?;
         c.send_publish(topic, QosPid::AtMostOnce, payload, false);
+        if let Some(id) = r.conn {
+            self.touched.insert(id);
+        }
         self.next_request = self.next_request.saturating_add(1);
         self.method_calls
-            .insert(String::from(request_id.as_str()), k);
+            .insert(String::from(request_id.as_str()), Call { key: k, deadline });
         Ok(request_id)
     }
 
@@ -793,7 +1142,9 @@ impl Hub {
             pid: None,
             sent_before: false,
         });
-        self.deliver(&key(identity));
+        let k = key(identity);
+        self.changed(&k);
+        self.deliver(&k);
         Ok(())
     }
 
@@ -817,6 +1168,28 @@ impl Hub {
     /// JSON.
     pub fn malformed_twin_body_next(&mut self, identity: &Identity) -> Result<(), HubError> {
         self.record_mut(identity)?.malformed_get_next = true;
+        Ok(())
+    }
+
+    /// CONNECTs of this identity are refused with `code` until monotonic
+    /// `until_ms` (checked once the username names the identity, before
+    /// the credentials). `ConnectReturnCode::Accepted` turns this off.
+    pub fn refuse_connects_until(
+        &mut self,
+        identity: &Identity,
+        until_ms: u64,
+        code: ConnectReturnCode,
+    ) -> Result<(), HubError> {
+        self.record_mut(identity)?.refuse_until = (!code.is_accepted()).then_some((until_ms, code));
+        Ok(())
+    }
+
+    /// Holds back the identity's twin answers, and the results of
+    /// deadline-tracked method calls to it, by `delay_ms` (0 turns this
+    /// off): a slow hub. A delayed method result still counts as answered
+    /// if the answer itself arrived before the deadline.
+    pub fn delay_answers(&mut self, identity: &Identity, delay_ms: u64) -> Result<(), HubError> {
+        self.record_mut(identity)?.answer_delay_ms = delay_ms;
         Ok(())
     }
 
@@ -850,6 +1223,7 @@ impl Hub {
     pub fn send_raw(&mut self, conn: ConnId, bytes: Bytes) {
         if let Some(c) = self.conns.get_mut(&conn).filter(|c| c.is_open()) {
             c.tx.extend_from_slice(&bytes);
+            self.touched.insert(conn);
         }
     }
 
@@ -862,7 +1236,7 @@ impl Hub {
             Packet::Connect(c) if !connected => self.on_connect(conn, now_ms, unix_secs, &c),
             _ if !connected => self.violation(conn, Violation::NotConnectFirst),
             Packet::Connect(_) => self.violation(conn, Violation::SecondConnect),
-            Packet::Publish(p) => self.on_publish(conn, p),
+            Packet::Publish(p) => self.on_publish(conn, now_ms, p),
             Packet::Puback(pid) => self.on_puback(conn, pid),
             Packet::Subscribe(s) => self.on_subscribe(conn, &s),
             Packet::Unsubscribe(u) => self.on_unsubscribe(conn, &u),
@@ -881,7 +1255,9 @@ impl Hub {
     /// key and the token expiry (Unix seconds).
     fn check_connect(
         &mut self,
+        conn: ConnId,
         connect: &Connect,
+        now_ms: u64,
         unix_secs: u64,
     ) -> Result<(String, Option<u64>), ConnectReturnCode> {
         use ConnectReturnCode as Code;
@@ -908,6 +1284,11 @@ impl Hub {
         if connect.client_id().as_str() != k {
             return Err(Code::IdentifierRejected);
         }
+        if let Some((until, code)) = self.identities.get(&k).and_then(|r| r.refuse_until) {
+            if now_ms < until {
+                return Err(code);
+            }
+        }
         if !self.authenticate {
             self.identities
                 .entry(k.clone())
@@ -915,6 +1296,21 @@ impl Hub {
             return Ok((k, None));
         }
         let record = self.identities.get(&k).ok_or(Code::NotAuthorized)?;
+        let (primary, secondary) = match &record.auth {
+            Some(Authentication::Sas { primary, secondary }) => (primary, secondary.as_ref()),
+            Some(x509 @ Authentication::X509 { .. }) => {
+                let thumbprint = self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.thumbprint.as_deref())
+                    .ok_or(Code::NotAuthorized)?;
+                if !x509.matches_thumbprint(thumbprint) {
+                    return Err(Code::BadUserNameOrPassword);
+                }
+                return Ok((k, None));
+            }
+            None => return Err(Code::NotAuthorized),
+        };
         let token = connect
             .password()
             .and_then(|p| core::str::from_utf8(p).ok())
@@ -923,7 +1319,11 @@ impl Hub {
         if token.resource_uri() != record.identity.resource_uri(&self.host_name) {
             return Err(Code::NotAuthorized);
         }
-        if !record.key.as_ref().is_some_and(|key| token.verify(key)) {
+        // `verify` compares in constant time; both keys are always tried,
+        // so the time taken does not tell which one matched.
+        let with_primary = token.verify(primary);
+        let with_secondary = secondary.is_some_and(|key| token.verify(key));
+        if !(with_primary | with_secondary) {
             return Err(Code::BadUserNameOrPassword);
         }
         if token.is_expired_at(unix_secs) {
@@ -933,7 +1333,7 @@ impl Hub {
     }
 
     fn on_connect(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, connect: &Connect) {
-        let (k, expiry) = match self.check_connect(connect, unix_secs) {
+        let (k, expiry) = match self.check_connect(conn, connect, now_ms, unix_secs) {
             Ok(ok) => ok,
             Err(code) => return self.refuse(conn, code),
         };
@@ -947,12 +1347,16 @@ impl Hub {
             return;
         };
         let session_present = !clean && r.session_kept;
+        let journal = r.session_kept == clean || (clean && !r.queue.is_empty());
         if clean {
             r.subscriptions.clear();
             r.queue.clear();
         }
         r.session_kept = !clean;
         r.conn = Some(conn);
+        if journal {
+            self.changed(&k);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -979,7 +1383,7 @@ impl Hub {
         self.close(conn, CloseReason::Refused(code));
     }
 
-    fn on_publish(&mut self, conn: ConnId, publish: Publish) {
+    fn on_publish(&mut self, conn: ConnId, now_ms: u64, publish: Publish) {
         if publish.qos() == QoS::ExactlyOnce {
             return self.violation(conn, Violation::Qos2);
         }
@@ -1021,17 +1425,39 @@ impl Hub {
             }
             Ok(DeviceTopic::TwinGet { request_id }) => {
                 self.puback(conn, pid);
-                self.on_twin_request(conn, &k, request_id, None);
+                self.on_twin_request(conn, now_ms, &k, request_id, None);
             }
             Ok(DeviceTopic::TwinPatchReported { request_id }) => {
                 self.puback(conn, pid);
-                self.on_twin_request(conn, &k, request_id, Some(&payload));
+                self.on_twin_request(conn, now_ms, &k, request_id, Some(&payload));
             }
             Ok(DeviceTopic::MethodResponse { status, request_id }) => {
                 self.puback(conn, pid);
-                if self.method_calls.get(request_id) == Some(&k) {
-                    self.method_calls.remove(request_id);
-                    if let Ok(request_id) = RequestId::new(request_id) {
+                if self
+                    .method_calls
+                    .get(request_id)
+                    .is_some_and(|c| c.key == k)
+                {
+                    let call = self.method_calls.remove(request_id);
+                    let Ok(request_id) = RequestId::new(request_id) else {
+                        return;
+                    };
+                    if call.is_some_and(|c| c.deadline.is_some()) {
+                        let result = MethodResult {
+                            request_id,
+                            identity,
+                            outcome: MethodOutcome::Answered { status, payload },
+                        };
+                        let delay = self.identities.get(&k).map_or(0, |r| r.answer_delay_ms);
+                        if delay > 0 {
+                            self.delayed.push(Delayed {
+                                at_ms: now_ms.saturating_add(delay),
+                                what: DelayedWhat::MethodResult(result),
+                            });
+                        } else {
+                            self.method_results.push_back(result);
+                        }
+                    } else {
                         self.method_responses.push(MethodResponse {
                             request_id,
                             identity,
@@ -1055,7 +1481,14 @@ impl Hub {
     }
 
     /// A twin GET (`patch` is `None`) or reported PATCH.
-    fn on_twin_request(&mut self, conn: ConnId, k: &str, request_id: &str, patch: Option<&Bytes>) {
+    fn on_twin_request(
+        &mut self,
+        conn: ConnId,
+        now_ms: u64,
+        k: &str,
+        request_id: &str,
+        patch: Option<&Bytes>,
+    ) {
         let (Some(r), Some(c), Ok(rid)) = (
             self.identities.get_mut(k),
             self.conns.get_mut(&conn),
@@ -1079,13 +1512,23 @@ impl Hub {
             body.push_str(",\"message\":\"injected by Hub\"}");
             (status, None, body.into())
         } else if let Some(patch) = patch {
-            match r.twin.patch_reported(patch) {
-                Some(v) => (204, Some(v), Bytes::new()),
-                None => (
+            match r.twin.try_patch_reported(patch) {
+                Ok(v) => {
+                    self.changes.insert(String::from(k), r.identity.clone());
+                    (204, Some(v), Bytes::new())
+                }
+                Err(PatchError::NotAnObject) => (
                     400,
                     None,
                     Bytes::from_static(
                         b"{\"errorCode\":400004,\"message\":\"malformed twin patch\"}",
+                    ),
+                ),
+                Err(PatchError::TooLarge(..)) => (
+                    413,
+                    None,
+                    Bytes::from_static(
+                        b"{\"errorCode\":413001,\"message\":\"reported properties over 32 KB\"}",
                     ),
                 ),
             }
@@ -1098,12 +1541,15 @@ impl Hub {
         } else {
             (200, None, r.twin.get_body().into())
         };
-        c.send_publish(
-            hub::twin_response(status, &rid, version),
-            QosPid::AtMostOnce,
-            body,
-            false,
-        );
+        let topic = hub::twin_response(status, &rid, version);
+        if r.answer_delay_ms > 0 {
+            self.delayed.push(Delayed {
+                at_ms: now_ms.saturating_add(r.answer_delay_ms),
+                what: DelayedWhat::TwinAnswer { conn, topic, body },
+            });
+        } else {
+            c.send_publish(topic, QosPid::AtMostOnce, body, false);
+        }
     }
 
     fn on_puback(&mut self, conn: ConnId, pid: Pid) {
@@ -1115,7 +1561,12 @@ impl Hub {
         else {
             return;
         };
+        let before = r.queue.len();
         r.queue.retain(|q| q.pid != Some(pid));
+        if r.queue.len() != before {
+            let identity = r.identity.clone();
+            self.changes.insert(key(&identity), identity);
+        }
     }
 
     fn on_subscribe(&mut self, conn: ConnId, subscribe: &Subscribe) {
@@ -1148,6 +1599,7 @@ impl Hub {
         if let Ok(suback) = Suback::new(subscribe.pid(), codes) {
             self.send(conn, &Packet::Suback(suback));
         }
+        self.changed(&k);
         self.deliver(&k);
     }
 
@@ -1160,6 +1612,8 @@ impl Hub {
         {
             r.subscriptions
                 .retain(|(f, _)| !unsubscribe.filters().iter().any(|u| u.as_str() == f));
+            let identity = r.identity.clone();
+            self.changes.insert(key(&identity), identity);
         }
         self.send(conn, &Packet::Unsuback(unsubscribe.pid()));
     }
@@ -1177,7 +1631,14 @@ impl Hub {
             return;
         };
         let mut in_use: Vec<Pid> = r.queue.iter().filter_map(|q| q.pid).collect();
+        let mut first_sends = false;
+        if let Some(id) = r.conn {
+            if r.queue.iter().any(|q| q.pid.is_none()) {
+                self.touched.insert(id);
+            }
+        }
         for q in r.queue.iter_mut().filter(|q| q.pid.is_none()) {
+            first_sends |= !q.sent_before;
             let qospid = if granted == QoS::AtMostOnce {
                 QosPid::AtMostOnce
             } else {
@@ -1190,7 +1651,12 @@ impl Hub {
             q.sent_before = true;
         }
         // At QoS 0 there is no PUBACK to wait for.
+        let before = r.queue.len();
         r.queue.retain(|q| q.pid.is_some());
+        if first_sends || r.queue.len() != before {
+            let identity = r.identity.clone();
+            self.changes.insert(key(&identity), identity);
+        }
     }
 
     // -----------------------------------------------------------------------
@@ -1237,6 +1703,7 @@ impl Hub {
         };
         c.closed = Some(reason);
         c.rx.clear();
+        self.touched.insert(conn);
         let will = c.will.take().filter(|_| reason.publishes_will());
         let clean = c.clean_session;
         let Some(k) = c.client_id.clone() else {
@@ -1268,6 +1735,9 @@ impl Hub {
             r.session_kept = false;
         }
         let identity = r.identity.clone();
+        if clean {
+            self.changes.insert(k, identity.clone());
+        }
         if let Some(will) = will {
             self.publish_will(conn, identity, &will);
         }
@@ -1301,6 +1771,13 @@ impl Hub {
 fn is_own(identity: &Identity, device_id: &str, module_id: Option<&str>) -> bool {
     identity.device_id().as_str() == device_id
         && identity.module_id().map(ModuleId::as_str) == module_id
+}
+
+fn patch_error(e: PatchError) -> HubError {
+    match e {
+        PatchError::NotAnObject => HubError::NotAnObject,
+        PatchError::TooLarge(size, max) => HubError::TooLarge { size, max },
+    }
 }
 
 fn check_c2d_size(properties: &MessageProperties, payload: &Bytes) -> Result<(), HubError> {

@@ -1,27 +1,63 @@
-//! Twin documents: desired and reported sections with their versions, and
-//! the JSON merge-patch rule the hub applies.
+//! Twin documents: desired and reported sections and tags with their
+//! versions, the JSON merge-patch rule the hub applies, and the section
+//! size limits.
 
 use alloc::vec::Vec;
 
 use serde_json::{Map, Value};
 
-/// One identity's twin. Both versions start at 1, like a new twin on the
-/// service.
-#[derive(Debug, Clone)]
-pub(super) struct Twin {
-    pub(super) desired: Map<alloc::string::String, Value>,
-    pub(super) desired_version: u64,
-    pub(super) reported: Map<alloc::string::String, Value>,
-    pub(super) reported_version: u64,
+/// The largest desired or reported section, serialized without `$version`:
+/// 32 KB.
+pub const MAX_TWIN_SECTION_SIZE: usize = 32 * 1024;
+/// The largest tags section, serialized: 8 KB.
+pub const MAX_TWIN_TAGS_SIZE: usize = 8 * 1024;
+
+/// One identity's twin: what [`Hub::twin`](super::Hub::twin) shows and what
+/// an [`IdentityState`](super::IdentityState) carries. Every version starts
+/// at 1, like a new twin on the service.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Twin {
+    /// The desired properties, without `$version`.
+    pub desired: Map<alloc::string::String, Value>,
+    /// The desired `$version`: +1 per service update.
+    pub desired_version: u64,
+    /// The reported properties, without `$version`.
+    pub reported: Map<alloc::string::String, Value>,
+    /// The reported `$version`: +1 per accepted device PATCH.
+    pub reported_version: u64,
+    /// The tags (service side only; devices never see them).
+    pub tags: Map<alloc::string::String, Value>,
+    /// The twin's own version: +1 on any change of any section.
+    pub version: u64,
+}
+
+impl Default for Twin {
+    fn default() -> Twin {
+        Twin::new()
+    }
+}
+
+/// Why a twin update was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PatchError {
+    /// Not a JSON object.
+    NotAnObject,
+    /// The section would grow over its limit (serialized size, limit).
+    TooLarge(usize, usize),
 }
 
 impl Twin {
-    pub(super) fn new() -> Twin {
+    /// An empty twin, every version 1.
+    #[must_use]
+    pub fn new() -> Twin {
         Twin {
             desired: Map::new(),
             desired_version: 1,
             reported: Map::new(),
             reported_version: 1,
+            tags: Map::new(),
+            version: 1,
         }
     }
 
@@ -42,21 +78,74 @@ impl Twin {
 
     /// Applies a reported-properties PATCH body; the new reported version,
     /// or `None` (answer 400) if the body is not a JSON object.
+    #[cfg(test)]
     pub(super) fn patch_reported(&mut self, body: &[u8]) -> Option<u64> {
+        self.try_patch_reported(body).ok()
+    }
+
+    /// Applies a reported-properties PATCH body; the new reported version,
+    /// or why not (nothing is applied then).
+    pub(super) fn try_patch_reported(&mut self, body: &[u8]) -> Result<u64, PatchError> {
         let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(body) else {
-            return None;
+            return Err(PatchError::NotAnObject);
         };
-        merge(&mut self.reported, patch);
+        self.reported = merged(&self.reported, patch, MAX_TWIN_SECTION_SIZE)?;
         self.reported_version = self.reported_version.saturating_add(1);
-        Some(self.reported_version)
+        self.version = self.version.saturating_add(1);
+        Ok(self.reported_version)
     }
 
     /// Applies a desired-properties patch; the new desired version.
+    #[cfg(test)]
     pub(super) fn patch_desired(&mut self, patch: Map<alloc::string::String, Value>) -> u64 {
-        merge(&mut self.desired, patch);
-        self.desired_version = self.desired_version.saturating_add(1);
-        self.desired_version
+        self.try_patch_desired(patch)
+            .unwrap_or(self.desired_version)
     }
+
+    /// Applies a desired-properties patch; the new desired version, or why
+    /// not (nothing is applied then).
+    pub(super) fn try_patch_desired(
+        &mut self,
+        patch: Map<alloc::string::String, Value>,
+    ) -> Result<u64, PatchError> {
+        self.desired = merged(&self.desired, patch, MAX_TWIN_SECTION_SIZE)?;
+        self.desired_version = self.desired_version.saturating_add(1);
+        self.version = self.version.saturating_add(1);
+        Ok(self.desired_version)
+    }
+
+    /// Applies a tags patch; the new twin version, or why not.
+    pub(super) fn try_patch_tags(
+        &mut self,
+        patch: Map<alloc::string::String, Value>,
+    ) -> Result<u64, PatchError> {
+        self.tags = merged(&self.tags, patch, MAX_TWIN_TAGS_SIZE)?;
+        self.version = self.version.saturating_add(1);
+        Ok(self.version)
+    }
+}
+
+/// `section` with `patch` merged in, unless the result serializes to more
+/// than `max` bytes.
+fn merged(
+    section: &Map<alloc::string::String, Value>,
+    patch: Map<alloc::string::String, Value>,
+    max: usize,
+) -> Result<Map<alloc::string::String, Value>, PatchError> {
+    let mut out = section.clone();
+    merge(&mut out, patch);
+    let size = serialized_len(&out);
+    if size > max {
+        return Err(PatchError::TooLarge(size, max));
+    }
+    Ok(out)
+}
+
+/// The length of a section serialized as compact JSON.
+fn serialized_len(section: &Map<alloc::string::String, Value>) -> usize {
+    // Counting through a writer would need `std::io` (absent in no_std);
+    // serializing into a Vec is fine for sections of at most tens of KB.
+    serde_json::to_vec(section).map_or(usize::MAX, |v| v.len())
 }
 
 /// A copy of `section` with `"$version": version` added.
@@ -134,10 +223,51 @@ mod tests {
         assert_eq!(twin.patch_reported(b"{"), None);
         assert_eq!(twin.reported_version, 2);
         assert_eq!(twin.patch_desired(obj(json!({"fw": "2"}))), 2);
+        assert_eq!(twin.version, 3);
         let body: Value = serde_json::from_slice(&twin.get_body()).unwrap();
         assert_eq!(
             body,
             json!({"desired": {"fw": "2", "$version": 2}, "reported": {"t": 1, "$version": 2}})
         );
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+    use alloc::string::String;
+    use serde_json::json;
+
+    fn big(n: usize) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("x".into(), Value::String("a".repeat(n)));
+        m
+    }
+
+    #[test]
+    fn sections_are_capped_and_refused_patches_change_nothing() {
+        let mut twin = Twin::new();
+        // {"x":"…"} is 8 bytes plus the string.
+        assert_eq!(
+            twin.try_patch_desired(big(MAX_TWIN_SECTION_SIZE - 8)),
+            Ok(2)
+        );
+        assert_eq!(
+            twin.try_patch_desired(big(MAX_TWIN_SECTION_SIZE - 7)),
+            Err(PatchError::TooLarge(
+                MAX_TWIN_SECTION_SIZE + 1,
+                MAX_TWIN_SECTION_SIZE
+            ))
+        );
+        assert_eq!(twin.desired_version, 2);
+        let body = serde_json::to_vec(&json!({"y": "b".repeat(MAX_TWIN_SECTION_SIZE)})).unwrap();
+        assert!(matches!(
+            twin.try_patch_reported(&body),
+            Err(PatchError::TooLarge(..))
+        ));
+        assert_eq!(twin.reported_version, 1);
+        assert!(twin.try_patch_tags(big(MAX_TWIN_TAGS_SIZE)).is_err());
+        assert_eq!(twin.try_patch_tags(big(10)), Ok(3));
+        assert_eq!(twin.version, 3);
     }
 }

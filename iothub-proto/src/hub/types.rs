@@ -2,11 +2,13 @@
 //! close reasons and errors.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use bytes::Bytes;
 
-use crate::auth::Identity;
+use super::twin::Twin;
+use crate::auth::{Identity, SharedAccessKey};
 use crate::mqtt::{ConnectReturnCode, DecodeError, PacketType, QoS};
 use crate::properties::MessageProperties;
 use crate::topic::RequestId;
@@ -51,6 +53,9 @@ pub enum CloseReason {
     ProtocolViolation(Violation),
     /// Fault injection: [`Hub::drop_connection`](super::Hub::drop_connection).
     Dropped,
+    /// The service deleted the identity
+    /// ([`Hub::remove_identity`](super::Hub::remove_identity)); no will.
+    IdentityDeleted,
 }
 
 impl CloseReason {
@@ -60,7 +65,9 @@ impl CloseReason {
     pub fn publishes_will(self) -> bool {
         !matches!(
             self,
-            CloseReason::ClientDisconnected | CloseReason::Refused(_)
+            CloseReason::ClientDisconnected
+                | CloseReason::Refused(_)
+                | CloseReason::IdentityDeleted
         )
     }
 }
@@ -129,6 +136,198 @@ pub struct MethodResponse {
     pub status: u16,
     /// The body (JSON or empty).
     pub payload: Bytes,
+}
+
+/// How an identity authenticates, as the registry stores it.
+///
+/// `Debug` never shows a key (see [`SharedAccessKey`]). `==` compares
+/// keys by value (not in constant time: it is for state comparisons, never
+/// for authentication).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Authentication {
+    /// Symmetric keys: a CONNECT's SAS token must be signed with either.
+    Sas {
+        /// The primary key.
+        primary: SharedAccessKey,
+        /// The secondary key, if any.
+        secondary: Option<SharedAccessKey>,
+    },
+    /// X.509 client certificates: the SHA-256 thumbprint (hex of the
+    /// digest of the certificate's DER; ASCII case ignored) that the
+    /// transport reports for a connection
+    /// ([`Hub::accept_with_thumbprint`](super::Hub::accept_with_thumbprint))
+    /// must be one of these. The CONNECT password is not looked at.
+    X509 {
+        /// The primary thumbprint.
+        primary_thumbprint: String,
+        /// The secondary thumbprint, if any.
+        secondary_thumbprint: Option<String>,
+    },
+}
+
+impl PartialEq for Authentication {
+    fn eq(&self, other: &Authentication) -> bool {
+        let same =
+            |a: &SharedAccessKey, b: &SharedAccessKey| a.expose_secret() == b.expose_secret();
+        match (self, other) {
+            (
+                Authentication::Sas { primary, secondary },
+                Authentication::Sas {
+                    primary: p,
+                    secondary: s,
+                },
+            ) => {
+                same(primary, p)
+                    && match (secondary, s) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => same(a, b),
+                        _ => false,
+                    }
+            }
+            (
+                Authentication::X509 {
+                    primary_thumbprint,
+                    secondary_thumbprint,
+                },
+                Authentication::X509 {
+                    primary_thumbprint: p,
+                    secondary_thumbprint: s,
+                },
+            ) => primary_thumbprint == p && secondary_thumbprint == s,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Authentication {}
+
+impl Authentication {
+    /// Symmetric-key authentication with a primary key only.
+    #[must_use]
+    pub fn sas(primary: SharedAccessKey) -> Authentication {
+        Authentication::Sas {
+            primary,
+            secondary: None,
+        }
+    }
+
+    /// Whether a connection that presented `thumbprint` (if any) matches
+    /// an X.509 registration; always false for symmetric keys.
+    #[must_use]
+    pub fn matches_thumbprint(&self, thumbprint: &str) -> bool {
+        match self {
+            Authentication::X509 {
+                primary_thumbprint,
+                secondary_thumbprint,
+            } => {
+                primary_thumbprint.eq_ignore_ascii_case(thumbprint)
+                    || secondary_thumbprint
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(thumbprint))
+            }
+            Authentication::Sas { .. } => false,
+        }
+    }
+}
+
+/// An entry of the change journal ([`Hub::poll_change`](super::Hub::poll_change)):
+/// an identity whose durable state (registration, twin, kept session,
+/// pending messages) changed since it was last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// The identity exists; read its state with
+    /// [`Hub::identity_state`](super::Hub::identity_state).
+    Updated(Identity),
+    /// The identity was removed.
+    Removed(Identity),
+}
+
+/// One message waiting for an identity's PUBACK, as stored durably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueuedMessage {
+    /// The full hub→device topic (with its property bag).
+    pub topic: String,
+    /// The body.
+    pub payload: Bytes,
+    /// Whether it was sent before (it is resent with DUP).
+    pub sent_before: bool,
+}
+
+impl QueuedMessage {
+    /// A queued message.
+    #[must_use]
+    pub fn new(topic: String, payload: Bytes, sent_before: bool) -> QueuedMessage {
+        QueuedMessage {
+            topic,
+            payload,
+            sent_before,
+        }
+    }
+}
+
+/// Everything durable the hub keeps about one identity: what an adapter
+/// writes to storage after a [`Change`], and gives back to
+/// [`Hub::restore_identity`](super::Hub::restore_identity) at start.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct IdentityState {
+    /// Who.
+    pub identity: Identity,
+    /// How it authenticates (`None`: only with authentication skipped).
+    pub authentication: Option<Authentication>,
+    /// Its twin.
+    pub twin: Twin,
+    /// The subscriptions of its kept (CleanSession 0) session, or `None`
+    /// when no session is kept.
+    pub session: Option<Vec<(String, QoS)>>,
+    /// The C2D or module input messages waiting for its PUBACK, in order.
+    pub queue: Vec<QueuedMessage>,
+}
+
+impl IdentityState {
+    /// A fresh identity: empty twin, no session, no messages.
+    #[must_use]
+    pub fn new(identity: Identity, authentication: Option<Authentication>) -> IdentityState {
+        IdentityState {
+            identity,
+            authentication,
+            twin: Twin::new(),
+            session: None,
+            queue: Vec::new(),
+        }
+    }
+}
+
+/// How a direct method call made with
+/// [`Hub::invoke_method_until`](super::Hub::invoke_method_until) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MethodOutcome {
+    /// The device answered.
+    Answered {
+        /// The status the device chose.
+        status: u16,
+        /// The body (JSON or empty).
+        payload: Bytes,
+    },
+    /// No answer came before the deadline (the service answers 504).
+    TimedOut,
+}
+
+/// The end of one deadline-tracked direct method call, from
+/// [`Hub::poll_method_result`](super::Hub::poll_method_result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MethodResult {
+    /// The request id the call returned.
+    pub request_id: RequestId,
+    /// The identity called.
+    pub identity: Identity,
+    /// How it ended.
+    pub outcome: MethodOutcome,
 }
 
 /// What the hub has counted since it was created.

@@ -2,8 +2,10 @@
 
 mod c2d;
 mod connect;
+mod durable;
 mod faults;
 mod publish;
+mod registry;
 mod twin_methods;
 
 use alloc::string::String;
@@ -116,8 +118,16 @@ impl World {
         self.send_bytes(conn, &bytes);
     }
 
-    /// Everything the hub sent on `conn`, decoded.
+    /// Everything the hub sent on `conn`, decoded. First checks the
+    /// [`Hub::poll_ready`] contract: every connection with bytes queued
+    /// is among the ready ones.
     pub(super) fn recv(&mut self, conn: ConnId) -> Vec<Packet> {
+        for (id, c) in &self.hub.conns {
+            assert!(
+                c.tx.is_empty() || self.hub.touched.contains(id),
+                "{id} has output but is not ready"
+            );
+        }
         let mut buf = BytesMut::new();
         while let Some(b) = self.hub.poll_transmit(conn) {
             buf.extend_from_slice(&b);

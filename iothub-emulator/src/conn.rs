@@ -1,0 +1,216 @@
+//! Listeners and connection tasks: bytes between a transport (TCP, TLS,
+//! WebSocket over TLS) and the core. No protocol meaning lives here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use iothub_proto::hub::ConnId;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+
+use crate::core::{Core, Out};
+use crate::tls;
+
+/// The WebSocket path the hub serves MQTT on.
+pub const WEBSOCKET_PATH: &str = "/$iothub/websocket";
+/// The WebSocket subprotocol a client must offer.
+pub const WEBSOCKET_SUBPROTOCOL: &str = "mqtt";
+/// How long a TLS or WebSocket handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read buffer per connection.
+const READ_BUFFER: usize = 4096;
+
+/// Which transport a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Plain,
+    Tls,
+    WebSocket,
+}
+
+/// Accepts connections until `stop` changes.
+pub(crate) async fn listen(
+    core: Arc<Core>,
+    listener: TcpListener,
+    kind: Kind,
+    acceptor: TlsAcceptor,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let core = core.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            tracing::debug!(%peer, ?kind, "connection");
+            match kind {
+                Kind::Plain => serve_stream(core, stream, None).await,
+                Kind::Tls => {
+                    if let Some((tls, thumbprint)) = tls_accept(&acceptor, stream).await {
+                        serve_stream(core, tls, thumbprint).await;
+                    }
+                }
+                Kind::WebSocket => {
+                    if let Some((tls, thumbprint)) = tls_accept(&acceptor, stream).await {
+                        serve_websocket(core, tls, thumbprint).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn tls_accept(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+) -> Option<(TlsStream<TcpStream>, Option<String>)> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let thumbprint = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| tls::thumbprint(c));
+            Some((tls, thumbprint))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Moves bytes between a byte stream and the core until either side ends.
+async fn serve_stream<S>(core: Arc<Core>, stream: S, thumbprint: Option<String>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (conn, mut rx) = core.open(thumbprint);
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => core.input(conn, buf.get(..n).unwrap_or_default()),
+            },
+            out = rx.recv() => match out {
+                Some(Out::Data(b)) => {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Out::Close) | None => {
+                    let _ = drain_then_shutdown(&mut rx, &mut wr).await;
+                    break;
+                }
+            },
+        }
+    }
+    core.closed(conn);
+}
+
+async fn drain_then_shutdown<W: AsyncWrite + Unpin>(
+    rx: &mut mpsc::UnboundedReceiver<Out>,
+    wr: &mut W,
+) -> std::io::Result<()> {
+    while let Ok(Out::Data(b)) = rx.try_recv() {
+        wr.write_all(&b).await?;
+    }
+    wr.flush().await?;
+    wr.shutdown().await
+}
+
+/// MQTT over WebSocket: binary frames carry the MQTT bytes.
+async fn serve_websocket(core: Arc<Core>, tls: TlsStream<TcpStream>, thumbprint: Option<String>) {
+    // The callback's signature is tungstenite's, large error and all.
+    #[allow(clippy::result_large_err)]
+    let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let refuse = |status: StatusCode| {
+            let mut r = ErrorResponse::new(None);
+            *r.status_mut() = status;
+            r
+        };
+        if req.uri().path() != WEBSOCKET_PATH {
+            return Err(refuse(StatusCode::NOT_FOUND));
+        }
+        let offers_mqtt = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case(WEBSOCKET_SUBPROTOCOL));
+        if !offers_mqtt {
+            return Err(refuse(StatusCode::BAD_REQUEST));
+        }
+        resp.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(WEBSOCKET_SUBPROTOCOL),
+        );
+        Ok(resp)
+    };
+    let ws = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::accept_hdr_async(tls, check),
+    )
+    .await
+    {
+        Ok(Ok(ws)) => ws,
+        _ => return,
+    };
+    let (conn, mut rx) = core.open(thumbprint);
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        tokio::select! {
+            m = stream.next() => match m {
+                Some(Ok(Message::Binary(b))) => core.input(conn, &b),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                // Text frames are not MQTT; a close or an error ends it.
+                Some(Ok(Message::Text(_) | Message::Close(_)) | Err(_)) | None => break,
+            },
+            out = rx.recv() => match out {
+                Some(Out::Data(b)) => {
+                    if sink.send(Message::Binary(b)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Out::Close) | None => {
+                    while let Ok(Out::Data(b)) = rx.try_recv() {
+                        if sink.send(Message::Binary(b)).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sink.close().await;
+                    break;
+                }
+            },
+        }
+    }
+    close_conn(&core, conn);
+}
+
+fn close_conn(core: &Core, conn: ConnId) {
+    core.closed(conn);
+}

@@ -1,0 +1,452 @@
+//! The service API over HTTP (axum), shaped like the IoT Hub service REST
+//! API: JSON bodies, `?api-version=` accepted and ignored.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `PUT /devices/{id}` | create or update a device (keys generated when absent) |
+//! | `GET /devices/{id}`, `DELETE /devices/{id}`, `GET /devices` | read, delete, list |
+//! | `PUT/GET/DELETE /devices/{id}/modules/{mid}`, `GET /devices/{id}/modules` | modules |
+//! | `GET /twins/{id}`, `PATCH /twins/{id}` | twin; patch `{"properties":{"desired":{…}},"tags":{…}}` |
+//! | `GET/PATCH /twins/{id}/modules/{mid}` | module twin |
+//! | `POST /twins/{id}/methods`, `POST /twins/{id}/modules/{mid}/methods` | direct method |
+//! | `POST /devices/{id}/messages/deviceBound` | C2D: body, `iothub-messageid`, `iothub-app-{name}` headers |
+//! | `GET /devices/{id}/messages/events`, `GET /devices/{id}/modules/{mid}/messages/events` | stored telemetry (`?base64=true` forces base64 bodies) |
+//! | `POST /devices/{id}/faults`, `POST /devices/{id}/modules/{mid}/faults` | fault injection |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use iothub_proto::auth::Identity;
+use iothub_proto::hub::Authentication;
+use iothub_proto::mqtt::ConnectReturnCode;
+use iothub_proto::properties::{Ack, MessageProperties};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::core::Core;
+use crate::service::twin_json;
+use crate::{DeviceInfo, EmulatorError, key_from_base64};
+
+type Shared = State<Arc<Core>>;
+type Reply = Result<Response, ApiError>;
+
+/// An error answer: `{"errorCode":…,"message":…}` with the HTTP status.
+#[derive(Debug)]
+pub(crate) struct ApiError(StatusCode, String);
+
+impl From<EmulatorError> for ApiError {
+    fn from(e: EmulatorError) -> ApiError {
+        let status = match &e {
+            EmulatorError::NotFound(_) | EmulatorError::NotConnected => StatusCode::NOT_FOUND,
+            EmulatorError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            EmulatorError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            EmulatorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            EmulatorError::QueueFull { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = u32::from(self.0.as_u16()) * 1000 + 1;
+        (
+            self.0,
+            axum::Json(json!({"errorCode": code, "message": self.1})),
+        )
+            .into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn ok_json(v: Value) -> Reply {
+    Ok((StatusCode::OK, axum::Json(v)).into_response())
+}
+
+fn identity(device: &str, module: Option<&str>) -> Result<Identity, ApiError> {
+    Identity::parse(device, module).map_err(|e| bad(e.to_string()))
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))
+}
+
+/// The registry's JSON for a device or module.
+fn device_json(d: &DeviceInfo) -> Value {
+    let auth = match &d.authentication {
+        Authentication::X509 {
+            primary_thumbprint,
+            secondary_thumbprint,
+        } => json!({
+            "type": "selfSigned",
+            "symmetricKey": {"primaryKey": null, "secondaryKey": null},
+            "x509Thumbprint": {"primaryThumbprint": primary_thumbprint,
+                               "secondaryThumbprint": secondary_thumbprint},
+        }),
+        _ => json!({
+            "type": "sas",
+            "symmetricKey": {"primaryKey": d.primary_key(), "secondaryKey": d.secondary_key()},
+            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+        }),
+    };
+    let mut v = json!({
+        "deviceId": d.identity.device_id().as_str(),
+        "generationId": "0",
+        "etag": "AAAAAAAAAAE=",
+        "status": "enabled",
+        "connectionState": if d.connected { "Connected" } else { "Disconnected" },
+        "cloudToDeviceMessageCount": d.pending_c2d,
+        "authentication": auth,
+        "connectionString": d.connection_string(),
+    });
+    if let Some(m) = d.identity.module_id() {
+        v["moduleId"] = m.as_str().into();
+    }
+    v
+}
+
+/// Reads the `authentication` member of a registry PUT body.
+fn authentication(body: &Value) -> Result<Option<Authentication>, ApiError> {
+    let a = &body["authentication"];
+    if a.is_null() {
+        return Ok(None);
+    }
+    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    match a["type"].as_str().unwrap_or("sas") {
+        "sas" => {
+            let k = &a["symmetricKey"];
+            let key = |v: &Value| -> Result<Option<_>, ApiError> {
+                text(v)
+                    .map(|s| key_from_base64(&s).map_err(ApiError::from))
+                    .transpose()
+            };
+            match (key(&k["primaryKey"])?, key(&k["secondaryKey"])?) {
+                (Some(primary), secondary) => Ok(Some(Authentication::Sas { primary, secondary })),
+                (None, Some(_)) => Err(bad("a secondaryKey needs a primaryKey")),
+                (None, None) => Ok(None),
+            }
+        }
+        "selfSigned" | "certificateAuthority" => {
+            let t = &a["x509Thumbprint"];
+            let primary = text(&t["primaryThumbprint"])
+                .ok_or_else(|| bad("x509Thumbprint.primaryThumbprint is required"))?;
+            Ok(Some(Authentication::X509 {
+                primary_thumbprint: primary,
+                secondary_thumbprint: text(&t["secondaryThumbprint"]),
+            }))
+        }
+        other => Err(bad(format!("unknown authentication type {other:?}"))),
+    }
+}
+
+async fn put_identity(core: &Core, id: Identity, body: &Bytes) -> Reply {
+    let body = parse_body(body)?;
+    for (field, want) in [
+        ("deviceId", Some(id.device_id().as_str())),
+        ("moduleId", id.module_id().map(|m| m.as_str())),
+    ] {
+        if let (Some(given), Some(want)) = (body[field].as_str(), want) {
+            if given != want {
+                return Err(bad(format!("{field} {given:?} does not match the path")));
+            }
+        }
+    }
+    let info = core.create_identity(&id, authentication(&body)?)?;
+    ok_json(device_json(&info))
+}
+
+async fn put_device(State(core): Shared, Path(d): Path<String>, body: Bytes) -> Reply {
+    put_identity(&core, identity(&d, None)?, &body).await
+}
+
+async fn put_module(
+    State(core): Shared,
+    Path((d, m)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    put_identity(&core, identity(&d, Some(&m))?, &body).await
+}
+
+async fn get_device(State(core): Shared, Path(d): Path<String>) -> Reply {
+    ok_json(device_json(&core.get_identity(&identity(&d, None)?)?))
+}
+
+async fn get_module(State(core): Shared, Path((d, m)): Path<(String, String)>) -> Reply {
+    ok_json(device_json(&core.get_identity(&identity(&d, Some(&m))?)?))
+}
+
+async fn delete_device(State(core): Shared, Path(d): Path<String>) -> Reply {
+    core.delete_identity(&identity(&d, None)?)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_module(State(core): Shared, Path((d, m)): Path<(String, String)>) -> Reply {
+    core.delete_identity(&identity(&d, Some(&m))?)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_devices(State(core): Shared) -> Reply {
+    ok_json(Value::Array(
+        core.list(None).iter().map(device_json).collect(),
+    ))
+}
+
+async fn list_modules(State(core): Shared, Path(d): Path<String>) -> Reply {
+    let device = identity(&d, None)?;
+    core.get_identity(&device)?;
+    ok_json(Value::Array(
+        core.list(Some(device.device_id()))
+            .iter()
+            .map(device_json)
+            .collect(),
+    ))
+}
+
+fn twin_reply(core: &Core, id: &Identity) -> Reply {
+    let (twin, connected) = core.twin(id)?;
+    ok_json(twin_json(id, &twin, connected))
+}
+
+async fn patch_twin(core: &Core, id: Identity, body: &Bytes) -> Reply {
+    let body = parse_body(body)?;
+    if !body.is_object() {
+        return Err(bad("a twin patch is a JSON object"));
+    }
+    let desired = body["properties"]["desired"].clone();
+    let tags = body["tags"].clone();
+    let some = |v: Value| (!v.is_null()).then_some(v);
+    let (twin, connected) = core.patch_twin(&id, some(desired), some(tags))?;
+    ok_json(twin_json(&id, &twin, connected))
+}
+
+async fn get_twin(State(core): Shared, Path(d): Path<String>) -> Reply {
+    twin_reply(&core, &identity(&d, None)?)
+}
+
+async fn get_module_twin(State(core): Shared, Path((d, m)): Path<(String, String)>) -> Reply {
+    twin_reply(&core, &identity(&d, Some(&m))?)
+}
+
+async fn patch_device_twin(State(core): Shared, Path(d): Path<String>, body: Bytes) -> Reply {
+    patch_twin(&core, identity(&d, None)?, &body).await
+}
+
+async fn patch_module_twin(
+    State(core): Shared,
+    Path((d, m)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    patch_twin(&core, identity(&d, Some(&m))?, &body).await
+}
+
+async fn invoke(core: &Core, id: Identity, body: &Bytes) -> Reply {
+    let body = parse_body(body)?;
+    let name = body["methodName"]
+        .as_str()
+        .ok_or_else(|| bad("methodName is required"))?;
+    let timeout = match &body["responseTimeoutInSeconds"] {
+        Value::Null => 30,
+        v => v
+            .as_u64()
+            .ok_or_else(|| bad("responseTimeoutInSeconds must be an integer"))?,
+    };
+    let reply = core
+        .invoke_method(&id, name, &body["payload"], Duration::from_secs(timeout))
+        .await?;
+    ok_json(json!({"status": reply.status, "payload": reply.payload}))
+}
+
+async fn invoke_device(State(core): Shared, Path(d): Path<String>, body: Bytes) -> Reply {
+    invoke(&core, identity(&d, None)?, &body).await
+}
+
+async fn invoke_module(
+    State(core): Shared,
+    Path((d, m)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    invoke(&core, identity(&d, Some(&m))?, &body).await
+}
+
+/// C2D: the body is the payload; `iothub-messageid`, `iothub-correlationid`,
+/// `iothub-userid`, `iothub-contenttype`, `iothub-contentencoding`,
+/// `iothub-expiry`, `iothub-ack` set system properties and every
+/// `iothub-app-{name}` header an application property.
+async fn send_c2d(
+    State(core): Shared,
+    Path(d): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let id = identity(&d, None)?;
+    let mut p = MessageProperties::new();
+    for (name, value) in &headers {
+        let value = value
+            .to_str()
+            .map_err(|_| bad(format!("header {name} is not text")))?
+            .to_owned();
+        let name = name.as_str();
+        match name {
+            "iothub-messageid" => p.message_id = Some(value),
+            "iothub-correlationid" => p.correlation_id = Some(value),
+            "iothub-userid" => p.user_id = Some(value),
+            "iothub-contenttype" => p.content_type = Some(value),
+            "iothub-contentencoding" => p.content_encoding = Some(value),
+            "iothub-expiry" => p.absolute_expiry_time = Some(value),
+            "iothub-ack" => {
+                p.ack = Some(
+                    Ack::from_wire(&value)
+                        .ok_or_else(|| bad("iothub-ack: none, positive, negative or full"))?,
+                );
+            }
+            _ => {
+                if let Some(app) = name.strip_prefix("iothub-app-") {
+                    p.add_application(app, value)
+                        .map_err(|e| bad(format!("application property {app:?}: {e}")))?;
+                }
+            }
+        }
+    }
+    core.send_c2d(id.device_id(), p, body)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn events(core: &Core, id: &Identity, q: &HashMap<String, String>) -> Reply {
+    core.get_identity(id)?;
+    let force = q.get("base64").is_some_and(|v| v == "true" || v == "1");
+    let st = core.lock();
+    let list: Vec<Value> = st
+        .telemetry
+        .iter()
+        .filter(|m| m.identity == *id)
+        .map(|m| m.to_json(force))
+        .collect();
+    drop(st);
+    ok_json(Value::Array(list))
+}
+
+async fn device_events(
+    State(core): Shared,
+    Path(d): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Reply {
+    events(&core, &identity(&d, None)?, &q)
+}
+
+async fn module_events(
+    State(core): Shared,
+    Path((d, m)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Reply {
+    events(&core, &identity(&d, Some(&m))?, &q)
+}
+
+/// `{"dropConnection":true, "failTwinOps":{"count":n,"status":429},
+/// "refuseConnects":{"seconds":s,"returnCode":3}, "delayAnswersMs":ms}`;
+/// any subset. Answers `{"dropped": bool}`.
+async fn faults(core: &Core, id: Identity, body: &Bytes) -> Reply {
+    let body = parse_body(body)?;
+    core.get_identity(&id)?;
+    let mut dropped = false;
+    if let Some(f) = body.get("failTwinOps") {
+        let n = f["count"].as_u64().unwrap_or(1);
+        let status = f["status"].as_u64().unwrap_or(429);
+        let n = u32::try_from(n).map_err(|_| bad("failTwinOps.count is too large"))?;
+        let status =
+            u16::try_from(status).map_err(|_| bad("failTwinOps.status is not a status"))?;
+        core.fail_next_twin_ops(&id, n, status)?;
+    }
+    if let Some(f) = body.get("refuseConnects") {
+        let secs = f["seconds"].as_f64().unwrap_or(10.0);
+        let code = f["returnCode"].as_u64().unwrap_or(3);
+        let code = u8::try_from(code)
+            .ok()
+            .and_then(ConnectReturnCode::from_u8)
+            .filter(|c| !c.is_accepted())
+            .ok_or_else(|| bad("refuseConnects.returnCode must be 1-5"))?;
+        let d = Duration::try_from_secs_f64(secs).map_err(|_| bad("refuseConnects.seconds"))?;
+        core.refuse_connects(&id, d, code)?;
+    }
+    if let Some(ms) = body.get("delayAnswersMs") {
+        let ms = ms
+            .as_u64()
+            .ok_or_else(|| bad("delayAnswersMs must be an integer"))?;
+        core.delay_answers(&id, Duration::from_millis(ms))?;
+    }
+    if body["dropConnection"].as_bool() == Some(true) {
+        dropped = core.drop_connection(&id)?;
+    }
+    ok_json(json!({"dropped": dropped}))
+}
+
+async fn device_faults(State(core): Shared, Path(d): Path<String>, body: Bytes) -> Reply {
+    faults(&core, identity(&d, None)?, &body).await
+}
+
+async fn module_faults(
+    State(core): Shared,
+    Path((d, m)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    faults(&core, identity(&d, Some(&m))?, &body).await
+}
+
+/// The router of the service API.
+pub(crate) fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route("/devices", get(list_devices))
+        .route(
+            "/devices/{id}",
+            put(put_device).get(get_device).delete(delete_device),
+        )
+        .route("/devices/{id}/modules", get(list_modules))
+        .route(
+            "/devices/{id}/modules/{mid}",
+            put(put_module).get(get_module).delete(delete_module),
+        )
+        .route("/twins/{id}", get(get_twin).patch(patch_device_twin))
+        .route(
+            "/twins/{id}/modules/{mid}",
+            get(get_module_twin).patch(patch_module_twin),
+        )
+        .route("/twins/{id}/methods", post(invoke_device))
+        .route("/twins/{id}/modules/{mid}/methods", post(invoke_module))
+        .route("/devices/{id}/messages/deviceBound", post(send_c2d))
+        .route("/devices/{id}/messages/events", get(device_events))
+        .route(
+            "/devices/{id}/modules/{mid}/messages/events",
+            get(module_events),
+        )
+        .route("/devices/{id}/faults", post(device_faults))
+        .route("/devices/{id}/modules/{mid}/faults", post(module_faults))
+        .with_state(core)
+}
+
+/// Serves the API until `stop` changes.
+pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let app = router(core);
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!("HTTP server failed: {e}");
+    }
+}

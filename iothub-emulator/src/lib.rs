@@ -1,0 +1,764 @@
+//! # iothub-emulator — a local Azure IoT Hub device endpoint
+//!
+//! Devices connect over MQTT 3.1.1 inside TLS (port 8883 by default), over
+//! MQTT over WebSocket over TLS (`wss://…/$iothub/websocket`, subprotocol
+//! `mqtt`), or — only when asked, for tests — over plain TCP. A service
+//! REST API on loopback HTTP manages the registry, twins, direct methods,
+//! cloud-to-device messages, stored telemetry and fault injection.
+//!
+//! **One hub logic.** Every rule of the hub — CONNECT checks and CONNACK
+//! codes, eviction, subscriptions, QoS, twins, methods, C2D, will,
+//! keep-alive, token expiry, limits — lives in the sans-IO engine
+//! [`iothub_proto::hub::Hub`], the same one the core's tests drive in
+//! simulated time. This crate only adds I/O around it:
+//!
+//! ```text
+//!   sockets (TCP, TLS, WebSocket)  ──bytes──▶  Core::step(hub.handle_input)
+//!   HTTP service API, library API  ──calls──▶  Core::step(hub.send_c2d, …)
+//!   timer task (real clocks)       ──now───▶  Core::step(hub.handle_timeout)
+//!                      after every step: hub.poll_ready    → connection writers
+//!                                        hub.poll_change   → redb (storage thread)
+//!                                        hub.take_telemetry → telemetry store
+//!                                        hub.poll_method_result → method waiters
+//! ```
+//!
+//! **Library use** (tests, the quickstart):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), iothub_emulator::EmulatorError> {
+//! use std::time::Duration;
+//! use iothub_emulator::Emulator;
+//!
+//! let emulator = Emulator::builder().in_memory().plain_mqtt(true).start().await?;
+//! let device = emulator.create_device("dev1")?;
+//! println!("connect to {} with {}", emulator.mqtt_addr(), device.connection_string());
+//! let hello = emulator
+//!     .wait_for_telemetry(|m| m.body_text() == Some("hello"), Duration::from_secs(10))
+//!     .await;
+//! emulator.shutdown().await;
+//! # let _ = hello; Ok(()) }
+//! ```
+//!
+//! Storage: with a data directory, the registry, twins, kept sessions and
+//! pending C2D messages are kept in a redb database (`emulator.redb`), and
+//! the generated TLS material in `tls/`; a restart loses none of them.
+//! Telemetry is kept in memory only (the last 100,000 messages).
+#![forbid(unsafe_code)]
+
+mod conn;
+mod core;
+mod http;
+mod service;
+mod store;
+mod telemetry;
+mod tls;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use iothub_proto::auth::{Identity, SharedAccessKey};
+use iothub_proto::hub::{Authentication, Hub, Twin};
+use iothub_proto::mqtt::ConnectReturnCode;
+use iothub_proto::properties::MessageProperties;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+pub use conn::{WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL};
+pub use iothub_proto::hub::Authentication as DeviceAuthentication;
+pub use service::{METHOD_TIMEOUT_RANGE, MethodReply};
+pub use telemetry::ReceivedMessage;
+pub use tls::thumbprint;
+
+use crate::core::Core;
+
+/// The host name devices use by default (in their connection strings, in
+/// the CONNECT username and the SAS resource URI); the generated server
+/// certificate is valid for it.
+pub const DEFAULT_HOST_NAME: &str = "localhost";
+/// The file name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "emulator.redb";
+
+/// What went wrong.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// No such device or module.
+    NotFound(String),
+    /// The device is not connected, or not subscribed to what the
+    /// operation needs (direct methods: `$iothub/methods/POST/#`).
+    NotConnected,
+    /// A direct method got no answer within its response timeout.
+    Timeout,
+    /// The request is malformed or not allowed.
+    BadRequest(String),
+    /// A message or twin section over its limit.
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The device already has this many C2D messages pending.
+    QueueFull {
+        /// The limit (50).
+        max: usize,
+    },
+    /// The emulator is shutting down.
+    Shutdown,
+    /// A configuration the emulator refuses (a non-loopback address, …).
+    Config(String),
+    /// Certificates or keys could not be made or read.
+    Tls(String),
+    /// The database failed.
+    Storage(String),
+    /// A socket or file operation failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for EmulatorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmulatorError::NotFound(m) => write!(f, "not found: {m}"),
+            EmulatorError::NotConnected => {
+                f.write_str("the device is not connected or not subscribed")
+            }
+            EmulatorError::Timeout => f.write_str("the device did not answer in time"),
+            EmulatorError::BadRequest(m) => write!(f, "bad request: {m}"),
+            EmulatorError::TooLarge { size, max } => {
+                write!(f, "{size} bytes is over the limit of {max}")
+            }
+            EmulatorError::QueueFull { max } => write!(f, "{max} messages are already pending"),
+            EmulatorError::Shutdown => f.write_str("the emulator is shutting down"),
+            EmulatorError::Config(m) => write!(f, "configuration: {m}"),
+            EmulatorError::Tls(m) => write!(f, "TLS: {m}"),
+            EmulatorError::Storage(m) => write!(f, "storage: {m}"),
+            EmulatorError::Io(e) => write!(f, "I/O: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EmulatorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EmulatorError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for EmulatorError {
+    fn from(e: std::io::Error) -> EmulatorError {
+        EmulatorError::Io(e)
+    }
+}
+
+/// A registered device or module, as the registry shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceInfo {
+    /// Who.
+    pub identity: Identity,
+    /// The hub host name for its connection string.
+    pub host_name: String,
+    /// How it authenticates (its `Debug` hides the keys).
+    pub authentication: Authentication,
+    /// Whether it has a live connection.
+    pub connected: bool,
+    /// How many C2D (or module input) messages wait for its PUBACK.
+    pub pending_c2d: usize,
+}
+
+impl DeviceInfo {
+    /// The primary symmetric key, base64 (SAS identities only).
+    #[must_use]
+    pub fn primary_key(&self) -> Option<String> {
+        match &self.authentication {
+            Authentication::Sas { primary, .. } => Some(STANDARD.encode(primary.expose_secret())),
+            _ => None,
+        }
+    }
+
+    /// The secondary symmetric key, base64, if any.
+    #[must_use]
+    pub fn secondary_key(&self) -> Option<String> {
+        match &self.authentication {
+            Authentication::Sas {
+                secondary: Some(k), ..
+            } => Some(STANDARD.encode(k.expose_secret())),
+            _ => None,
+        }
+    }
+
+    /// A ready connection string:
+    /// `HostName=…;DeviceId=…[;ModuleId=…];SharedAccessKey=…` (primary
+    /// key), or `…;x509=true` for an X.509 identity.
+    #[must_use]
+    pub fn connection_string(&self) -> String {
+        let mut s = format!(
+            "HostName={};DeviceId={}",
+            self.host_name,
+            self.identity.device_id()
+        );
+        if let Some(m) = self.identity.module_id() {
+            s.push_str(";ModuleId=");
+            s.push_str(m.as_str());
+        }
+        match self.primary_key() {
+            Some(k) => {
+                s.push_str(";SharedAccessKey=");
+                s.push_str(&k);
+            }
+            None => s.push_str(";x509=true"),
+        }
+        s
+    }
+}
+
+/// Entry point: [`Emulator::builder`].
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// A builder with the library defaults: loopback, ephemeral ports,
+    /// in memory, no plain MQTT listener.
+    #[must_use]
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+}
+
+/// How to start an emulator. Every port 0 means "any free port".
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    data_dir: Option<PathBuf>,
+    bind: IpAddr,
+    allow_non_loopback: bool,
+    host_name: String,
+    mqtt_port: u16,
+    ws_port: u16,
+    http_port: u16,
+    plain_mqtt: Option<u16>,
+    tls_files: Option<(PathBuf, PathBuf)>,
+    devices: Vec<String>,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> EmulatorBuilder {
+        EmulatorBuilder {
+            data_dir: None,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            allow_non_loopback: false,
+            host_name: DEFAULT_HOST_NAME.to_owned(),
+            mqtt_port: 0,
+            ws_port: 0,
+            http_port: 0,
+            plain_mqtt: None,
+            tls_files: None,
+            devices: Vec::new(),
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// Keep the registry, twins, sessions, pending C2D and the generated
+    /// TLS material in `dir` (created if needed).
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep nothing on disk (the default): the generated CA goes to a
+    /// temporary directory removed at shutdown.
+    #[must_use]
+    pub fn in_memory(mut self) -> Self {
+        self.data_dir = None;
+        self
+    }
+
+    /// The address to listen on (default 127.0.0.1). A non-loopback
+    /// address is refused unless [`allow_non_loopback`](Self::allow_non_loopback).
+    #[must_use]
+    pub fn bind(mut self, addr: IpAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Allows listening on a non-loopback address (off by default: the
+    /// emulator has no access control beyond device credentials).
+    #[must_use]
+    pub fn allow_non_loopback(mut self, allow: bool) -> Self {
+        self.allow_non_loopback = allow;
+        self
+    }
+
+    /// The hub host name devices must use (default `localhost`).
+    #[must_use]
+    pub fn host_name(mut self, name: impl Into<String>) -> Self {
+        self.host_name = name.into();
+        self
+    }
+
+    /// The MQTT-over-TLS port (default 0: ephemeral).
+    #[must_use]
+    pub fn mqtt_port(mut self, port: u16) -> Self {
+        self.mqtt_port = port;
+        self
+    }
+
+    /// The MQTT-over-WebSocket-over-TLS port (default 0: ephemeral).
+    #[must_use]
+    pub fn ws_port(mut self, port: u16) -> Self {
+        self.ws_port = port;
+        self
+    }
+
+    /// The HTTP service API port (default 0: ephemeral).
+    #[must_use]
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.http_port = port;
+        self
+    }
+
+    /// Also listen for plain (unencrypted) MQTT on an ephemeral port.
+    #[must_use]
+    pub fn plain_mqtt(mut self, on: bool) -> Self {
+        self.plain_mqtt = on.then_some(0);
+        self
+    }
+
+    /// Also listen for plain MQTT on `port` (0: ephemeral).
+    #[must_use]
+    pub fn plain_mqtt_port(mut self, port: u16) -> Self {
+        self.plain_mqtt = Some(port);
+        self
+    }
+
+    /// Serve this certificate chain and key (PEM files) instead of the
+    /// generated ones.
+    #[must_use]
+    pub fn tls_pem(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_files = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Register this device at start (keys generated; an existing device
+    /// keeps its keys).
+    #[must_use]
+    pub fn device(mut self, id: impl Into<String>) -> Self {
+        self.devices.push(id.into());
+        self
+    }
+
+    /// Binds every listener, restores the stored state and starts serving.
+    pub async fn start(self) -> Result<EmulatorHandle, EmulatorError> {
+        if !self.bind.is_loopback() && !self.allow_non_loopback {
+            return Err(EmulatorError::Config(format!(
+                "{} is not a loopback address (allow it explicitly to listen there)",
+                self.bind
+            )));
+        }
+        iothub_proto::auth::HostName::new(self.host_name.as_str())
+            .map_err(|e| EmulatorError::Config(format!("host name: {e}")))?;
+        let mut temp_dir = None;
+        let (tls, store) = match &self.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let tls = match &self.tls_files {
+                    Some((c, k)) => tls::from_files(c, k)?,
+                    None => tls::generated(&dir.join("tls"))?,
+                };
+                let (store, states) = store::Store::open(&dir.join(DATABASE_FILE))?;
+                (tls, Some((store, states)))
+            }
+            None => {
+                let tls = match &self.tls_files {
+                    Some((c, k)) => tls::from_files(c, k)?,
+                    None => {
+                        let t = tempfile::Builder::new()
+                            .prefix("iothub-emulator-")
+                            .tempdir()?;
+                        let tls = tls::generated(t.path())?;
+                        temp_dir = Some(t);
+                        tls
+                    }
+                };
+                (tls, None)
+            }
+        };
+        let mut hub = Hub::new(&self.host_name);
+        let store = store.map(|(store, states)| {
+            for s in states {
+                hub.restore_identity(s);
+            }
+            store
+        });
+        let core = Core::new(hub, store);
+        for id in &self.devices {
+            core.create_identity(&service::parse_target(id)?, None)?;
+        }
+
+        let bind = |port| TcpListener::bind(SocketAddr::new(self.bind, port));
+        let mqtt = bind(self.mqtt_port).await?;
+        let ws = bind(self.ws_port).await?;
+        let http = bind(self.http_port).await?;
+        let plain = match self.plain_mqtt {
+            Some(p) => Some(bind(p).await?),
+            None => None,
+        };
+        let addrs = Addrs {
+            mqtt: mqtt.local_addr()?,
+            ws: ws.local_addr()?,
+            http: http.local_addr()?,
+            plain: plain.as_ref().map(TcpListener::local_addr).transpose()?,
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let acceptor = TlsAcceptor::from(tls.config.clone());
+        let mut tasks = vec![
+            tokio::spawn(conn::listen(
+                core.clone(),
+                mqtt,
+                conn::Kind::Tls,
+                acceptor.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(conn::listen(
+                core.clone(),
+                ws,
+                conn::Kind::WebSocket,
+                acceptor.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(core.clone().run_timer(stop.clone())),
+            tokio::spawn(http::serve(core.clone(), http, stop.clone())),
+        ];
+        if let Some(plain) = plain {
+            tasks.push(tokio::spawn(conn::listen(
+                core.clone(),
+                plain,
+                conn::Kind::Plain,
+                acceptor,
+                stop.clone(),
+            )));
+        }
+        tracing::info!(
+            mqtt = %addrs.mqtt, ws = %addrs.ws, http = %addrs.http,
+            plain = ?addrs.plain, "iothub-emulator started"
+        );
+        Ok(EmulatorHandle {
+            core,
+            addrs,
+            ca_pem: tls.ca_pem,
+            ca_path: tls.ca_path,
+            stop: stop_tx,
+            tasks,
+            _temp_dir: temp_dir,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Addrs {
+    mqtt: SocketAddr,
+    ws: SocketAddr,
+    http: SocketAddr,
+    plain: Option<SocketAddr>,
+}
+
+/// A running emulator. Dropping it stops the listeners without waiting;
+/// [`shutdown`](Self::shutdown) also closes every connection and commits
+/// storage.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    core: Arc<Core>,
+    addrs: Addrs,
+    ca_pem: Option<String>,
+    ca_path: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl EmulatorHandle {
+    /// The MQTT-over-TLS listener.
+    #[must_use]
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.addrs.mqtt
+    }
+
+    /// The MQTT-over-WebSocket-over-TLS listener (path [`WEBSOCKET_PATH`]).
+    #[must_use]
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.addrs.ws
+    }
+
+    /// The HTTP service API.
+    #[must_use]
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addrs.http
+    }
+
+    /// The plain MQTT listener, if one was asked for.
+    #[must_use]
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.addrs.plain
+    }
+
+    /// The hub host name devices use.
+    #[must_use]
+    pub fn host_name(&self) -> String {
+        self.core.lock().hub.host_name().to_owned()
+    }
+
+    /// The PEM of the generated CA that signed the server certificate
+    /// (`None` with user-provided certificates).
+    #[must_use]
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Where that CA PEM is on disk.
+    #[must_use]
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.ca_path.as_deref()
+    }
+
+    /// Registers a device with generated primary and secondary keys (an
+    /// existing device keeps its keys).
+    pub fn create_device(&self, device_id: &str) -> Result<DeviceInfo, EmulatorError> {
+        self.core
+            .create_identity(&service::parse_target(device_id)?, None)
+    }
+
+    /// Registers a module of a registered device, with generated keys.
+    pub fn create_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+    ) -> Result<DeviceInfo, EmulatorError> {
+        let identity = Identity::parse(device_id, Some(module_id))
+            .map_err(|e| EmulatorError::BadRequest(e.to_string()))?;
+        self.core.create_identity(&identity, None)
+    }
+
+    /// Registers (or re-keys) a device or module (`"dev"` or `"dev/mod"`)
+    /// with the given authentication: symmetric keys
+    /// ([`Authentication::Sas`]) or X.509 thumbprints
+    /// ([`Authentication::X509`], see [`thumbprint`]).
+    pub fn create_identity(
+        &self,
+        target: &str,
+        authentication: Authentication,
+    ) -> Result<DeviceInfo, EmulatorError> {
+        self.core
+            .create_identity(&service::parse_target(target)?, Some(authentication))
+    }
+
+    /// A registered device or module (`"dev"` or `"dev/mod"`).
+    pub fn device(&self, target: &str) -> Result<DeviceInfo, EmulatorError> {
+        self.core.get_identity(&service::parse_target(target)?)
+    }
+
+    /// Deletes a device (and its modules) or a module; a live connection
+    /// is closed.
+    pub fn delete_device(&self, target: &str) -> Result<(), EmulatorError> {
+        self.core.delete_identity(&service::parse_target(target)?)
+    }
+
+    /// The registered devices.
+    #[must_use]
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        self.core.list(None)
+    }
+
+    /// Whether the device or module has a live connection.
+    #[must_use]
+    pub fn is_connected(&self, target: &str) -> bool {
+        service::parse_target(target).is_ok_and(|i| self.core.lock().hub.is_connected(&i))
+    }
+
+    /// The topic filters the device's live connection is subscribed to
+    /// (empty when it is offline).
+    #[must_use]
+    pub fn subscriptions(&self, target: &str) -> Vec<String> {
+        let Ok(identity) = service::parse_target(target) else {
+            return Vec::new();
+        };
+        let st = self.core.lock();
+        st.hub.connection_of(&identity).map_or_else(Vec::new, |c| {
+            st.hub
+                .subscriptions(c)
+                .iter()
+                .map(|(f, _)| f.clone())
+                .collect()
+        })
+    }
+
+    /// The twin of a device or module.
+    pub fn twin(&self, target: &str) -> Result<Twin, EmulatorError> {
+        Ok(self.core.twin(&service::parse_target(target)?)?.0)
+    }
+
+    /// Merges `patch` (a JSON object; `null` deletes) into the desired
+    /// properties and returns the new desired `$version`; a connected,
+    /// subscribed device gets the patch.
+    pub fn update_desired(&self, target: &str, patch: Value) -> Result<u64, EmulatorError> {
+        let identity = service::parse_target(target)?;
+        Ok(self
+            .core
+            .patch_twin(&identity, Some(patch), None)?
+            .0
+            .desired_version)
+    }
+
+    /// Merges `patch` into the tags; returns the twin's version.
+    pub fn update_tags(&self, target: &str, patch: Value) -> Result<u64, EmulatorError> {
+        let identity = service::parse_target(target)?;
+        Ok(self
+            .core
+            .patch_twin(&identity, None, Some(patch))?
+            .0
+            .version)
+    }
+
+    /// Calls a direct method and waits up to `timeout` (5–300 s) for the
+    /// answer. [`EmulatorError::NotConnected`] when the device is offline
+    /// or not subscribed to methods, [`EmulatorError::Timeout`] when it
+    /// does not answer in time.
+    pub async fn invoke_method(
+        &self,
+        target: &str,
+        method: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<MethodReply, EmulatorError> {
+        let identity = service::parse_target(target)?;
+        self.core
+            .invoke_method(&identity, method, &payload, timeout)
+            .await
+    }
+
+    /// Queues a cloud-to-device message (≤ 64 KB with its properties, ≤ 50
+    /// pending); `$.mid` and `$.to` are filled in when absent.
+    pub fn send_c2d(
+        &self,
+        device_id: &str,
+        body: impl Into<Bytes>,
+        properties: MessageProperties,
+    ) -> Result<(), EmulatorError> {
+        let identity = service::parse_target(device_id)?;
+        if identity.module_id().is_some() {
+            return Err(EmulatorError::BadRequest(
+                "C2D messages go to devices, not modules".into(),
+            ));
+        }
+        self.core
+            .send_c2d(identity.device_id(), properties, body.into())
+    }
+
+    /// Every telemetry message received so far (the last 100,000).
+    #[must_use]
+    pub fn telemetry(&self) -> Vec<ReceivedMessage> {
+        self.core.lock().telemetry.iter().cloned().collect()
+    }
+
+    /// Waits until a received telemetry message (one already received
+    /// counts) satisfies `pred`, for at most `timeout`.
+    pub async fn wait_for_telemetry(
+        &self,
+        pred: impl Fn(&ReceivedMessage) -> bool,
+        timeout: Duration,
+    ) -> Option<ReceivedMessage> {
+        let mut seen = self.core.telemetry_seen.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            seen.borrow_and_update();
+            if let Some(m) = self.core.lock().telemetry.iter().find(|m| pred(m)) {
+                return Some(m.clone());
+            }
+            if tokio::time::timeout_at(deadline, seen.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    /// Fault: closes the device's connection without a word (its will is
+    /// published). Returns whether it was connected.
+    pub fn drop_connection(&self, target: &str) -> Result<bool, EmulatorError> {
+        self.core.drop_connection(&service::parse_target(target)?)
+    }
+
+    /// Fault: the next `n` twin requests of the device are answered with
+    /// `status` (429, 500, …).
+    pub fn fail_next_twin_ops(
+        &self,
+        target: &str,
+        n: u32,
+        status: u16,
+    ) -> Result<(), EmulatorError> {
+        self.core
+            .fail_next_twin_ops(&service::parse_target(target)?, n, status)
+    }
+
+    /// Fault: the device's CONNECTs are refused (CONNACK 3, server
+    /// unavailable) for `duration`.
+    pub fn refuse_connects(&self, target: &str, duration: Duration) -> Result<(), EmulatorError> {
+        self.core.refuse_connects(
+            &service::parse_target(target)?,
+            duration,
+            ConnectReturnCode::ServerUnavailable,
+        )
+    }
+
+    /// Fault: the device's twin answers and method results are held back
+    /// by `delay` (zero turns it off).
+    pub fn delay_answers(&self, target: &str, delay: Duration) -> Result<(), EmulatorError> {
+        self.core
+            .delay_answers(&service::parse_target(target)?, delay)
+    }
+
+    /// Waits until everything changed so far is committed to the database
+    /// (no effect in memory).
+    pub fn sync(&self) {
+        self.core.flush_store();
+    }
+
+    /// Stops listening, closes every connection, commits storage and
+    /// closes the database (so the same data directory can be opened again).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.core.close_all();
+        // Let the connection tasks see the close before storage closes.
+        tokio::task::yield_now().await;
+        self.core.close_store();
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.core.close_all();
+    }
+}
+
+/// A symmetric key from base64, for [`Authentication::Sas`].
+pub fn key_from_base64(key: &str) -> Result<SharedAccessKey, EmulatorError> {
+    SharedAccessKey::from_base64(key).map_err(|e| EmulatorError::BadRequest(e.to_string()))
+}

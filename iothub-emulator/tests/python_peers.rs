@@ -1,0 +1,299 @@
+//! Real peers against the in-process emulator: a paho-mqtt device that
+//! signs its own SAS token, and Microsoft's azure-iot-device SDK (over TCP
+//! and over WebSocket). The Python scripts are in `tests/peers/`; the
+//! virtualenv `.venv` at the repository root is made by
+//! `scripts/install-peers.sh`. Without it the tests print `SKIPPED: …`,
+//! unless `IOTHUB_REQUIRE_PEERS` is set (as CI does).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{WAIT, wait_until};
+use iothub_emulator::{Emulator, EmulatorHandle};
+use iothub_proto::properties::MessageProperties;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// The virtualenv's python, if it has both packages.
+fn python() -> Option<PathBuf> {
+    let py = repo_root().join(".venv/bin/python");
+    let usable = py.exists()
+        && std::process::Command::new(&py)
+            .args(["-c", "import paho.mqtt.client, azure.iot.device"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if usable {
+        return Some(py);
+    }
+    if std::env::var_os("IOTHUB_REQUIRE_PEERS").is_some() {
+        panic!(
+            "the Python peers are required (IOTHUB_REQUIRE_PEERS is set) but .venv with paho-mqtt and azure-iot-device is missing: run scripts/install-peers.sh"
+        );
+    }
+    eprintln!(
+        "SKIPPED: .venv with paho-mqtt and azure-iot-device is missing (scripts/install-peers.sh makes it)"
+    );
+    None
+}
+
+/// A running Python script whose stdout lines are collected.
+struct Script {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Script {
+    fn start(py: &Path, script: &str, env: &[(&str, String)]) -> Script {
+        let mut cmd = Command::new(py);
+        cmd.arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/peers")
+                .join(script),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start python");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Script { child, lines }
+    }
+
+    fn line(&self, prefix: &str) -> Option<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .cloned()
+    }
+
+    async fn wait_line(&self, prefix: &str) -> String {
+        let t0 = tokio::time::Instant::now();
+        loop {
+            if let Some(l) = self.line(prefix) {
+                return l;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no line {prefix:?}; got {:?}",
+                self.lines.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the exit (bounded); panics with the output on failure.
+    async fn finish(mut self) -> Vec<String> {
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the script ends in time")
+            .unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err).await;
+        }
+        // Let the reader task take the last lines.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let lines = self.lines.lock().unwrap().clone();
+        assert!(
+            status.success(),
+            "script failed: {status}\nstdout: {lines:#?}\nstderr: {err}"
+        );
+        lines
+    }
+}
+
+async fn emulator() -> EmulatorHandle {
+    Emulator::builder().in_memory().start().await.unwrap()
+}
+
+#[tokio::test]
+async fn paho_mqtt_device_with_its_own_sas_token() {
+    let Some(py) = python() else { return };
+    let emu = emulator().await;
+    let dev = emu.create_device("paho-dev").unwrap();
+    let script = Script::start(
+        &py,
+        "paho_device.py",
+        &[
+            ("IOTHUB_HOST", emu.host_name()),
+            ("IOTHUB_PORT", emu.mqtt_addr().port().to_string()),
+            ("IOTHUB_CA", emu.ca_path().unwrap().display().to_string()),
+            ("IOTHUB_DEVICE_ID", "paho-dev".into()),
+            ("IOTHUB_DEVICE_KEY", dev.primary_key().unwrap()),
+        ],
+    );
+    // The script sends telemetry once subscribed; then we send C2D.
+    let m = emu
+        .wait_for_telemetry(
+            |m| m.property("source") == Some("paho"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("telemetry from paho");
+    assert_eq!(m.identity.device_id().as_str(), "paho-dev");
+    assert_eq!(m.body_text(), Some(r#"{"temperature": 21.5}"#));
+    assert_eq!(
+        m.properties.content_type.as_deref(),
+        Some("application/json")
+    );
+    let mut p = MessageProperties::new();
+    p.message_id = Some("c2d-1".into());
+    p.add_application("kind", "greeting").unwrap();
+    emu.send_c2d("paho-dev", Bytes::from_static(b"hello paho"), p)
+        .unwrap();
+    let lines = script.finish().await;
+    assert!(lines.contains(&"CONNACK 0".to_owned()), "{lines:?}");
+    assert!(lines.contains(&"SUBACK [1]".to_owned()), "{lines:?}");
+    let c2d = lines.iter().find(|l| l.starts_with("C2D ")).unwrap();
+    assert!(
+        c2d.contains("devices/paho-dev/messages/devicebound/"),
+        "{c2d}"
+    );
+    assert!(c2d.contains("%24.mid=c2d-1"), "{c2d}");
+    assert!(c2d.contains("kind=greeting"), "{c2d}");
+    assert!(c2d.contains(" hello paho qos 1"), "{c2d}");
+    wait_until("PUBACK removed the C2D message", || {
+        emu.device("paho-dev").unwrap().pending_c2d == 0
+    })
+    .await;
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn azure_iot_device_sdk_full_device_flow() {
+    let Some(py) = python() else { return };
+    let emu = emulator().await;
+    let dev = emu.create_device("sdk-dev").unwrap();
+    emu.update_desired("sdk-dev", json!({"interval": 30}))
+        .unwrap();
+    let script = Script::start(
+        &py,
+        "azure_device.py",
+        &[
+            ("IOTHUB_CONNECTION_STRING", dev.connection_string()),
+            ("IOTHUB_CA", emu.ca_path().unwrap().display().to_string()),
+            ("IOTHUB_PORT", emu.mqtt_addr().port().to_string()),
+            ("IOTHUB_WS_PORT", emu.ws_addr().port().to_string()),
+        ],
+    );
+    let m = emu
+        .wait_for_telemetry(
+            |m| m.property("source") == Some("azure-sdk"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("telemetry from the SDK");
+    assert_eq!(m.body_text(), Some(r#"{"hello": "from azure-iot-device"}"#));
+    assert_eq!(
+        m.properties.content_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(m.properties.content_encoding.as_deref(), Some("utf-8"));
+    let twin_line = script.wait_line("TWIN ").await;
+    let twin: Value = serde_json::from_str(&twin_line["TWIN ".len()..]).unwrap();
+    assert_eq!(twin["desired"], json!({"interval": 30, "$version": 2}));
+    assert_eq!(twin["reported"], json!({"$version": 1}));
+    script.wait_line("PATCHED").await;
+    let reported = emu.twin("sdk-dev").unwrap();
+    assert_eq!(
+        Value::Object(reported.reported),
+        json!({"sdk": "python", "nested": {"a": 1}})
+    );
+    // Once the SDK has subscribed to everything, the service acts.
+    script.wait_line("READY").await;
+    let wanted = [
+        "$iothub/twin/PATCH/properties/desired/#",
+        "$iothub/methods/POST/#",
+        "devices/sdk-dev/messages/devicebound/#",
+    ];
+    let t0 = tokio::time::Instant::now();
+    while !wanted
+        .iter()
+        .all(|f| emu.subscriptions("sdk-dev").iter().any(|s| s == f))
+    {
+        assert!(
+            t0.elapsed() < WAIT,
+            "subscriptions: {:?}",
+            emu.subscriptions("sdk-dev")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    emu.update_desired("sdk-dev", json!({"interval": 60}))
+        .unwrap();
+    let reply = emu
+        .invoke_method(
+            "sdk-dev",
+            "reboot",
+            json!({"delay": 2}),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.payload, json!({"echo": {"delay": 2}}));
+    let mut p = MessageProperties::new();
+    p.add_application("kind", "greeting").unwrap();
+    emu.send_c2d("sdk-dev", Bytes::from_static(b"hello sdk"), p)
+        .unwrap();
+    let lines = script.finish().await;
+    let has = |l: &str| lines.iter().any(|x| x == l);
+    assert!(
+        has(r#"DESIRED {"$version": 3, "interval": 60}"#),
+        "{lines:#?}"
+    );
+    assert!(has(r#"METHOD reboot {"delay": 2}"#), "{lines:#?}");
+    assert!(has(r#"C2D hello sdk {"kind": "greeting"}"#), "{lines:#?}");
+    assert!(has("DONE"), "{lines:#?}");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn azure_iot_device_sdk_over_websocket() {
+    let Some(py) = python() else { return };
+    let emu = emulator().await;
+    let dev = emu.create_device("ws-dev").unwrap();
+    let script = Script::start(
+        &py,
+        "azure_device.py",
+        &[
+            ("IOTHUB_CONNECTION_STRING", dev.connection_string()),
+            ("IOTHUB_CA", emu.ca_path().unwrap().display().to_string()),
+            ("IOTHUB_PORT", emu.mqtt_addr().port().to_string()),
+            ("IOTHUB_WS_PORT", emu.ws_addr().port().to_string()),
+            ("IOTHUB_WEBSOCKETS", "1".into()),
+        ],
+    );
+    let lines = script.finish().await;
+    assert!(
+        lines.contains(&"CONNECTED websockets".to_owned()),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("TWIN ")), "{lines:?}");
+    assert_eq!(emu.telemetry().len(), 1);
+    assert_eq!(emu.telemetry()[0].property("source"), Some("azure-sdk"));
+    emu.shutdown().await;
+}
