@@ -1,5 +1,5 @@
 //! The `device` example binary end to end (built by `cargo test` with the
-//! other examples), against the hub engine over TLS on loopback.
+//! other examples), against the in-process emulator over TLS.
 
 mod support;
 
@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use iothub_proto::auth::DeviceId;
+use iothub_emulator::{Emulator, EmulatorHandle};
 use iothub_proto::properties::MessageProperties;
 use serde_json::{Value, json};
-use support::{HubServer, Pki, Serve};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
@@ -22,26 +21,24 @@ fn binary() -> PathBuf {
 }
 
 struct Setup {
-    server: HubServer,
+    emu: EmulatorHandle,
+    cs: String,
     ca_file: PathBuf,
 }
 
 impl Setup {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(binary());
-        c.env(
-            "IOTHUB_DEVICE_CONNECTION_STRING",
-            self.server.connection_string(),
-        )
-        .args([
-            "--ca-file",
-            self.ca_file.to_str().unwrap(),
-            "--port",
-            &self.server.port.to_string(),
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+        c.env("IOTHUB_DEVICE_CONNECTION_STRING", &self.cs)
+            .args([
+                "--ca-file",
+                self.ca_file.to_str().unwrap(),
+                "--port",
+                &self.emu.mqtt_addr().port().to_string(),
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         c
     }
 
@@ -62,27 +59,26 @@ impl Setup {
 
 #[tokio::test]
 async fn device_cli_end_to_end() {
-    if !binary().exists() {
-        // `cargo test` builds examples; a filtered build may not have.
-        panic!(
-            "{} not built: run `cargo build -p iothub-tokio --examples`",
-            binary().display()
-        );
-    }
-    let pki = Pki::new();
-    let server = HubServer::start(Serve::Tls, Some(&pki)).await;
-    let ca_file = std::env::temp_dir().join(format!("iothub-cli-ca-{}.pem", server.port));
-    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
-    let s = Setup { server, ca_file };
-    let id = s.server.identity.clone();
+    support::init_tracing();
+    assert!(
+        binary().exists(),
+        "{} not built: run `cargo build -p iothub-tokio --examples`",
+        binary().display()
+    );
+    let emu = Emulator::builder().in_memory().start().await.unwrap();
+    let cs = emu.create_device("cli").unwrap().connection_string();
+    let ca_file =
+        std::env::temp_dir().join(format!("iothub-cli-ca-{}.pem", emu.mqtt_addr().port()));
+    std::fs::write(&ca_file, emu.ca_pem().unwrap()).unwrap();
+    let s = Setup { emu, cs, ca_file };
 
     s.run(&["send", "hello", "--property", "a=b", "--count", "3"])
         .await;
-    let got = s.server.with(|h| h.take_telemetry());
+    let got = s.emu.telemetry();
     assert_eq!(got.len(), 3);
     assert!(
-        got.iter().all(|t| t.payload.as_ref() == b"hello"
-            && t.properties.get_application("a") == Some(Some("b")))
+        got.iter()
+            .all(|m| m.body_text() == Some("hello") && m.property("a") == Some("b"))
     );
 
     let version: u64 = s
@@ -96,9 +92,7 @@ async fn device_cli_end_to_end() {
     assert_eq!(twin["reported"]["fw"], "2.0");
 
     // listen: a desired update, a C2D message and a method call.
-    s.server
-        .with(|h| h.update_desired(&id, json!({"mode": "eco"})))
-        .unwrap();
+    s.emu.update_desired("cli", json!({"mode": "eco"})).unwrap();
     let mut child = s
         .command(&["listen", "--seconds", "20"])
         .stdout(Stdio::piped())
@@ -118,46 +112,31 @@ async fn device_cli_end_to_end() {
     assert_eq!(first["desired"]["mode"], "eco");
     let mut props = MessageProperties::new();
     props.add_application("k", "v").unwrap();
-    s.server
-        .with(|h| {
-            h.send_c2d(
-                &DeviceId::new("dev1").unwrap(),
-                props,
-                bytes::Bytes::from_static(b"ping"),
-            )
-        })
-        .unwrap();
+    s.emu.send_c2d("cli", &b"ping"[..], props).unwrap();
     let c2d = next().await;
     assert_eq!(c2d["type"], "c2d");
     assert_eq!(c2d["payload"], "ping");
     assert_eq!(c2d["properties"]["k"], "v");
-    let rid = loop {
-        match s
-            .server
-            .with(|h| h.invoke_method(&id, "blink", bytes::Bytes::from_static(b"{}")))
-        {
-            Ok(rid) => break rid,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+    let invoke = async {
+        loop {
+            match s
+                .emu
+                .invoke_method("cli", "blink", json!({"n": 2}), Duration::from_secs(10))
+                .await
+            {
+                Ok(reply) => return reply,
+                Err(iothub_emulator::EmulatorError::NotConnected) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
     };
-    let call = next().await;
+    let (reply, call) = tokio::join!(invoke, next());
     assert_eq!(call["type"], "method");
     assert_eq!(call["name"], "blink");
-    let answer = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(a) = s.server.with(|h| h.take_method_response(&rid)) {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(answer.0, 200);
-    assert_eq!(
-        serde_json::from_slice::<Value>(&answer.1).unwrap(),
-        json!({"method": "blink"})
-    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.payload, json!({"method": "blink"}));
     let _ = child.kill().await;
 
     // A bad connection string is a clear error and a non-zero exit.
