@@ -135,7 +135,7 @@ pub struct MethodRequest {
     /// The request body (JSON or empty).
     pub payload: Bytes,
     pub(crate) id: Option<MethodId>,
-    pub(crate) ctl: Option<mpsc::UnboundedSender<Command>>,
+    pub(crate) ctl: Option<mpsc::UnboundedSender<Box<Command>>>,
 }
 
 impl MethodRequest {
@@ -147,7 +147,7 @@ impl MethodRequest {
             return Err(Error::Closed);
         };
         let (tx, rx) = oneshot::channel();
-        ctl.send(Command::Respond(id, status, payload.into(), tx))
+        ctl.send(Box::new(Command::Respond(id, status, payload.into(), tx)))
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
@@ -202,7 +202,7 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    ctl: mpsc::UnboundedSender<Command>,
+    ctl: mpsc::UnboundedSender<Box<Command>>,
     tel: mpsc::Sender<Telemetry>,
     status: watch::Receiver<Status>,
 }
@@ -244,7 +244,10 @@ impl Client {
         make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
     ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
-        self.inner.ctl.send(make(tx)).map_err(|_| Error::Closed)?;
+        self.inner
+            .ctl
+            .send(Box::new(make(tx)))
+            .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 
@@ -258,7 +261,7 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.inner
             .tel
-            .send((message.into(), tx))
+            .send(Box::new((message.into(), tx)))
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
@@ -348,7 +351,12 @@ impl Client {
     /// gets its error). Calling it again, or after a stop, returns at once.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        if self.inner.ctl.send(Command::Shutdown(timeout, tx)).is_ok() {
+        if self
+            .inner
+            .ctl
+            .send(Box::new(Command::Shutdown(timeout, tx)))
+            .is_ok()
+        {
             let _ = rx.await;
         }
         Ok(())

@@ -36,7 +36,9 @@ use crate::client::{DesiredUpdate, Error, InputMessage, MethodRequest, Status};
 use crate::transport::{self, Conn, Endpoint, Failure};
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
-pub(crate) type Telemetry = (Message, Reply<()>);
+/// Boxed so the channel's slots stay small: an idle client's channel
+/// blocks hold pointers, not messages.
+pub(crate) type Telemetry = Box<(Message, Reply<()>)>;
 
 /// What a [`Client`](crate::Client) asks of the driver.
 pub(crate) enum Command {
@@ -85,8 +87,8 @@ pub(crate) struct Driver {
     conn: Option<Conn>,
     opening: Option<Opening>,
     attempts: u64,
-    ctl: mpsc::UnboundedReceiver<Command>,
-    ctl_weak: mpsc::WeakUnboundedSender<Command>,
+    ctl: mpsc::UnboundedReceiver<Box<Command>>,
+    ctl_weak: mpsc::WeakUnboundedSender<Box<Command>>,
     ctl_open: bool,
     tel: mpsc::Receiver<Telemetry>,
     tel_open: bool,
@@ -103,9 +105,9 @@ impl Driver {
     pub(crate) fn new(
         config: Config,
         endpoint: Endpoint,
-        ctl: mpsc::UnboundedReceiver<Command>,
+        ctl: mpsc::UnboundedReceiver<Box<Command>>,
         tel: mpsc::Receiver<Telemetry>,
-        ctl_weak: mpsc::WeakUnboundedSender<Command>,
+        ctl_weak: mpsc::WeakUnboundedSender<Box<Command>>,
     ) -> Result<(Driver, watch::Receiver<Status>), ConfigError> {
         let session = Session::new(config)?;
         let (status, status_rx) = watch::channel(Status {
@@ -193,7 +195,8 @@ impl Driver {
             Ok(()) => {
                 let now = self.now();
                 self.session.handle_input(now, &self.rbuf);
-                self.rbuf.clear();
+                // Released, not kept: an idle client holds no read buffer.
+                self.rbuf = Vec::new();
             }
             Err(f) => self.transport_failed(f),
         }
@@ -247,10 +250,11 @@ impl Driver {
     }
 
     fn on_telemetry(&mut self, t: Option<Telemetry>) {
-        let Some((message, reply)) = t else {
+        let Some(t) = t else {
             self.tel_open = false;
             return;
         };
+        let (message, reply) = *t;
         let now = self.now();
         match self.session.send_telemetry(now, message) {
             Ok(id) => {
@@ -262,7 +266,7 @@ impl Driver {
         }
     }
 
-    fn on_control(&mut self, c: Option<Command>) {
+    fn on_control(&mut self, c: Option<Box<Command>>) {
         let now = self.now();
         let Some(c) = c else {
             // Every handle is gone: drain briefly and stop.
@@ -271,7 +275,7 @@ impl Driver {
             self.session.disconnect(now, DROP_DRAIN);
             return;
         };
-        match c {
+        match *c {
             Command::GetTwin(reply) => match self.session.get_twin(now) {
                 Ok(token) => {
                     self.requests.insert(token, PendingRequest::Twin(reply));
