@@ -166,10 +166,7 @@ mod tests {
             parse_response(b"HTTP/1.1 abc\r\n\r\n"),
             Err(ProxyError::Malformed)
         );
-        assert_eq!(
-            parse_response(&vec![b'H'; MAX_RESPONSE_HEAD + 1][..]).unwrap_err(),
-            ProxyError::Malformed
-        );
+        assert_eq!(parse_response(b"HHHHH"), Err(ProxyError::Malformed));
         let mut long = b"HTTP/1.1 200 OK\r\n".to_vec();
         long.resize(MAX_RESPONSE_HEAD + 1, b'a');
         assert_eq!(parse_response(&long), Err(ProxyError::TooLong));
