@@ -486,3 +486,86 @@ async fn bad_connection_strings_and_wrong_keys_give_clear_errors() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn gateway_host_name_is_the_tls_peer_and_the_hub_stays_in_the_username() {
+    support::init_tracing();
+    let emu = Emulator::builder()
+        .in_memory()
+        .host_name("myhub.azure-devices.net")
+        .start()
+        .await
+        .unwrap();
+    let cs = emu.create_device("edge-child").unwrap().connection_string();
+    assert!(cs.starts_with("HostName=myhub.azure-devices.net;"), "{cs}");
+    // The TCP/TLS peer is the "gateway" (the emulator's certificate is for
+    // localhost); the SAS token and username name the hub.
+    let options = ClientOptions::from_connection_string(&format!("{cs};GatewayHostName=localhost"))
+        .unwrap()
+        .with_port(emu.mqtt_addr().port())
+        .with_ca_pem(emu.ca_pem().unwrap().as_bytes().to_vec());
+    assert_eq!(options.host(), "localhost");
+    let client = Client::new(options).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    client
+        .send_telemetry(Message::new(&b"via gateway"[..]))
+        .await
+        .unwrap();
+    assert!(emu.is_connected("edge-child"));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_send_is_still_delivered() {
+    use futures_util::FutureExt as _;
+    let emu = emulator().await;
+    let client = Client::new(options(&emu, "dev1")).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    // Polled once: queued to the driver, then dropped before its PUBACK.
+    let dropped = client
+        .send_telemetry(Message::new(&b"fire and forget"[..]))
+        .now_or_never();
+    assert!(
+        dropped.is_none(),
+        "cannot be acknowledged on the first poll"
+    );
+    let m = emu
+        .wait_for_telemetry(
+            |m| m.body_text() == Some("fire and forget"),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(m.is_some(), "the message was delivered anyway");
+    // The client is unaffected.
+    client
+        .send_telemetry(Message::new(&b"next"[..]))
+        .await
+        .unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropping_every_handle_shuts_the_client_down() {
+    let emu = emulator().await;
+    let client = Client::new(options(&emu, "dev1")).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    let mut status = client.status();
+    drop(client);
+    let s = within(10, status.wait_for(|s| s.state == ConnectionState::Stopped))
+        .await
+        .map(|s| s.clone());
+    // The driver may end (and close the watch) right after its last status.
+    if let Ok(s) = s {
+        assert_eq!(
+            s.stopped,
+            Some(iothub_proto::session::StopReason::Requested)
+        );
+    }
+    within(10, async {
+        while emu.is_connected("dev1") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    emu.shutdown().await;
+}

@@ -376,3 +376,100 @@ async fn bad_connection_strings_and_wrong_keys_are_clear() {
     assert!(matches!(e, Error::Refused(r) if r.is_auth_failure()), "{e}");
     assert!(e.to_string().contains("refused"), "{e}");
 }
+
+#[tokio::test]
+async fn module_identity_receives_input_messages() {
+    support::init_tracing();
+    let server = HubServer::start(Serve::Plain, None).await;
+    let module = server.with(|h| {
+        h.add_module(
+            DeviceId::new("dev1").unwrap(),
+            iothub_proto::auth::ModuleId::new("filter").unwrap(),
+            iothub_proto::auth::SharedAccessKey::from_base64(support::KEY_B64).unwrap(),
+        )
+    });
+    let cs = format!(
+        "HostName={};DeviceId=dev1;ModuleId=filter;SharedAccessKey={}",
+        HubServer::HOST,
+        support::KEY_B64
+    );
+    let client = Client::new(
+        ClientOptions::from_connection_string(&cs)
+            .unwrap()
+            .with_transport(Transport::PlainTcp)
+            .with_port(server.port),
+    )
+    .unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    assert!(matches!(
+        client.c2d_messages().await,
+        Err(Error::Command(CommandError::FeatureNotAvailable(_)))
+    ));
+    let mut inputs = client.input_messages().await.unwrap();
+    let mut props = MessageProperties::new();
+    props.add_application("temp", "hot").unwrap();
+    server
+        .with(|h| {
+            h.send_module_input(
+                module.device_id(),
+                module.module_id().unwrap(),
+                "input1",
+                props,
+                bytes::Bytes::from_static(b"routed"),
+            )
+        })
+        .unwrap();
+    let m = within(10, inputs.recv()).await.unwrap();
+    assert_eq!(m.input, "input1");
+    assert_eq!(m.message.payload.as_ref(), b"routed");
+    assert_eq!(
+        m.message.properties.get_application("temp"),
+        Some(Some("hot"))
+    );
+    // Telemetry from a module goes out on the module's topic.
+    client
+        .send_telemetry(Message::new(&b"from module"[..]))
+        .await
+        .unwrap();
+    let got = server.with(|h| h.take_telemetry());
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].identity, module);
+}
+
+#[tokio::test]
+async fn manual_ack_acknowledges_only_when_asked() {
+    support::init_tracing();
+    let server = HubServer::start(Serve::Plain, None).await;
+    let id = server.identity.clone();
+    let client = Client::new(plain(&server).with_session(|c| c.with_manual_ack(true))).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    let mut c2d = client.c2d_messages().await.unwrap();
+    server
+        .with(|h| {
+            h.send_c2d(
+                &DeviceId::new("dev1").unwrap(),
+                MessageProperties::new(),
+                bytes::Bytes::from_static(b"ack me"),
+            )
+        })
+        .unwrap();
+    let m = within(10, c2d.recv()).await.unwrap();
+    let token = m.ack.expect("manual-ack mode gives a token");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.with(|h| h.pending_messages(&id)),
+        1,
+        "not acknowledged yet"
+    );
+    client.ack(token).await.unwrap();
+    within(10, async {
+        while server.with(|h| h.pending_messages(&id)) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(matches!(
+        client.ack(token).await,
+        Err(Error::Command(CommandError::AckUndeliverable))
+    ));
+}
