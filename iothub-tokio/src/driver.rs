@@ -160,8 +160,9 @@ impl Driver {
                     sleep.as_mut().reset(at);
                 }
             }
-            let room =
-                self.tel_open && self.session.queued_len() < self.session.config().queue_capacity;
+            // Backpressure: telemetry stays in its channel while the
+            // session's queue is full.
+            let room = self.tel_open && !self.session.telemetry_queue_full();
             tokio::select! {
                 biased;
                 // 1. inbound
@@ -239,8 +240,7 @@ impl Driver {
                 }
             }
         }
-        let capacity = self.session.config().queue_capacity;
-        while self.tel_open && self.session.queued_len() < capacity {
+        while self.tel_open && !self.session.telemetry_queue_full() {
             match self.tel.try_recv() {
                 Ok(t) => self.on_telemetry(Some(t)),
                 Err(TryRecvError::Empty) => break,
