@@ -147,18 +147,27 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
+        // The instant the sleep is set to, if it is armed.
+        let mut armed: Option<tokio::time::Instant> = None;
         loop {
             self.transmit_and_dispatch().await;
             if self.session.state() == ConnectionState::Stopped {
                 break;
             }
-            // 5. timer
-            let deadline = self.session.poll_timeout();
-            if let Some(at) = deadline {
-                let at = tokio::time::Instant::from_std(self.clock.deadline(at));
-                if sleep.deadline() != at {
-                    sleep.as_mut().reset(at);
+            // 5. timer. Moved only when the session's next wake-up is
+            // earlier: waking early is harmless (handle_timeout fires only
+            // due timers, then the timer is set again), and the keep-alive
+            // deadline moves later with every write, so resetting the
+            // timer wheel on every turn would cost more than an early wake.
+            match self.session.poll_timeout() {
+                Some(at) => {
+                    let at = tokio::time::Instant::from_std(self.clock.deadline(at));
+                    if armed.is_none_or(|current| at < current) {
+                        sleep.as_mut().reset(at);
+                        armed = Some(at);
+                    }
                 }
+                None => armed = None,
             }
             // Backpressure: telemetry stays in its channel while the
             // session's queue is full.
@@ -171,7 +180,8 @@ impl Driver {
                 // 2. commands
                 c = self.ctl.recv(), if self.ctl_open => self.on_control(c),
                 t = self.tel.recv(), if room => self.on_telemetry(t),
-                () = &mut sleep, if deadline.is_some() => {
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
                     let now = self.now();
                     self.session.handle_timeout(now, Clock::unix_secs());
                 }
