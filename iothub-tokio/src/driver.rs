@@ -364,38 +364,20 @@ impl Driver {
         self.publish_status();
     }
 
-    /// Gathers pending bytes into as few writes as possible.
+    /// Gathers pending bytes into as few writes as possible (one per
+    /// [`BATCH`] bytes).
     async fn transmit(&mut self) -> bool {
         let mut moved = false;
-        let mut first: Option<Bytes> = None;
-        let mut batch: Vec<u8> = Vec::new();
-        loop {
-            let next = self.session.poll_transmit();
-            let full = batch.len() + first.as_ref().map_or(0, Bytes::len) >= BATCH;
-            if (next.is_none() || full) && (first.is_some() || !batch.is_empty()) {
-                let data = match first.take() {
-                    Some(b) if batch.is_empty() => b,
-                    Some(b) => {
-                        let mut v = Vec::with_capacity(b.len() + batch.len());
-                        v.extend_from_slice(&b);
-                        v.append(&mut batch);
-                        Bytes::from(v)
-                    }
-                    None => Bytes::from(std::mem::take(&mut batch)),
-                };
-                batch.clear();
-                self.write(data).await;
-            }
-            let Some(bytes) = next else { break };
+        let mut batch = Vec::new();
+        while let Some(bytes) = self.session.poll_transmit() {
             moved = true;
-            if first.is_none() && batch.is_empty() {
-                first = Some(bytes);
-            } else {
-                if let Some(b) = first.take() {
-                    batch.extend_from_slice(&b);
-                }
-                batch.extend_from_slice(&bytes);
+            batch.extend_from_slice(&bytes);
+            if batch.len() >= BATCH {
+                self.write(std::mem::take(&mut batch).into()).await;
             }
+        }
+        if !batch.is_empty() {
+            self.write(batch.into()).await;
         }
         moved
     }
