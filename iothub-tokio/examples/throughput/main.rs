@@ -24,7 +24,8 @@ struct Args {
     size: usize,
     window: usize,
     port: Option<u16>,
-    /// Only this case (`TCP0`, `TCP1`, `TLS0`, `TLS1`), only iothub-tokio.
+    /// Only this case (`TCP0`, `TCP1`, `TLS0`, `TLS1`), only iothub-tokio
+    /// (only rumqttc when `BENCH_RUMQTTC` is set), for profiling.
     only: Option<String>,
 }
 
@@ -236,7 +237,11 @@ fn main() {
                     continue;
                 }
                 let (u0, s0) = cpu_split();
-                let us = measure(a.n, || ours(a, port, ca, qos));
+                let us = if std::env::var_os("BENCH_RUMQTTC").is_some() {
+                    measure(a.n, || theirs(a, port, ca, qos))
+                } else {
+                    measure(a.n, || ours(a, port, ca, qos))
+                };
                 let (u1, s1) = cpu_split();
                 println!(
                     "iothub-tokio {only}: {:.0} msg/s, {:.2} CPU µs/msg (user {:.2}, system {:.2})",
