@@ -569,3 +569,39 @@ async fn dropping_every_handle_shuts_the_client_down() {
     .await;
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn builder_with_a_module_identity_a_fixed_token_api_version_and_model_id() {
+    use iothub_proto::auth::{Credential, HostName, Identity, SasToken};
+    use iothub_tokio::Config;
+    let emu = emulator().await;
+    emu.create_device("dev1").unwrap();
+    let module = emu.create_module("dev1", "filter").unwrap();
+    let key = iothub_emulator::key_from_base64(&module.primary_key().unwrap()).unwrap();
+    let identity = Identity::parse("dev1", Some("filter")).unwrap();
+    let expiry = iothub_net::Clock::unix_secs() + 600;
+    let token = SasToken::generate(&identity.resource_uri("localhost"), &key, expiry, None);
+    let config = Config::new(
+        identity,
+        HostName::new("localhost").unwrap(),
+        Credential::SharedAccessSignature(token),
+    );
+    let options = ClientOptions::new(config)
+        .with_api_version("2020-09-30")
+        .with_model_id("dtmi:com:example:Thermostat;1")
+        .with_port(emu.mqtt_addr().port())
+        .with_ca_pem(emu.ca_pem().unwrap().as_bytes().to_vec())
+        .with_session(|c| c.with_keep_alive(Duration::from_secs(30)));
+    let client = Client::new(options).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    client.send_telemetry(Message::new(&b"from a module"[..])).await.unwrap();
+    let m = emu
+        .wait_for_telemetry(|m| m.body_text() == Some("from a module"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(m.identity.module_id().map(|m| m.as_str()), Some("filter"));
+    let v = client.update_reported(&json!({"module": true})).await.unwrap();
+    assert!(v > 0);
+    assert!(emu.is_connected("dev1/filter"));
+    emu.shutdown().await;
+}
