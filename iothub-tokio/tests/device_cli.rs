@@ -66,7 +66,11 @@ async fn device_cli_end_to_end() {
             .args(["build", "-p", "iothub-tokio", "--example", "device"])
             .status()
             .expect("run cargo");
-        assert!(status.success() && binary().exists(), "{} not built", binary().display());
+        assert!(
+            status.success() && binary().exists(),
+            "{} not built",
+            binary().display()
+        );
     }
     let emu = Emulator::builder().in_memory().start().await.unwrap();
     let cs = emu.create_device("cli").unwrap().connection_string();
