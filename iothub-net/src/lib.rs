@@ -7,6 +7,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`api`] | the runtime-neutral values of the client API: [`Error`], [`Status`], [`DesiredUpdate`], [`InputMessage`] |
 //! | [`options`] | [`ClientOptions`]: session [`Config`](iothub_proto::session::Config) plus transport, port, TLS and proxy settings, from a connection string or built by hand |
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
@@ -17,12 +18,14 @@
 //! pure computation or a constructor.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod clock;
 pub mod options;
 pub mod proxy;
 pub mod tls;
 pub mod websocket;
 
+pub use api::{DesiredUpdate, Error, InputMessage, Status};
 pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};
 pub use proxy::Proxy;

@@ -1,129 +1,22 @@
-//! The public handle: [`Client`], its error, its streams and the values
-//! they carry. Every method only sends a command to the driver task and
-//! awaits the answer; nothing here touches the session.
+//! The public handle: [`Client`], its streams and method calls. Every
+//! method only sends a command to the driver task and awaits the answer;
+//! nothing here touches the session. The values handed out (error,
+//! status, stream items) are the runtime-neutral ones of `iothub_net::api`.
 
-use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::{ClientOptions, OptionsError};
-use iothub_proto::session::{
-    AckToken, CommandError, ConnectRefused, ConnectionState, DisconnectReason, InboundMessage,
-    Message, MessageFailure, MethodId, RequestError, StopReason, Twin,
-};
+use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Status};
+use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, MethodId, Twin};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::driver::{Command, Driver, Sink, Telemetry};
 use crate::transport::Endpoint;
-
-/// What went wrong with a client operation.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The options are invalid: a bad connection string, PEM or session
-    /// option.
-    Options(OptionsError),
-    /// The session refused the command (too large, bad properties, wrong
-    /// identity kind, shutting down, …); nothing was queued.
-    Command(CommandError),
-    /// The telemetry message failed (no acknowledgment in time, expired,
-    /// session stopped).
-    Message(MessageFailure),
-    /// The twin request failed (hub status after retries, timeout, …).
-    Request(RequestError),
-    /// The hub refused the credentials (CONNACK 4 or 5); the client keeps
-    /// retrying per [`AuthFailurePolicy`](iothub_proto::session::AuthFailurePolicy).
-    Refused(ConnectRefused),
-    /// The session stopped for good.
-    Stopped(StopReason),
-    /// The client's driver task has ended (after `shutdown`, a stop, or
-    /// the runtime shutting down).
-    Closed,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Options(e) => fmt::Display::fmt(e, f),
-            Error::Command(e) => write!(f, "command refused: {e}"),
-            Error::Message(e) => write!(f, "telemetry failed: {e}"),
-            Error::Request(e) => write!(f, "twin request failed: {e}"),
-            Error::Refused(e) => write!(f, "the hub refused the connection: {e}"),
-            Error::Stopped(e) => write!(f, "the client {e}"),
-            Error::Closed => f.write_str("the client has stopped"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Options(e) => Some(e),
-            Error::Command(e) => Some(e),
-            Error::Request(e) => Some(e),
-            Error::Refused(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<OptionsError> for Error {
-    fn from(e: OptionsError) -> Self {
-        Error::Options(e)
-    }
-}
-
-/// The connection as the client sees it, observed with
-/// [`Client::status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Status {
-    /// The session's connection state.
-    pub state: ConnectionState,
-    /// The connection number (0 before the first CONNECT, then 1, 2, …).
-    pub connection: u64,
-    /// Why the last connection (or attempt) ended, if one did.
-    pub last_disconnect: Option<DisconnectReason>,
-    /// Why the session stopped, once it has.
-    pub stopped: Option<StopReason>,
-}
-
-/// A desired-properties update.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum DesiredUpdate {
-    /// The full desired section (after a connection, or a missed
-    /// notification): replace your state with it.
-    Full {
-        /// The desired properties (an object).
-        desired: Value,
-        /// Its `$version`.
-        version: u64,
-    },
-    /// A patch exactly one version after the last: merge it (`null`
-    /// deletes).
-    Patch {
-        /// The patch (an object).
-        patch: Value,
-        /// Its `$version`.
-        version: u64,
-    },
-}
-
-/// An IoT Edge module input message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct InputMessage {
-    /// The input name.
-    pub input: String,
-    /// The message.
-    pub message: InboundMessage,
-}
 
 /// A direct method call; answer it with [`respond`](Self::respond) before
 /// the caller's timeout. Dropping it unanswered leaves the caller to time
@@ -140,7 +33,7 @@ pub struct MethodRequest {
 
 impl MethodRequest {
     /// Answers with a status and a body (JSON or empty). Fails with
-    /// [`CommandError::MethodResponseUndeliverable`] if the connection the
+    /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable) if the connection the
     /// call came on is gone (the hub accepts answers only there).
     pub async fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
         let (Some(id), Some(ctl)) = (self.id.take(), self.ctl.take()) else {
@@ -336,10 +229,10 @@ impl Client {
     pub async fn wait_connected(&self) -> Result<(), Error> {
         let mut rx = self.inner.status.clone();
         let status = rx
-            .wait_for(|s| s.state == ConnectionState::Connected || failure(s).is_some())
+            .wait_for(|s| s.state == ConnectionState::Connected || s.failure().is_some())
             .await
             .map_err(|_| Error::Closed)?;
-        match failure(&status) {
+        match status.failure() {
             Some(e) if status.state != ConnectionState::Connected => Err(e),
             _ => Ok(()),
         }
@@ -360,21 +253,6 @@ impl Client {
             let _ = rx.await;
         }
         Ok(())
-    }
-}
-
-/// The error `wait_connected` reports for a status, if any.
-fn failure(s: &Status) -> Option<Error> {
-    if let Some(r) = s.stopped {
-        return Some(Error::Stopped(r));
-    }
-    match &s.last_disconnect {
-        Some(DisconnectReason::Refused(r))
-            if r.is_auth_failure() && s.state == ConnectionState::Backoff =>
-        {
-            Some(Error::Refused(*r))
-        }
-        _ => None,
     }
 }
 

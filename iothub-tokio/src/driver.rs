@@ -32,8 +32,9 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use crate::client::{DesiredUpdate, Error, InputMessage, MethodRequest, Status};
+use crate::client::MethodRequest;
 use crate::transport::{self, Conn, Endpoint, Failure};
+use iothub_net::{DesiredUpdate, Error, InputMessage, Status};
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 /// Boxed so the channel's slots stay small: an idle client's channel
@@ -110,12 +111,7 @@ impl Driver {
         ctl_weak: mpsc::WeakUnboundedSender<Box<Command>>,
     ) -> Result<(Driver, watch::Receiver<Status>), ConfigError> {
         let session = Session::new(config)?;
-        let (status, status_rx) = watch::channel(Status {
-            state: session.state(),
-            connection: 0,
-            last_disconnect: None,
-            stopped: None,
-        });
+        let (status, status_rx) = watch::channel(Status::of(&session, None));
         let driver = Driver {
             session,
             clock: Clock::starting_at(tokio::time::Instant::now().into_std()),
@@ -493,7 +489,11 @@ impl Driver {
             }
             Event::C2dMessage(message) => deliver(&self.sinks.c2d, "c2d", message),
             Event::InputMessage { input, message } => {
-                deliver(&self.sinks.inputs, "input", InputMessage { input, message });
+                deliver(
+                    &self.sinks.inputs,
+                    "input",
+                    InputMessage::new(input, message),
+                );
             }
             Event::UnexpectedPublish { topic, error } => {
                 debug!(%topic, %error, "publish on an unexpected topic");
@@ -515,12 +515,7 @@ impl Driver {
     }
 
     fn publish_status(&self) {
-        let status = Status {
-            state: self.session.state(),
-            connection: self.session.connection(),
-            last_disconnect: self.last_disconnect.clone(),
-            stopped: self.session.stop_reason(),
-        };
+        let status = Status::of(&self.session, self.last_disconnect.clone());
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             if changed {
