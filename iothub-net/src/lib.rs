@@ -12,6 +12,7 @@
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
 //! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
+//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a
@@ -22,6 +23,7 @@ pub mod api;
 pub mod clock;
 pub mod options;
 pub mod proxy;
+pub mod router;
 pub mod tls;
 pub mod websocket;
 
@@ -29,3 +31,4 @@ pub use api::{DesiredUpdate, Error, InputMessage, Status};
 pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};
 pub use proxy::Proxy;
+pub use router::{Done, MethodCall, Outlet, Router, Subscriber};

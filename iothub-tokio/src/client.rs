@@ -9,13 +9,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Status};
+use iothub_net::{
+    ClientOptions, DesiredUpdate, Error, InputMessage, MethodCall, OptionsError, Status, Subscriber,
+};
 use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, MethodId, Twin};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
-use crate::driver::{Command, Driver, Sink, Telemetry};
+use crate::driver::{Command, Driver, Telemetry};
 use crate::transport::Endpoint;
 
 /// A direct method call; answer it with [`respond`](Self::respond) before
@@ -113,9 +115,8 @@ impl Client {
         );
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (tel_tx, tel_rx) = mpsc::channel(TELEMETRY_CHANNEL);
-        let (driver, status) =
-            Driver::new(options.config, endpoint, ctl_rx, tel_rx, ctl_tx.downgrade())
-                .map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        let (driver, status) = Driver::new(options.config, endpoint, ctl_rx, tel_rx)
+            .map_err(|e| Error::Options(OptionsError::Config(e)))?;
         tokio::spawn(driver.run().instrument(span));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -172,13 +173,16 @@ impl Client {
         self.call(|tx| Command::UpdateReported(json, tx)).await
     }
 
-    async fn subscribe<T>(
+    /// Subscribes: the driver's router feeds `item(value)` to a new
+    /// stream.
+    async fn subscribe<T: Send + 'static, U: 'static>(
         &self,
-        make: impl FnOnce(mpsc::UnboundedSender<T>) -> Sink,
+        kind: fn(iothub_net::Outlet<U>) -> Subscriber,
+        mut item: impl FnMut(U) -> T + Send + 'static,
     ) -> Result<Events<T>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sink = make(tx);
-        self.call(|reply| Command::Enable(sink, reply)).await?;
+        let outlet = kind(Box::new(move |u| tx.send(item(u)).is_ok()));
+        self.call(|reply| Command::Subscribe(outlet, reply)).await?;
         Ok(Events { rx })
     }
 
@@ -187,13 +191,22 @@ impl Client {
     /// patches. Subscribes on first use; a second call ends the first
     /// stream.
     pub async fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
-        self.subscribe(Sink::Desired).await
+        self.subscribe(Subscriber::Desired, |u| u).await
     }
 
     /// Direct method calls. Subscribes on first use; a second call ends
     /// the first stream.
     pub async fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
-        self.subscribe(Sink::Methods).await
+        // A weak sender: streams and calls in flight do not keep the driver
+        // alive once every handle is gone.
+        let ctl = self.inner.ctl.downgrade();
+        self.subscribe(Subscriber::Methods, move |call: MethodCall| MethodRequest {
+            name: call.name,
+            payload: call.payload,
+            id: Some(call.id),
+            ctl: ctl.upgrade(),
+        })
+        .await
     }
 
     /// Cloud-to-device messages (device identities). Each is acknowledged
@@ -202,13 +215,13 @@ impl Client {
     /// keep the stream alive, or messages received meanwhile are lost
     /// (and logged).
     pub async fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
-        self.subscribe(Sink::C2d).await
+        self.subscribe(Subscriber::C2d, |m| m).await
     }
 
     /// IoT Edge module input messages (module identities); acknowledged
     /// like [`c2d_messages`](Self::c2d_messages).
     pub async fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
-        self.subscribe(Sink::Inputs).await
+        self.subscribe(Subscriber::Inputs, |m| m).await
     }
 
     /// Acknowledges a message in manual-ack mode.

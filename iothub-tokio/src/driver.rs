@@ -14,29 +14,25 @@
 //! }
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::Clock;
+use iothub_net::{Clock, Error, Router, Subscriber};
 use iothub_proto::session::{
-    AckToken, Config, ConfigError, ConnectionState, DisconnectReason, Event, Feature,
-    InboundMessage, JsonError, Message, MessageId, MethodId, RequestError, RequestToken, Session,
-    TransportCommand, Twin,
+    AckToken, Config, ConfigError, ConnectionState, Message, MethodId, Session, TransportCommand,
+    Twin,
 };
 use iothub_proto::time::Instant;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use crate::client::MethodRequest;
 use crate::transport::{self, Conn, Endpoint, Failure};
-use iothub_net::{DesiredUpdate, Error, InputMessage, Status};
 
-type Reply<T> = oneshot::Sender<Result<T, Error>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 /// Boxed so the channel's slots stay small: an idle client's channel
 /// blocks hold pointers, not messages.
 pub(crate) type Telemetry = Box<(Message, Reply<()>)>;
@@ -46,30 +42,14 @@ pub(crate) enum Command {
     GetTwin(Reply<Twin>),
     UpdateReported(Bytes, Reply<u64>),
     Respond(MethodId, u16, Bytes, Reply<()>),
-    Enable(Sink, Reply<()>),
+    Subscribe(Subscriber, Reply<()>),
     Ack(AckToken, Reply<()>),
     Shutdown(Duration, oneshot::Sender<()>),
 }
 
-/// Where a kind of inbound event goes.
-pub(crate) enum Sink {
-    C2d(mpsc::UnboundedSender<InboundMessage>),
-    Inputs(mpsc::UnboundedSender<InputMessage>),
-    Methods(mpsc::UnboundedSender<MethodRequest>),
-    Desired(mpsc::UnboundedSender<DesiredUpdate>),
-}
-
-#[derive(Default)]
-struct Sinks {
-    c2d: Option<mpsc::UnboundedSender<InboundMessage>>,
-    inputs: Option<mpsc::UnboundedSender<InputMessage>>,
-    methods: Option<mpsc::UnboundedSender<MethodRequest>>,
-    desired: Option<mpsc::UnboundedSender<DesiredUpdate>>,
-}
-
-enum PendingRequest {
-    Twin(Reply<Twin>),
-    Reported(Reply<u64>),
+/// The router's completion for a oneshot: whether anyone still waits.
+fn done<T: Send + 'static>(reply: Reply<T>) -> iothub_net::Done<T> {
+    Box::new(move |r| reply.send(r).is_ok())
 }
 
 type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
@@ -89,15 +69,11 @@ pub(crate) struct Driver {
     opening: Option<Opening>,
     attempts: u64,
     ctl: mpsc::UnboundedReceiver<Box<Command>>,
-    ctl_weak: mpsc::WeakUnboundedSender<Box<Command>>,
     ctl_open: bool,
     tel: mpsc::Receiver<Telemetry>,
     tel_open: bool,
-    messages: HashMap<MessageId, Reply<()>>,
-    requests: HashMap<RequestToken, PendingRequest>,
-    sinks: Sinks,
-    status: watch::Sender<Status>,
-    last_disconnect: Option<DisconnectReason>,
+    router: Router,
+    status: watch::Sender<iothub_net::Status>,
     shutdown: Vec<oneshot::Sender<()>>,
     rbuf: Vec<u8>,
 }
@@ -108,10 +84,10 @@ impl Driver {
         endpoint: Endpoint,
         ctl: mpsc::UnboundedReceiver<Box<Command>>,
         tel: mpsc::Receiver<Telemetry>,
-        ctl_weak: mpsc::WeakUnboundedSender<Box<Command>>,
-    ) -> Result<(Driver, watch::Receiver<Status>), ConfigError> {
+    ) -> Result<(Driver, watch::Receiver<iothub_net::Status>), ConfigError> {
         let session = Session::new(config)?;
-        let (status, status_rx) = watch::channel(Status::of(&session, None));
+        let router = Router::new();
+        let (status, status_rx) = watch::channel(router.status(&session));
         let driver = Driver {
             session,
             clock: Clock::starting_at(tokio::time::Instant::now().into_std()),
@@ -120,15 +96,11 @@ impl Driver {
             opening: None,
             attempts: 0,
             ctl,
-            ctl_weak,
             ctl_open: true,
             tel,
             tel_open: true,
-            messages: HashMap::new(),
-            requests: HashMap::new(),
-            sinks: Sinks::default(),
+            router,
             status,
-            last_disconnect: None,
             shutdown: Vec::new(),
             rbuf: Vec::new(),
         };
@@ -190,9 +162,6 @@ impl Driver {
         self.publish_status();
         for tx in self.shutdown.drain(..) {
             let _ = tx.send(());
-        }
-        for (id, _) in self.messages.drain() {
-            warn!(%id, "telemetry message left without an outcome");
         }
         info!("client stopped");
     }
@@ -262,14 +231,8 @@ impl Driver {
         };
         let (message, reply) = *t;
         let now = self.now();
-        match self.session.send_telemetry(now, message) {
-            Ok(id) => {
-                self.messages.insert(id, reply);
-            }
-            Err(e) => {
-                let _ = reply.send(Err(Error::Command(e)));
-            }
-        }
+        self.router
+            .send_telemetry(&mut self.session, now, message, done(reply));
     }
 
     fn on_control(&mut self, c: Option<Box<Command>>) {
@@ -282,43 +245,17 @@ impl Driver {
             return;
         };
         match *c {
-            Command::GetTwin(reply) => match self.session.get_twin(now) {
-                Ok(token) => {
-                    self.requests.insert(token, PendingRequest::Twin(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(Error::Command(e)));
-                }
-            },
-            Command::UpdateReported(json, reply) => match self.session.update_reported(now, json) {
-                Ok(token) => {
-                    self.requests.insert(token, PendingRequest::Reported(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(Error::Command(e)));
-                }
-            },
+            Command::GetTwin(reply) => self.router.get_twin(&mut self.session, now, done(reply)),
+            Command::UpdateReported(json, reply) => {
+                let (s, r) = (&mut self.session, &mut self.router);
+                r.update_reported(s, now, json, done(reply));
+            }
             Command::Respond(id, status, payload, reply) => {
                 let r = self.session.respond_to_method(now, id, status, payload);
                 let _ = reply.send(r.map_err(Error::Command));
             }
-            Command::Enable(sink, reply) => {
-                let feature = match &sink {
-                    Sink::C2d(_) => Feature::C2d,
-                    Sink::Inputs(_) => Feature::ModuleInputs,
-                    Sink::Methods(_) => Feature::Methods,
-                    Sink::Desired(_) => Feature::DesiredProperties,
-                };
-                let r = self.session.enable(now, feature);
-                if r.is_ok() {
-                    match sink {
-                        Sink::C2d(tx) => self.sinks.c2d = Some(tx),
-                        Sink::Inputs(tx) => self.sinks.inputs = Some(tx),
-                        Sink::Methods(tx) => self.sinks.methods = Some(tx),
-                        Sink::Desired(tx) => self.sinks.desired = Some(tx),
-                    }
-                }
-                let _ = reply.send(r.map_err(Error::Command));
+            Command::Subscribe(subscriber, reply) => {
+                let _ = reply.send(self.router.subscribe(&mut self.session, now, subscriber));
             }
             Command::Ack(token, reply) => {
                 let _ = reply.send(self.session.ack(token).map_err(Error::Command));
@@ -351,7 +288,7 @@ impl Driver {
             }
             while let Some(event) = self.session.poll_event() {
                 moved = true;
-                self.dispatch(event);
+                self.router.dispatch(&self.session, event);
             }
             if !moved {
                 break;
@@ -404,118 +341,8 @@ impl Driver {
         self.opening = Some(Box::pin(transport::open(ep).instrument(span)));
     }
 
-    fn dispatch(&mut self, event: Event) {
-        match event {
-            Event::Connected { session_present } => {
-                info!(
-                    connection = self.session.connection(),
-                    session_present, "connected"
-                );
-            }
-            Event::Disconnected { reason } => {
-                match &reason {
-                    DisconnectReason::TokenRenewal => {
-                        info!("renewing the SAS token: reconnecting");
-                    }
-                    DisconnectReason::Requested => info!("disconnected on request"),
-                    other => warn!(reason = %other, "disconnected"),
-                }
-                self.last_disconnect = Some(reason);
-            }
-            Event::ReconnectScheduled { delay } => {
-                info!(delay_ms = millis(delay), "reconnecting after a delay");
-            }
-            Event::Stopped { reason } => info!(%reason, "session stopped"),
-            Event::TokenExpired { expiry_unix_secs } => {
-                warn!(expiry_unix_secs, "the fixed SAS token has expired");
-            }
-            Event::SubscriptionFailed { subscription } => {
-                warn!(?subscription, "the hub refused a subscription");
-            }
-            Event::MessageAcknowledged { id } | Event::MessageSent { id } => {
-                self.message_done(id, Ok(()));
-            }
-            Event::MessageFailed { id, reason } => {
-                self.message_done(id, Err(Error::Message(reason)));
-            }
-            Event::TwinReceived { token, twin } => match self.requests.remove(&token) {
-                Some(PendingRequest::Twin(reply)) => {
-                    let _ = reply.send(Ok(twin));
-                }
-                _ => debug!(%token, "twin nobody waits for"),
-            },
-            Event::ReportedUpdated { token, version } => {
-                if let Some(PendingRequest::Reported(reply)) = self.requests.remove(&token) {
-                    let _ = reply.send(version.ok_or(Error::Request(
-                        RequestError::MalformedResponse(JsonError::MissingVersion),
-                    )));
-                }
-            }
-            Event::RequestFailed { token, error } => match self.requests.remove(&token) {
-                Some(PendingRequest::Twin(reply)) => {
-                    let _ = reply.send(Err(Error::Request(error)));
-                }
-                Some(PendingRequest::Reported(reply)) => {
-                    let _ = reply.send(Err(Error::Request(error)));
-                }
-                None => {}
-            },
-            Event::DesiredState { desired, version } => {
-                deliver(
-                    &self.sinks.desired,
-                    "desired",
-                    DesiredUpdate::Full { desired, version },
-                );
-            }
-            Event::DesiredPatch { patch, version } => {
-                deliver(
-                    &self.sinks.desired,
-                    "desired",
-                    DesiredUpdate::Patch { patch, version },
-                );
-            }
-            Event::DesiredSyncFailed { error } => warn!(%error, "desired properties sync failed"),
-            Event::InvalidDesiredPatch { version, error } => {
-                warn!(version, %error, "invalid desired-properties patch");
-            }
-            Event::MethodRequest { id, name, payload } => {
-                let request = MethodRequest {
-                    name,
-                    payload,
-                    id: Some(id),
-                    ctl: self.ctl_weak.upgrade(),
-                };
-                deliver(&self.sinks.methods, "method", request);
-            }
-            Event::C2dMessage(message) => deliver(&self.sinks.c2d, "c2d", message),
-            Event::InputMessage { input, message } => {
-                deliver(
-                    &self.sinks.inputs,
-                    "input",
-                    InputMessage::new(input, message),
-                );
-            }
-            Event::UnexpectedPublish { topic, error } => {
-                debug!(%topic, %error, "publish on an unexpected topic");
-            }
-            other => debug!(event = ?other, "event"),
-        }
-    }
-
-    fn message_done(&mut self, id: MessageId, outcome: Result<(), Error>) {
-        let Some(reply) = self.messages.remove(&id) else {
-            return;
-        };
-        if let Err(outcome) = reply.send(outcome) {
-            match outcome {
-                Ok(()) => debug!(%id, "message delivered (its future was dropped)"),
-                Err(e) => warn!(%id, error = %e, "message failed (its future was dropped)"),
-            }
-        }
-    }
-
     fn publish_status(&self) {
-        let status = Status::of(&self.session, self.last_disconnect.clone());
+        let status = self.router.status(&self.session);
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             if changed {
@@ -523,14 +350,6 @@ impl Driver {
             }
             changed
         });
-    }
-}
-
-/// Hands an inbound item to its stream; logs it if nobody listens.
-fn deliver<T>(sink: &Option<mpsc::UnboundedSender<T>>, kind: &str, item: T) {
-    let sent = sink.as_ref().is_some_and(|tx| tx.send(item).is_ok());
-    if !sent {
-        warn!(kind, "inbound item dropped: its stream is gone");
     }
 }
 
