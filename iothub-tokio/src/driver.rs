@@ -8,7 +8,7 @@
 //!     2. commands  every ready one   → session.send_telemetry / get_twin / …
 //!     3. transmit  poll_transmit     → one write per 64 KiB batch
 //!        transport poll_transport    → open (a task-local future) / close
-//!     4. events    poll_event        → oneshots, streams, status, tracing
+//!     4. events    poll_event        → iothub_net::Router: oneshots, streams, tracing; status
 //!        (repeat 3–4 while they produce: taking a C2D event queues its PUBACK)
 //!     5. timer     poll_timeout      → the one sleep of the loop
 //! }
