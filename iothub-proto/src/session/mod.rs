@@ -638,6 +638,20 @@ impl Session {
         self.queue.len()
     }
 
+    /// Whether [`send_telemetry`](Self::send_telemetry) would refuse a QoS 1
+    /// message with [`CommandError::QueueFull`] now: the queue is at
+    /// [`Config::queue_capacity`] and the message could not go out at once.
+    /// Adapters use it for backpressure (stop taking messages from the
+    /// application until an acknowledgment makes room). `false` while the
+    /// session is stopping: it refuses with `SessionClosed` instead.
+    #[must_use]
+    pub fn telemetry_queue_full(&self) -> bool {
+        let sends_now = self.state.is_connected()
+            && self.queue.is_empty()
+            && self.in_flight.len() < self.config.max_in_flight;
+        self.accepting().is_ok() && !sends_now && self.queue.len() >= self.config.queue_capacity
+    }
+
     /// Twin requests accepted and not yet answered (the session's own
     /// desired-properties reads excluded).
     #[must_use]

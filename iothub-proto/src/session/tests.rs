@@ -841,8 +841,10 @@ fn with_clean_session_unacknowledged_messages_are_resent_as_new_publishes() {
 fn a_full_queue_refuses_new_messages() {
     let mut h = Harness::new(config().with_queue_capacity(2));
     // Not connected: everything waits in the queue.
+    assert!(!h.s.telemetry_queue_full());
     h.s.send_telemetry(h.now, Message::new(&b"1"[..])).unwrap();
     h.s.send_telemetry(h.now, Message::new(&b"2"[..])).unwrap();
+    assert!(h.s.telemetry_queue_full());
     assert_eq!(
         h.s.send_telemetry(h.now, Message::new(&b"3"[..])),
         Err(CommandError::QueueFull { capacity: 2 })
@@ -850,7 +852,32 @@ fn a_full_queue_refuses_new_messages() {
     assert_eq!(h.s.queued_len(), 2);
     // Once connected they go out and there is room again.
     assert_eq!(publishes(&h.connect()).len(), 2);
+    assert!(!h.s.telemetry_queue_full());
     h.s.send_telemetry(h.now, Message::new(&b"3"[..])).unwrap();
+    // A stopping session is not "full": it refuses with SessionClosed.
+    h.s.disconnect(h.now, secs(1));
+    assert!(!h.s.telemetry_queue_full());
+}
+
+#[test]
+fn queue_full_matches_what_send_telemetry_refuses() {
+    // Connected with a window of 1 and a queue of 1: the first message
+    // goes out, the second waits, the third is refused.
+    let mut h = Harness::new(config().with_queue_capacity(1).with_max_in_flight(1));
+    let _ = h.connect();
+    for expect_full in [false, false, true] {
+        assert_eq!(h.s.telemetry_queue_full(), expect_full);
+        let r = h.s.send_telemetry(h.now, Message::new(&b"m"[..]));
+        assert_eq!(r.is_err(), expect_full, "{r:?}");
+    }
+    // With a queue of 0 a connected session still sends while the window
+    // has room.
+    let mut h = Harness::new(config().with_queue_capacity(0).with_max_in_flight(1));
+    assert!(h.s.telemetry_queue_full(), "nothing can wait while offline");
+    let _ = h.connect();
+    assert!(!h.s.telemetry_queue_full());
+    h.s.send_telemetry(h.now, Message::new(&b"m"[..])).unwrap();
+    assert!(h.s.telemetry_queue_full());
 }
 
 #[test]

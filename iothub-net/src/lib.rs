@@ -1,0 +1,34 @@
+//! # iothub-net — what every runtime adapter of iothub-rs shares
+//!
+//! The protocol lives in [`iothub_proto`] (sans-IO, no clock). An adapter
+//! (`iothub-tokio`, and the blocking and smol adapters to come) owns sockets,
+//! TLS, timers and threads. This crate holds the parts of an adapter that do
+//! not depend on a runtime, so no adapter copies them:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`api`] | the runtime-neutral values of the client API: [`Error`], [`Status`], [`DesiredUpdate`], [`InputMessage`] |
+//! | [`options`] | [`ClientOptions`]: session [`Config`](iothub_proto::session::Config) plus transport, port, TLS and proxy settings, from a connection string or built by hand |
+//! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
+//! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
+//! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
+//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` |
+//! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
+//!
+//! Nothing here opens a socket or spawns a thread: every function is a
+//! pure computation or a constructor.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod clock;
+pub mod options;
+pub mod proxy;
+pub mod router;
+pub mod tls;
+pub mod websocket;
+
+pub use api::{DesiredUpdate, Error, InputMessage, Status};
+pub use clock::Clock;
+pub use options::{ClientOptions, OptionsError, Transport};
+pub use proxy::Proxy;
+pub use router::{Done, MethodCall, Outlet, Router, Subscriber};

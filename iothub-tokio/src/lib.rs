@@ -1,0 +1,59 @@
+//! # iothub-tokio — an async Azure IoT Hub device client
+//!
+//! A thin [tokio] adapter around the sans-IO session of [`iothub_proto`]:
+//! one driver task per client owns the session and the socket, moves
+//! bytes, runs one timer and turns the session's events into futures and
+//! streams. Every protocol decision (when to connect, backoff, SAS
+//! renewal, keep-alive, retries, correlation) is the core's.
+//!
+//! ```no_run
+//! use iothub_tokio::{Client, Message};
+//!
+//! # async fn run() -> Result<(), iothub_tokio::Error> {
+//! let client = Client::from_connection_string(
+//!     "HostName=contoso.azure-devices.net;DeviceId=dev1;SharedAccessKey=...",
+//! )?;
+//! client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..])).await?; // resolves on PUBACK
+//! let twin = client.get_twin().await?;
+//! let version = client.update_reported(&serde_json::json!({"fw": "1.2"})).await?;
+//! let mut methods = client.method_requests().await?;
+//! while let Some(call) = methods.recv().await {
+//!     call.respond(200, &b"{}"[..]).await?;
+//! }
+//! # let _ = (twin, version);
+//! client.shutdown(std::time::Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```text
+//!  Client (Clone) ──commands──▶ driver task ──bytes──▶ TCP / TLS / WebSocket
+//!        ▲                        │ owns Session, Conn, one Sleep
+//!        └──oneshots, streams, ◀──┘ events
+//!           watch<Status>
+//! ```
+//!
+//! Transports ([`Transport`]): MQTT over TLS (8883), MQTT over WebSocket
+//! over TLS (443, through an optional HTTP `CONNECT` [`Proxy`]), and plain
+//! TCP for local tests only when asked for. TLS is rustls with the ring
+//! provider, trusting the webpki roots plus an optional extra CA.
+//!
+//! Logging: the driver runs in a `tracing` span `iothub{client_id}`;
+//! every transport attempt in a span `connect{attempt, host, port}`.
+//! Connections, disconnections with their reason, SAS renewals and
+//! reconnection delays are logged at `info`/`warn`.
+#![forbid(unsafe_code)]
+
+mod client;
+mod driver;
+mod transport;
+
+pub use client::{Client, Events, MethodRequest};
+pub use iothub_net::{
+    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Proxy, Status, Transport,
+};
+/// The sans-IO core, for every other type (errors, identities, options).
+pub use iothub_proto as proto;
+pub use iothub_proto::properties::MessageProperties;
+pub use iothub_proto::session::{
+    AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
+};

@@ -1,0 +1,502 @@
+//! Test support: a CA made with rcgen, mosquitto on a free loopback port
+//! (plain or TLS), a bare MQTT client, and the core's hub engine served on
+//! a loopback listener (plain, TLS, WebSocket).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt as _, StreamExt as _};
+use iothub_proto::auth::{DeviceId, Identity, SharedAccessKey};
+use iothub_proto::hub::Hub;
+use iothub_proto::mqtt::{self, Connect, Packet, Pid, Publish, QoS, QosPid, Subscribe};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_rustls::rustls;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A CA and a server certificate for `localhost` and `127.0.0.1`.
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "iothub-tokio test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            server_cert_pem: cert.pem(),
+            server_key_pem: key.serialize_pem(),
+            ca,
+        }
+    }
+
+    /// A client certificate with this common name: (cert PEM, key PEM).
+    pub fn client(&self, common_name: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain =
+            rustls::pki_types::CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        Arc::new(config)
+    }
+}
+
+pub fn free_port() -> u16 {
+    let l = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral loopback port");
+    l.local_addr().unwrap().port()
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A mosquitto broker on 127.0.0.1 and a free port; killed on drop.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+fn mosquitto_binary() -> Option<PathBuf> {
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+impl Mosquitto {
+    /// Starts mosquitto (TLS when `pki` is given), or returns `None` after
+    /// saying why when it is not installed and `IOTHUB_REQUIRE_PEERS` is
+    /// not set.
+    pub fn start(pki: Option<&Pki>) -> Option<Mosquitto> {
+        let Some(bin) = mosquitto_binary() else {
+            if std::env::var_os("IOTHUB_REQUIRE_PEERS").is_some() {
+                panic!(
+                    "mosquitto is required (IOTHUB_REQUIRE_PEERS is set): run scripts/install-peers.sh"
+                );
+            }
+            eprintln!("SKIPPED: mosquitto is not installed (scripts/install-peers.sh installs it)");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "iothub-tokio-mosquitto-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir(dir);
+        let mut tls = String::new();
+        if let Some(pki) = pki {
+            for (name, pem) in [
+                ("ca.pem", &pki.ca_pem),
+                ("server.pem", &pki.server_cert_pem),
+                ("server.key", &pki.server_key_pem),
+            ] {
+                std::fs::write(dir.0.join(name), pem).unwrap();
+            }
+            tls = format!(
+                "cafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+                dir.0.display()
+            );
+        }
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.0.join("mosquitto.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "listener {port} 127.0.0.1\n{tls}allow_anonymous true\npersistence false\nlog_dest stderr\nmax_inflight_messages 0\nmax_queued_messages 100000\n"
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(&bin)
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn mosquitto");
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Some(Mosquitto {
+                        child,
+                        port,
+                        _dir: dir,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut log = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut log);
+            }
+            eprintln!("mosquitto did not come up on port {port}; its log:\n{log}");
+        }
+        panic!("could not start mosquitto on a free loopback port");
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare MQTT client over plain TCP: our codec, no session.
+pub struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    next_pid: u16,
+}
+
+impl Raw {
+    pub async fn connect(port: u16, client_id: &str) -> Raw {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: BytesMut::new(),
+            next_pid: 1,
+        };
+        raw.send(Connect::new(client_id).unwrap().with_keep_alive(0))
+            .await;
+        match raw.recv().await {
+            Packet::Connack(a) => assert!(a.code().is_accepted()),
+            p => panic!("expected CONNACK, got {p:?}"),
+        }
+        raw
+    }
+
+    pub async fn send(&mut self, p: impl Into<Packet>) {
+        self.stream.write_all(&p.into().to_bytes()).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> Packet {
+        loop {
+            if let Some(p) = mqtt::decode(&mut self.buf, 1 << 20).unwrap() {
+                return p;
+            }
+            let n =
+                tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("packet within 20 s")
+                    .unwrap();
+            assert!(n > 0, "broker closed the connection");
+        }
+    }
+
+    fn pid(&mut self) -> Pid {
+        let pid = Pid::new(self.next_pid).unwrap();
+        self.next_pid += 1;
+        pid
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
+        let pid = self.pid();
+        self.send(Subscribe::new(pid, [(filter, qos)]).unwrap())
+            .await;
+        loop {
+            if let Packet::Suback(_) = self.recv().await {
+                return;
+            }
+        }
+    }
+
+    pub async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS) {
+        let qospid = match qos {
+            QoS::AtMostOnce => QosPid::AtMostOnce,
+            _ => QosPid::AtLeastOnce(self.pid()),
+        };
+        self.send(Publish::new(topic, qospid, Bytes::copy_from_slice(payload)).unwrap())
+            .await;
+    }
+
+    /// The next PUBLISH (acknowledged if QoS 1); other packets are skipped.
+    pub async fn next_publish(&mut self) -> Publish {
+        loop {
+            if let Packet::Publish(p) = self.recv().await {
+                if let Some(pid) = p.pid() {
+                    self.send(Packet::Puback(pid)).await;
+                }
+                return p;
+            }
+        }
+    }
+}
+
+/// How the hub server speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    Plain,
+    Tls,
+    WebSocketTls,
+}
+
+/// The core's hub engine on a loopback listener: one task per
+/// connection, one ticking the hub's timers.
+pub struct HubServer {
+    pub port: u16,
+    pub hub: Arc<Mutex<Hub>>,
+    pub identity: Identity,
+    notify: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn unix() -> u64 {
+    iothub_net::Clock::unix_secs()
+}
+
+impl HubServer {
+    pub const HOST: &'static str = "127.0.0.1";
+
+    pub async fn start(serve: Serve, pki: Option<&Pki>) -> HubServer {
+        let mut hub = Hub::new(Self::HOST);
+        let identity = hub.add_device(
+            DeviceId::new("dev1").unwrap(),
+            SharedAccessKey::from_base64(KEY_B64).unwrap(),
+        );
+        let hub = Arc::new(Mutex::new(hub));
+        let notify = Arc::new(Notify::new());
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let start = std::time::Instant::now();
+        let acceptor = pki.map(|p| tokio_rustls::TlsAcceptor::from(p.server_config()));
+        let (h, n) = (hub.clone(), notify.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, n, acceptor) = (h.clone(), n.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    let io: Box<dyn Io> = match (&acceptor, serve) {
+                        (Some(a), Serve::Tls | Serve::WebSocketTls) => match a.accept(tcp).await {
+                            Ok(t) => Box::new(t),
+                            Err(_) => return,
+                        },
+                        _ => Box::new(tcp),
+                    };
+                    if serve == Serve::WebSocketTls {
+                        serve_ws(io, h, n, start).await;
+                    } else {
+                        serve_stream(io, h, n, start).await;
+                    }
+                });
+            }
+        });
+        let (h, n) = (hub.clone(), notify.clone());
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                h.lock()
+                    .unwrap()
+                    .handle_timeout(start.elapsed().as_millis() as u64, unix());
+                n.notify_waiters();
+            }
+        });
+        HubServer {
+            port,
+            hub,
+            identity,
+            notify,
+            tasks: vec![accept, ticker],
+        }
+    }
+
+    /// Runs `f` on the hub, then wakes every connection.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
+        let r = f(&mut self.hub.lock().unwrap());
+        self.notify.notify_waiters();
+        r
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "HostName={};DeviceId=dev1;SharedAccessKey={KEY_B64}",
+            Self::HOST
+        )
+    }
+}
+
+impl Drop for HubServer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// What the hub has for `conn`, and whether it closed it.
+fn outgoing(hub: &Mutex<Hub>, conn: iothub_proto::hub::ConnId) -> (Vec<u8>, bool) {
+    let mut hub = hub.lock().unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = hub.poll_transmit(conn) {
+        out.extend_from_slice(&b);
+    }
+    (out, hub.is_closed(conn))
+}
+
+async fn serve_stream(
+    mut io: Box<dyn Io>,
+    hub: Arc<Mutex<Hub>>,
+    notify: Arc<Notify>,
+    start: std::time::Instant,
+) {
+    let conn = hub.lock().unwrap().accept();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let notified = notify.notified();
+        tokio::select! {
+            r = io.read(&mut buf) => match r {
+                Ok(n) if n > 0 => {
+                    hub.lock().unwrap().handle_input(conn, start.elapsed().as_millis() as u64, unix(), &buf[..n]);
+                }
+                _ => { hub.lock().unwrap().client_closed(conn); notify.notify_waiters(); return; }
+            },
+            () = notified => {}
+        }
+        let (out, closed) = outgoing(&hub, conn);
+        if !out.is_empty() && io.write_all(&out).await.is_err() {
+            hub.lock().unwrap().client_closed(conn);
+            return;
+        }
+        if closed {
+            let _ = io.shutdown().await;
+            notify.notify_waiters();
+            return;
+        }
+        if !out.is_empty() {
+            // Output for this connection may matter to others (eviction).
+            notify.notify_waiters();
+        }
+    }
+}
+
+#[allow(clippy::result_large_err)]
+async fn serve_ws(
+    io: Box<dyn Io>,
+    hub: Arc<Mutex<Hub>>,
+    notify: Arc<Notify>,
+    start: std::time::Instant,
+) {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let callback = |req: &Request, mut resp: Response| {
+        assert_eq!(req.uri().path(), "/$iothub/websocket");
+        let asked = req
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        assert!(
+            asked.split(',').any(|p| p.trim() == "mqtt"),
+            "subprotocol {asked}"
+        );
+        resp.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(io, callback).await else {
+        return;
+    };
+    let conn = hub.lock().unwrap().accept();
+    loop {
+        let notified = notify.notified();
+        tokio::select! {
+            m = ws.next() => match m {
+                Some(Ok(WsMessage::Binary(data))) => {
+                    hub.lock().unwrap().handle_input(conn, start.elapsed().as_millis() as u64, unix(), &data);
+                }
+                Some(Ok(_)) => {}
+                _ => { hub.lock().unwrap().client_closed(conn); return; }
+            },
+            () = notified => {}
+        }
+        let (out, closed) = outgoing(&hub, conn);
+        if !out.is_empty() && ws.send(WsMessage::Binary(out.into())).await.is_err() {
+            hub.lock().unwrap().client_closed(conn);
+            return;
+        }
+        if closed {
+            let _ = ws.close(None).await;
+            return;
+        }
+    }
+}
