@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use iothub_proto::provisioning::ProvisioningError;
 use iothub_proto::session::{
     CommandError, ConnectRefused, ConnectionState, DisconnectReason, InboundMessage,
     MessageFailure, RequestError, Session, StopReason,
@@ -35,6 +36,10 @@ pub enum Error {
     /// The client's driver task has ended (after `shutdown`, a stop, or
     /// the runtime shutting down).
     Closed,
+    /// Provisioning with the Device Provisioning Service failed (refused,
+    /// failed or disabled registration, timeout, …; see
+    /// [`ProvisioningError::is_retriable`]).
+    Provisioning(ProvisioningError),
 }
 
 impl fmt::Display for Error {
@@ -47,6 +52,7 @@ impl fmt::Display for Error {
             Error::Refused(e) => write!(f, "the hub refused the connection: {e}"),
             Error::Stopped(e) => write!(f, "the client {e}"),
             Error::Closed => f.write_str("the client has stopped"),
+            Error::Provisioning(e) => write!(f, "provisioning failed: {e}"),
         }
     }
 }
@@ -58,6 +64,7 @@ impl std::error::Error for Error {
             Error::Command(e) => Some(e),
             Error::Request(e) => Some(e),
             Error::Refused(e) => Some(e),
+            Error::Provisioning(e) => Some(e),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`api`] | the runtime-neutral values of the client API: [`Error`], [`Status`], [`DesiredUpdate`], [`InputMessage`] |
 //! | [`options`] | [`ClientOptions`]: session [`Config`](iothub_proto::session::Config) plus transport, port, TLS and proxy settings, from a connection string or built by hand |
+//! | [`provisioning`] | [`ProvisioningOptions`]: the DPS provisioning [`Config`](iothub_proto::provisioning::Config) plus the same transport settings, and the [`ClientOptions`] for the hub a [`Registration`](iothub_proto::provisioning::Registration) names |
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
 //! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod clock;
 pub mod options;
+pub mod provisioning;
 pub mod proxy;
 pub mod router;
 pub mod tls;
@@ -30,5 +32,6 @@ pub mod websocket;
 pub use api::{DesiredUpdate, Error, InputMessage, Status};
 pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};
+pub use provisioning::ProvisioningOptions;
 pub use proxy::Proxy;
 pub use router::{Done, MethodCall, Outlet, Router, Subscriber};

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use iothub_net::{
     ClientOptions, DesiredUpdate, Error, InputMessage, MethodCall, OptionsError, Status, Subscriber,
 };
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, MethodId, Twin};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -227,6 +228,20 @@ impl Client {
     /// Acknowledges a message in manual-ack mode.
     pub async fn ack(&self, token: AckToken) -> Result<(), Error> {
         self.call(|tx| Command::Ack(token, tx)).await
+    }
+
+    /// Resolves when the device should provision again under `policy`,
+    /// counting from now: the hub refused its credentials (CONNACK 4 or 5:
+    /// deleted, disabled, moved) or that many connection attempts failed
+    /// in a row. The driver reads every session event for it. A second
+    /// call replaces the first (which then fails with [`Error::Closed`]);
+    /// [`Error::Closed`] too if the client stops first.
+    /// [`run_provisioned`](crate::run_provisioned) uses it.
+    pub async fn reprovision_needed(
+        &self,
+        policy: ReprovisionPolicy,
+    ) -> Result<ReprovisionReason, Error> {
+        self.call(|tx| Command::WatchReprovision(policy, tx)).await
     }
 
     /// Watches the connection state; see [`Status`].

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iothub_net::{Clock, Error, Router, Subscriber};
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason, ReprovisionWatch};
 use iothub_proto::session::{
     AckToken, Config, ConfigError, ConnectionState, Message, MethodId, Session, TransportCommand,
     Twin,
@@ -45,6 +46,7 @@ pub(crate) enum Command {
     Subscribe(Subscriber, Reply<()>),
     Ack(AckToken, Reply<()>),
     Shutdown(Duration, oneshot::Sender<()>),
+    WatchReprovision(ReprovisionPolicy, Reply<ReprovisionReason>),
 }
 
 /// The router's completion for a oneshot: whether anyone still waits.
@@ -52,7 +54,7 @@ fn done<T: Send + 'static>(reply: Reply<T>) -> iothub_net::Done<T> {
     Box::new(move |r| reply.send(r).is_ok())
 }
 
-type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
+pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
 
 /// How long the driver drains when every handle was dropped.
 const DROP_DRAIN: Duration = Duration::from_secs(5);
@@ -76,6 +78,8 @@ pub(crate) struct Driver {
     status: watch::Sender<iothub_net::Status>,
     shutdown: Vec<oneshot::Sender<()>>,
     rbuf: Vec<u8>,
+    /// Reads every event for `Client::reprovision_needed`.
+    reprovision: Option<(ReprovisionWatch, Reply<ReprovisionReason>)>,
 }
 
 impl Driver {
@@ -103,6 +107,7 @@ impl Driver {
             status,
             shutdown: Vec::new(),
             rbuf: Vec::new(),
+            reprovision: None,
         };
         Ok((driver, status_rx))
     }
@@ -265,6 +270,9 @@ impl Driver {
                 self.shutdown.push(done);
                 self.session.disconnect(now, timeout);
             }
+            Command::WatchReprovision(policy, reply) => {
+                self.reprovision = Some((ReprovisionWatch::new(policy), reply));
+            }
         }
     }
 
@@ -288,6 +296,7 @@ impl Driver {
             }
             while let Some(event) = self.session.poll_event() {
                 moved = true;
+                self.watch_reprovision(&event);
                 self.router.dispatch(&self.session, event);
             }
             if !moved {
@@ -341,6 +350,20 @@ impl Driver {
         self.opening = Some(Box::pin(transport::open(ep).instrument(span)));
     }
 
+    /// Feeds the re-provisioning watch, if any; answers it when it fires.
+    fn watch_reprovision(&mut self, event: &iothub_proto::session::Event) {
+        let fired = self
+            .reprovision
+            .as_mut()
+            .and_then(|(watch, _)| watch.observe(event));
+        if let Some(reason) = fired {
+            if let Some((_, reply)) = self.reprovision.take() {
+                info!(%reason, "provisioning again is due");
+                let _ = reply.send(Ok(reason));
+            }
+        }
+    }
+
     fn publish_status(&self) {
         let status = self.router.status(&self.session);
         self.status.send_if_modified(|s| {
@@ -353,14 +376,16 @@ impl Driver {
     }
 }
 
-async fn read(conn: Option<&mut Conn>, buf: &mut Vec<u8>) -> Result<(), Failure> {
+/// Reads into `buf` from the transport, or waits forever without one.
+pub(crate) async fn read(conn: Option<&mut Conn>, buf: &mut Vec<u8>) -> Result<(), Failure> {
     match conn {
         Some(c) => c.read(buf).await,
         None => std::future::pending().await,
     }
 }
 
-async fn opened(opening: Option<&mut Opening>) -> Result<Conn, Failure> {
+/// The transport being opened, or forever without one.
+pub(crate) async fn opened(opening: Option<&mut Opening>) -> Result<Conn, Failure> {
     match opening {
         Some(f) => f.await,
         None => std::future::pending().await,

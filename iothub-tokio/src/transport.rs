@@ -38,21 +38,51 @@ impl Endpoint {
         options: &iothub_net::ClientOptions,
         tls_config: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Endpoint, tls::TlsError> {
+        Endpoint::with(
+            options.host(),
+            options.port(),
+            options.transport,
+            tls_config,
+            options.proxy.clone(),
+            (options.open_timeout, options.write_timeout),
+        )
+    }
+
+    /// The Device Provisioning Service's endpoint.
+    pub(crate) fn provisioning(
+        options: &iothub_net::ProvisioningOptions,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Endpoint, tls::TlsError> {
+        Endpoint::with(
+            options.host(),
+            options.port(),
+            options.transport,
+            tls_config,
+            options.proxy.clone(),
+            (options.open_timeout, options.write_timeout),
+        )
+    }
+
+    fn with(
+        host: &str,
+        port: u16,
+        transport: Transport,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+        proxy: Option<Proxy>,
+        (open_timeout, write_timeout): (Duration, Duration),
+    ) -> Result<Endpoint, tls::TlsError> {
         let tls = match tls_config {
-            Some(config) => Some((
-                TlsConnector::from(config),
-                tls::server_name(options.host())?,
-            )),
+            Some(config) => Some((TlsConnector::from(config), tls::server_name(host)?)),
             None => None,
         };
         Ok(Endpoint {
-            host: options.host().to_owned(),
-            port: options.port(),
-            transport: options.transport,
+            host: host.to_owned(),
+            port,
+            transport,
             tls,
-            proxy: options.proxy.clone(),
-            open_timeout: options.open_timeout,
-            write_timeout: options.write_timeout,
+            proxy,
+            open_timeout,
+            write_timeout,
         })
     }
 }

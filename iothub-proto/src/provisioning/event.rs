@@ -36,6 +36,25 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// A registration assigning `device_id` at `assigned_hub`, nothing
+    /// else known (the registration id is taken to be the device id): for
+    /// an application that kept the assignment (say, on disk) and connects
+    /// again without provisioning, and for tests.
+    #[must_use]
+    pub fn new(assigned_hub: HostName, device_id: DeviceId) -> Registration {
+        Registration {
+            registration_id: String::from(device_id.as_str()),
+            operation_id: String::new(),
+            assigned_hub,
+            device_id,
+            substatus: None,
+            payload: None,
+            etag: None,
+            created_date_time_utc: None,
+            last_updated_date_time_utc: None,
+        }
+    }
+
     /// The device identity at the assigned hub.
     #[must_use]
     pub fn identity(&self) -> Identity {
