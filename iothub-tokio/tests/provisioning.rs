@@ -293,29 +293,39 @@ async fn repeated_failed_connects_call_for_provisioning() {
     .unwrap();
     within(10, client.wait_connected()).await.unwrap();
     let policy = ReprovisionPolicy::default().with_after_failed_connects(3);
-    let watch = {
-        let client = client.clone();
-        tokio::spawn(async move { client.reprovision_needed(policy).await })
-    };
-    // Give the driver the watch before the failures start.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let watch = client.reprovision_needed(policy);
+    tokio::pin!(watch);
+    registered(&client, watch.as_mut()).await;
     emu.refuse_connects("flaky", Duration::from_secs(30))
         .unwrap();
     emu.drop_connection("flaky").unwrap();
-    let reason = within(20, watch).await.unwrap().unwrap();
+    let reason = within(20, watch).await.unwrap();
     assert_eq!(reason, ReprovisionReason::FailedConnects(3));
     // A client that stops ends the watch.
-    let watch = {
-        let client = client.clone();
-        tokio::spawn(async move { client.reprovision_needed(ReprovisionPolicy::never()).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let watch = client.reprovision_needed(ReprovisionPolicy::never());
+    tokio::pin!(watch);
+    tokio::select! {
+        biased;
+        _ = watch.as_mut() => panic!("fired at once"),
+        () = std::future::ready(()) => {}
+    }
     client.shutdown(Duration::from_secs(1)).await.unwrap();
-    assert!(matches!(
-        within(10, watch).await.unwrap(),
-        Err(Error::Closed)
-    ));
+    assert!(matches!(within(10, watch).await, Err(Error::Closed)));
     emu.shutdown().await;
+}
+
+/// Polls the watch once (its command goes to the driver), then makes a
+/// round trip through the same command channel: the driver has it.
+async fn registered<F: std::future::Future>(
+    client: &iothub_tokio::Client,
+    watch: std::pin::Pin<&mut F>,
+) {
+    tokio::select! {
+        biased;
+        _ = watch => panic!("fired at once"),
+        () = std::future::ready(()) => {}
+    }
+    client.get_twin().await.unwrap();
 }
 
 fn example() -> PathBuf {
