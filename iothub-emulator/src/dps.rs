@@ -702,3 +702,79 @@ impl Core {
         self.lock().dps.registrations.get(registration_id).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(kind: EnrollmentKind, attestation: EnrollmentAttestation) -> EnrollmentInfo {
+        EnrollmentInfo {
+            kind,
+            id: "reg-1".into(),
+            attestation,
+            device_id: Some("dev-1".into()),
+            enabled: false,
+            initial_twin: Some(json!({"tags": {"a": 1}})),
+            id_scope: "0ne00000001".into(),
+            iot_hub_host_name: "localhost".into(),
+        }
+    }
+
+    #[test]
+    fn enrollments_round_trip_through_json() {
+        let key = |b| SharedAccessKey::from_bytes([b; 32]).unwrap();
+        for e in [
+            info(
+                EnrollmentKind::Individual,
+                EnrollmentAttestation::SymmetricKey {
+                    primary: key(1),
+                    secondary: Some(key(2)),
+                },
+            ),
+            info(
+                EnrollmentKind::Group,
+                EnrollmentAttestation::SymmetricKey {
+                    primary: key(3),
+                    secondary: None,
+                },
+            ),
+            info(
+                EnrollmentKind::Individual,
+                EnrollmentAttestation::X509 {
+                    primary_thumbprint: "ab".into(),
+                    secondary_thumbprint: None,
+                },
+            ),
+        ] {
+            let back = EnrollmentInfo::decode(&e.encode(), "0ne00000001", "localhost");
+            assert_eq!(back.as_ref(), Some(&e));
+        }
+        assert!(EnrollmentInfo::decode(b"{}", "s", "h").is_none());
+        assert!(EnrollmentInfo::decode(b"not json", "s", "h").is_none());
+    }
+
+    #[test]
+    fn device_keys_and_hub_authentication() {
+        let primary = SharedAccessKey::from_bytes([7; 32]).unwrap();
+        let secondary = SharedAccessKey::from_bytes([8; 32]).unwrap();
+        let attestation = EnrollmentAttestation::SymmetricKey {
+            primary: primary.clone(),
+            secondary: Some(secondary.clone()),
+        };
+        let group = info(EnrollmentKind::Group, attestation.clone());
+        assert_eq!(
+            group.device_key("r-9"),
+            Some(b64(&primary.derive_for_registration("r-9")))
+        );
+        assert_eq!(
+            group.device_authentication("r-9"),
+            Authentication::Sas {
+                primary: primary.derive_for_registration("r-9"),
+                secondary: Some(secondary.derive_for_registration("r-9")),
+            }
+        );
+        let individual = info(EnrollmentKind::Individual, attestation);
+        assert_eq!(individual.device_key("anything"), Some(b64(&primary)));
+        assert!(format!("{:?}", individual.attestation).contains("redacted"));
+    }
+}
