@@ -650,6 +650,18 @@ impl Core {
         Ok(info)
     }
 
+    /// The enrollment, created with generated keys if there is none.
+    pub(crate) fn ensure_enrollment(
+        &self,
+        kind: EnrollmentKind,
+        id: &str,
+    ) -> Result<EnrollmentInfo, EmulatorError> {
+        match self.get_enrollment(kind, id) {
+            Ok(e) => Ok(e),
+            Err(_) => self.put_enrollment(kind, id, EnrollmentSpec::default()),
+        }
+    }
+
     pub(crate) fn get_enrollment(
         &self,
         kind: EnrollmentKind,

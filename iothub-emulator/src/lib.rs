@@ -436,7 +436,7 @@ impl EmulatorBuilder {
     }
 
     /// Create an individual DPS enrollment at start (symmetric keys
-    /// generated; an existing enrollment keeps its keys).
+    /// generated; an existing enrollment is left as it is).
     #[must_use]
     pub fn enrollment(mut self, registration_id: impl Into<String>) -> Self {
         self.enrollments.push(registration_id.into());
@@ -444,7 +444,7 @@ impl EmulatorBuilder {
     }
 
     /// Create a DPS enrollment group at start (group keys generated; an
-    /// existing group keeps its keys).
+    /// existing group is left as it is).
     #[must_use]
     pub fn enrollment_group(mut self, group_id: impl Into<String>) -> Self {
         self.enrollment_groups.push(group_id.into());
@@ -501,10 +501,10 @@ impl EmulatorBuilder {
             core.create_identity(&service::parse_target(id)?, None)?;
         }
         for id in &self.enrollments {
-            core.put_enrollment(EnrollmentKind::Individual, id, EnrollmentSpec::default())?;
+            core.ensure_enrollment(EnrollmentKind::Individual, id)?;
         }
         for id in &self.enrollment_groups {
-            core.put_enrollment(EnrollmentKind::Group, id, EnrollmentSpec::default())?;
+            core.ensure_enrollment(EnrollmentKind::Group, id)?;
         }
 
         let bind = |port| TcpListener::bind(SocketAddr::new(self.bind, port));
@@ -659,22 +659,23 @@ impl EmulatorHandle {
     }
 
     /// Creates an individual DPS enrollment with generated primary and
-    /// secondary symmetric keys (an existing one keeps its keys). A device
-    /// registers as `registration_id` with
+    /// secondary symmetric keys, or returns the existing one unchanged. A
+    /// device registers as `registration_id` with
     /// [`EnrollmentInfo::device_key`].
     pub fn create_enrollment(
         &self,
         registration_id: &str,
     ) -> Result<EnrollmentInfo, EmulatorError> {
-        self.put_enrollment(registration_id, EnrollmentSpec::default())
+        self.core
+            .ensure_enrollment(EnrollmentKind::Individual, registration_id)
     }
 
     /// Creates an enrollment group with generated primary and secondary
-    /// group keys (an existing one keeps its keys). A device registers
-    /// with the group key derived for its registration id
+    /// group keys, or returns the existing one unchanged. A device
+    /// registers with the group key derived for its registration id
     /// ([`EnrollmentInfo::device_key`]).
     pub fn create_enrollment_group(&self, group_id: &str) -> Result<EnrollmentInfo, EmulatorError> {
-        self.put_enrollment_group(group_id, EnrollmentSpec::default())
+        self.core.ensure_enrollment(EnrollmentKind::Group, group_id)
     }
 
     /// Creates or replaces the individual enrollment of `registration_id`.

@@ -589,6 +589,18 @@ async fn enrollments_and_provisioned_devices_survive_a_restart() {
     assert!(emu.enrollment_groups().is_empty());
     assert!(emu.device("member-1").is_ok());
     emu.shutdown().await;
+    // Asking for existing enrollments at start leaves them as they are.
+    let emu = Emulator::builder()
+        .data_dir(dir.path())
+        .id_scope("0ne000BEEF1")
+        .enrollment("dev-9")
+        .enrollment("dev-1")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(emu.enrollment("dev-9").unwrap(), nine);
+    assert_eq!(emu.create_enrollment("dev-1").unwrap(), e);
+    emu.shutdown().await;
 }
 
 #[tokio::test]
