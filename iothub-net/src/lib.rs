@@ -1,8 +1,8 @@
 //! # iothub-net — what every runtime adapter of iothub-rs shares
 //!
 //! The protocol lives in [`iothub_proto`] (sans-IO, no clock). An adapter
-//! (`iothub-tokio`, and the blocking and smol adapters to come) owns sockets,
-//! TLS, timers and threads. This crate holds the parts of an adapter that do
+//! (`iothub-tokio`, `iothub-blocking`, `iothub-smol`) owns sockets, TLS,
+//! timers and threads. This crate holds the parts of an adapter that do
 //! not depend on a runtime, so no adapter copies them:
 //!
 //! | module | what |
@@ -11,17 +11,25 @@
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
 //! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
+//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session, and the routing of its events to pending replies and streams |
+//! | [`client`] | what every client hands out: its [`Error`], its [`Status`] (and what `wait_connected` waits for), [`DesiredUpdate`], [`InputMessage`] |
+//! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a
 //! pure computation or a constructor.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod clock;
+pub mod driver;
 pub mod options;
 pub mod proxy;
 pub mod tls;
+pub mod transport;
 pub mod websocket;
+
+pub use client::{DesiredUpdate, Error, InputMessage, Status};
 
 pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};

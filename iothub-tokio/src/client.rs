@@ -1,128 +1,32 @@
-//! The public handle: [`Client`], its error, its streams and the values
-//! they carry. Every method only sends a command to the driver task and
-//! awaits the answer; nothing here touches the session.
+//! The public handle: [`Client`] and its streams. Every method only sends
+//! a command to the driver task and awaits the answer; nothing here
+//! touches the session. The error, the status and the stream items are
+//! `iothub-net`'s, shared by every adapter.
 
-use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::{ClientOptions, OptionsError};
-use iothub_proto::session::{
-    AckToken, CommandError, ConnectRefused, ConnectionState, DisconnectReason, InboundMessage,
-    Message, MessageFailure, MethodId, RequestError, StopReason, Twin,
-};
+use iothub_net::driver::{Command, MethodCall, Reply, Sink, Subscribe, Telemetry};
+use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Status};
+use iothub_proto::session::{AckToken, InboundMessage, Message, MethodId, Twin};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
-use crate::driver::{Command, Driver, Sink, Telemetry};
-use crate::transport::Endpoint;
+use crate::driver::Driver;
 
-/// What went wrong with a client operation.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The options are invalid: a bad connection string, PEM or session
-    /// option.
-    Options(OptionsError),
-    /// The session refused the command (too large, bad properties, wrong
-    /// identity kind, shutting down, …); nothing was queued.
-    Command(CommandError),
-    /// The telemetry message failed (no acknowledgment in time, expired,
-    /// session stopped).
-    Message(MessageFailure),
-    /// The twin request failed (hub status after retries, timeout, …).
-    Request(RequestError),
-    /// The hub refused the credentials (CONNACK 4 or 5); the client keeps
-    /// retrying per [`AuthFailurePolicy`](iothub_proto::session::AuthFailurePolicy).
-    Refused(ConnectRefused),
-    /// The session stopped for good.
-    Stopped(StopReason),
-    /// The client's driver task has ended (after `shutdown`, a stop, or
-    /// the runtime shutting down).
-    Closed,
+/// A reply whose answer arrives on a tokio oneshot.
+fn reply<T: Send + 'static>() -> (Reply<T>, oneshot::Receiver<Result<T, Error>>) {
+    let (tx, rx) = oneshot::channel();
+    (Reply::new(move |v| tx.send(v).err()), rx)
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Options(e) => fmt::Display::fmt(e, f),
-            Error::Command(e) => write!(f, "command refused: {e}"),
-            Error::Message(e) => write!(f, "telemetry failed: {e}"),
-            Error::Request(e) => write!(f, "twin request failed: {e}"),
-            Error::Refused(e) => write!(f, "the hub refused the connection: {e}"),
-            Error::Stopped(e) => write!(f, "the client {e}"),
-            Error::Closed => f.write_str("the client has stopped"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Options(e) => Some(e),
-            Error::Command(e) => Some(e),
-            Error::Request(e) => Some(e),
-            Error::Refused(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<OptionsError> for Error {
-    fn from(e: OptionsError) -> Self {
-        Error::Options(e)
-    }
-}
-
-/// The connection as the client sees it, observed with
-/// [`Client::status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Status {
-    /// The session's connection state.
-    pub state: ConnectionState,
-    /// The connection number (0 before the first CONNECT, then 1, 2, …).
-    pub connection: u64,
-    /// Why the last connection (or attempt) ended, if one did.
-    pub last_disconnect: Option<DisconnectReason>,
-    /// Why the session stopped, once it has.
-    pub stopped: Option<StopReason>,
-}
-
-/// A desired-properties update.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum DesiredUpdate {
-    /// The full desired section (after a connection, or a missed
-    /// notification): replace your state with it.
-    Full {
-        /// The desired properties (an object).
-        desired: Value,
-        /// Its `$version`.
-        version: u64,
-    },
-    /// A patch exactly one version after the last: merge it (`null`
-    /// deletes).
-    Patch {
-        /// The patch (an object).
-        patch: Value,
-        /// Its `$version`.
-        version: u64,
-    },
-}
-
-/// An IoT Edge module input message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct InputMessage {
-    /// The input name.
-    pub input: String,
-    /// The message.
-    pub message: InboundMessage,
+/// A sink that feeds a stream.
+fn sink<T: Send + 'static>(tx: mpsc::UnboundedSender<T>) -> Sink<T> {
+    Sink::new(move |item| tx.send(item).is_ok())
 }
 
 /// A direct method call; answer it with [`respond`](Self::respond) before
@@ -140,13 +44,13 @@ pub struct MethodRequest {
 
 impl MethodRequest {
     /// Answers with a status and a body (JSON or empty). Fails with
-    /// [`CommandError::MethodResponseUndeliverable`] if the connection the
+    /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable) if the connection the
     /// call came on is gone (the hub accepts answers only there).
     pub async fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
         let (Some(id), Some(ctl)) = (self.id.take(), self.ctl.take()) else {
             return Err(Error::Closed);
         };
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = reply();
         ctl.send(Box::new(Command::Respond(id, status, payload.into(), tx)))
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
@@ -191,7 +95,7 @@ impl<T> futures_core::Stream for Events<T> {
 /// the client. A command that reached the driver goes on without you: a
 /// telemetry message whose `send_telemetry` future was dropped after it
 /// was queued is still delivered at least once, and its outcome is logged
-/// (tracing, target `iothub_tokio`) instead of returned.
+/// (tracing, target `iothub_net::driver`) instead of returned.
 ///
 /// When the last handle is dropped the driver shuts down as
 /// [`shutdown`](Self::shutdown) would, with a 5 s drain.
@@ -212,17 +116,15 @@ impl Client {
     /// and spawns the driver task, which connects at once. Must be called
     /// within a tokio runtime.
     pub fn new(options: ClientOptions) -> Result<Client, Error> {
-        let tls = options.prepare()?;
-        let endpoint = Endpoint::new(&options, tls).map_err(OptionsError::from)?;
+        let endpoint = options.endpoint()?;
         let span = tracing::info_span!(
             "iothub",
             client_id = %options.config.identity.client_id(),
         );
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (tel_tx, tel_rx) = mpsc::channel(TELEMETRY_CHANNEL);
-        let (driver, status) =
-            Driver::new(options.config, endpoint, ctl_rx, tel_rx, ctl_tx.downgrade())
-                .map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        let (driver, status) = Driver::new(options.config, endpoint, ctl_rx, tel_rx)
+            .map_err(|e| Error::Options(OptionsError::Config(e)))?;
         tokio::spawn(driver.run().instrument(span));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -239,11 +141,11 @@ impl Client {
         Client::new(ClientOptions::from_connection_string(cs)?)
     }
 
-    async fn call<T>(
+    async fn call<T: Send + 'static>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+        make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = reply();
         self.inner
             .ctl
             .send(Box::new(make(tx)))
@@ -258,7 +160,7 @@ impl Client {
     /// Cancelling: before the message reached the driver, it is not sent;
     /// after, it is delivered anyway and its outcome logged.
     pub async fn send_telemetry(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = reply();
         self.inner
             .tel
             .send(Box::new((message.into(), tx)))
@@ -279,12 +181,12 @@ impl Client {
         self.call(|tx| Command::UpdateReported(json, tx)).await
     }
 
-    async fn subscribe<T>(
+    async fn subscribe<T: Send + 'static>(
         &self,
-        make: impl FnOnce(mpsc::UnboundedSender<T>) -> Sink,
+        make: impl FnOnce(Sink<T>) -> Subscribe,
     ) -> Result<Events<T>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sink = make(tx);
+        let sink = make(sink(tx));
         self.call(|reply| Command::Enable(sink, reply)).await?;
         Ok(Events { rx })
     }
@@ -294,13 +196,24 @@ impl Client {
     /// patches. Subscribes on first use; a second call ends the first
     /// stream.
     pub async fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
-        self.subscribe(Sink::Desired).await
+        self.subscribe(Subscribe::Desired).await
     }
 
     /// Direct method calls. Subscribes on first use; a second call ends
     /// the first stream.
     pub async fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
-        self.subscribe(Sink::Methods).await
+        let ctl = self.inner.ctl.downgrade();
+        self.subscribe(|methods: Sink<MethodRequest>| {
+            Subscribe::Methods(Sink::new(move |call: MethodCall| {
+                methods.deliver(MethodRequest {
+                    name: call.name,
+                    payload: call.payload,
+                    id: Some(call.id),
+                    ctl: ctl.upgrade(),
+                })
+            }))
+        })
+        .await
     }
 
     /// Cloud-to-device messages (device identities). Each is acknowledged
@@ -309,13 +222,13 @@ impl Client {
     /// keep the stream alive, or messages received meanwhile are lost
     /// (and logged).
     pub async fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
-        self.subscribe(Sink::C2d).await
+        self.subscribe(Subscribe::C2d).await
     }
 
     /// IoT Edge module input messages (module identities); acknowledged
     /// like [`c2d_messages`](Self::c2d_messages).
     pub async fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
-        self.subscribe(Sink::Inputs).await
+        self.subscribe(Subscribe::Inputs).await
     }
 
     /// Acknowledges a message in manual-ack mode.
@@ -336,13 +249,10 @@ impl Client {
     pub async fn wait_connected(&self) -> Result<(), Error> {
         let mut rx = self.inner.status.clone();
         let status = rx
-            .wait_for(|s| s.state == ConnectionState::Connected || failure(s).is_some())
+            .wait_for(|s| s.connect_outcome().is_some())
             .await
             .map_err(|_| Error::Closed)?;
-        match failure(&status) {
-            Some(e) if status.state != ConnectionState::Connected => Err(e),
-            _ => Ok(()),
-        }
+        status.connect_outcome().unwrap_or(Err(Error::Closed))
     }
 
     /// Graceful shutdown: lets queued and in-flight telemetry and twin
@@ -350,7 +260,7 @@ impl Client {
     /// the driver has ended. What could not finish is failed (each future
     /// gets its error). Calling it again, or after a stop, returns at once.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = reply();
         if self
             .inner
             .ctl
@@ -360,21 +270,6 @@ impl Client {
             let _ = rx.await;
         }
         Ok(())
-    }
-}
-
-/// The error `wait_connected` reports for a status, if any.
-fn failure(s: &Status) -> Option<Error> {
-    if let Some(r) = s.stopped {
-        return Some(Error::Stopped(r));
-    }
-    match &s.last_disconnect {
-        Some(DisconnectReason::Refused(r))
-            if r.is_auth_failure() && s.state == ConnectionState::Backoff =>
-        {
-            Some(Error::Refused(*r))
-        }
-        _ => None,
     }
 }
 

@@ -1,103 +1,49 @@
-//! The driver task: owns the session and the transport, and runs one loop
-//! in a fixed order. No protocol decision is made here.
+//! The driver task: owns the session (inside `iothub-net`'s
+//! [`DriverCore`], which fixes the order of the steps and routes events to
+//! replies and streams) and the transport. Only the waiting is tokio's.
 //!
 //! ```text
 //! loop {
-//!     wait for one of: bytes read | transport opened | command | timer
-//!     1. inbound   read bytes        → session.handle_input
-//!     2. commands  every ready one   → session.send_telemetry / get_twin / …
-//!     3. transmit  poll_transmit     → one write per 64 KiB batch
-//!        transport poll_transport    → open (a task-local future) / close
-//!     4. events    poll_event        → oneshots, streams, status, tracing
-//!        (repeat 3–4 while they produce: taking a C2D event queues its PUBACK)
-//!     5. timer     poll_timeout      → the one sleep of the loop
+//!     core.poll() until Wait:   3. transmit (one write per 64 KiB batch), transport
+//!                               (open: a task-local future; close), 4. events
+//!     5. timer: arm the one sleep of the loop at the deadline
+//!     wait for one of: 1. bytes read | transport opened | 2. a command | the timer
 //! }
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::Clock;
-use iothub_proto::session::{
-    AckToken, Config, ConfigError, ConnectionState, DisconnectReason, Event, Feature,
-    InboundMessage, JsonError, Message, MessageId, MethodId, RequestError, RequestToken, Session,
-    TransportCommand, Twin,
-};
+use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
+use iothub_net::transport::{Endpoint, Failure};
+use iothub_net::{Clock, Status};
+use iothub_proto::session::{Config, ConfigError};
 use iothub_proto::time::Instant;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument as _, debug, info, info_span};
 
-use crate::client::{DesiredUpdate, Error, InputMessage, MethodRequest, Status};
-use crate::transport::{self, Conn, Endpoint, Failure};
-
-type Reply<T> = oneshot::Sender<Result<T, Error>>;
-/// Boxed so the channel's slots stay small: an idle client's channel
-/// blocks hold pointers, not messages.
-pub(crate) type Telemetry = Box<(Message, Reply<()>)>;
-
-/// What a [`Client`](crate::Client) asks of the driver.
-pub(crate) enum Command {
-    GetTwin(Reply<Twin>),
-    UpdateReported(Bytes, Reply<u64>),
-    Respond(MethodId, u16, Bytes, Reply<()>),
-    Enable(Sink, Reply<()>),
-    Ack(AckToken, Reply<()>),
-    Shutdown(Duration, oneshot::Sender<()>),
-}
-
-/// Where a kind of inbound event goes.
-pub(crate) enum Sink {
-    C2d(mpsc::UnboundedSender<InboundMessage>),
-    Inputs(mpsc::UnboundedSender<InputMessage>),
-    Methods(mpsc::UnboundedSender<MethodRequest>),
-    Desired(mpsc::UnboundedSender<DesiredUpdate>),
-}
-
-#[derive(Default)]
-struct Sinks {
-    c2d: Option<mpsc::UnboundedSender<InboundMessage>>,
-    inputs: Option<mpsc::UnboundedSender<InputMessage>>,
-    methods: Option<mpsc::UnboundedSender<MethodRequest>>,
-    desired: Option<mpsc::UnboundedSender<DesiredUpdate>>,
-}
-
-enum PendingRequest {
-    Twin(Reply<Twin>),
-    Reported(Reply<u64>),
-}
+use crate::transport::{self, Conn};
 
 type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
 
-/// How long the driver drains when every handle was dropped.
-const DROP_DRAIN: Duration = Duration::from_secs(5);
-/// Bytes gathered into one write at most.
-const BATCH: usize = 64 * 1024;
 /// Commands taken per wake-up at most (then the loop transmits).
 const COMMANDS_PER_TURN: usize = 1024;
 
 pub(crate) struct Driver {
-    session: Session,
+    core: DriverCore,
     clock: Clock,
     endpoint: Arc<Endpoint>,
     conn: Option<Conn>,
     opening: Option<Opening>,
-    attempts: u64,
     ctl: mpsc::UnboundedReceiver<Box<Command>>,
-    ctl_weak: mpsc::WeakUnboundedSender<Box<Command>>,
     ctl_open: bool,
     tel: mpsc::Receiver<Telemetry>,
     tel_open: bool,
-    messages: HashMap<MessageId, Reply<()>>,
-    requests: HashMap<RequestToken, PendingRequest>,
-    sinks: Sinks,
     status: watch::Sender<Status>,
-    last_disconnect: Option<DisconnectReason>,
-    shutdown: Vec<oneshot::Sender<()>>,
     rbuf: Vec<u8>,
 }
 
@@ -107,33 +53,20 @@ impl Driver {
         endpoint: Endpoint,
         ctl: mpsc::UnboundedReceiver<Box<Command>>,
         tel: mpsc::Receiver<Telemetry>,
-        ctl_weak: mpsc::WeakUnboundedSender<Box<Command>>,
     ) -> Result<(Driver, watch::Receiver<Status>), ConfigError> {
-        let session = Session::new(config)?;
-        let (status, status_rx) = watch::channel(Status {
-            state: session.state(),
-            connection: 0,
-            last_disconnect: None,
-            stopped: None,
-        });
+        let core = DriverCore::new(config)?;
+        let (status, status_rx) = watch::channel(core.status());
         let driver = Driver {
-            session,
+            core,
             clock: Clock::starting_at(tokio::time::Instant::now().into_std()),
             endpoint: Arc::new(endpoint),
             conn: None,
             opening: None,
-            attempts: 0,
             ctl,
-            ctl_weak,
             ctl_open: true,
             tel,
             tel_open: true,
-            messages: HashMap::new(),
-            requests: HashMap::new(),
-            sinks: Sinks::default(),
             status,
-            last_disconnect: None,
-            shutdown: Vec::new(),
             rbuf: Vec::new(),
         };
         Ok((driver, status_rx))
@@ -150,16 +83,34 @@ impl Driver {
         // The instant the sleep is set to, if it is armed.
         let mut armed: Option<tokio::time::Instant> = None;
         loop {
-            self.transmit_and_dispatch().await;
-            if self.session.state() == ConnectionState::Stopped {
-                break;
-            }
+            let deadline = match self.core.poll() {
+                Step::Write(data) => {
+                    self.write(data).await;
+                    continue;
+                }
+                Step::Open => {
+                    self.open();
+                    continue;
+                }
+                Step::Close => {
+                    self.opening = None;
+                    if let Some(conn) = self.conn.take() {
+                        debug!("closing the transport");
+                        conn.close().await;
+                    }
+                    continue;
+                }
+                Step::Wait(deadline) => deadline,
+                // Step::Stopped
+                _ => break,
+            };
+            self.publish_status();
             // 5. timer. Moved only when the session's next wake-up is
             // earlier: waking early is harmless (handle_timeout fires only
             // due timers, then the timer is set again), and the keep-alive
             // deadline moves later with every write, so resetting the
             // timer wheel on every turn would cost more than an early wake.
-            match self.session.poll_timeout() {
+            match deadline {
                 Some(at) => {
                     let at = tokio::time::Instant::from_std(self.clock.deadline(at));
                     if armed.is_none_or(|current| at < current) {
@@ -171,7 +122,7 @@ impl Driver {
             }
             // Backpressure: telemetry stays in its channel while the
             // session's queue is full.
-            let room = self.tel_open && !self.session.telemetry_queue_full();
+            let room = self.tel_open && self.core.accepts_telemetry();
             tokio::select! {
                 biased;
                 // 1. inbound
@@ -183,7 +134,7 @@ impl Driver {
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
                     let now = self.now();
-                    self.session.handle_timeout(now, Clock::unix_secs());
+                    self.core.timeout(now);
                 }
             }
             self.take_ready_commands();
@@ -192,32 +143,25 @@ impl Driver {
             conn.close().await;
         }
         self.publish_status();
-        for tx in self.shutdown.drain(..) {
-            let _ = tx.send(());
-        }
-        for (id, _) in self.messages.drain() {
-            warn!(%id, "telemetry message left without an outcome");
-        }
-        info!("client stopped");
+        self.core.finish();
     }
 
     fn on_read(&mut self, r: Result<(), Failure>) {
         match r {
             Ok(()) => {
                 let now = self.now();
-                self.session.handle_input(now, &self.rbuf);
+                self.core.handle_input(now, &self.rbuf);
                 // Released, not kept: an idle client holds no read buffer.
                 self.rbuf = Vec::new();
             }
-            Err(f) => self.transport_failed(f),
+            Err(f) => self.transport_failed(&f),
         }
     }
 
-    fn transport_failed(&mut self, f: Failure) {
-        warn!(error = %f, "transport closed");
+    fn transport_failed(&mut self, f: &Failure) {
         self.conn = None;
         let now = self.now();
-        self.session.handle_transport_closed(now, f.kind);
+        self.core.transport_closed(now, f);
     }
 
     fn on_opened(&mut self, r: Result<Conn, Failure>) {
@@ -225,15 +169,10 @@ impl Driver {
         let now = self.now();
         match r {
             Ok(conn) => {
-                debug!("transport open");
                 self.conn = Some(conn);
-                self.session
-                    .handle_transport_connected(now, Clock::unix_secs());
+                self.core.transport_opened(now);
             }
-            Err(f) => {
-                warn!(error = %f, "could not open the transport");
-                self.session.handle_transport_closed(now, f.kind);
-            }
+            Err(f) => self.core.transport_closed(now, &f),
         }
     }
 
@@ -250,7 +189,7 @@ impl Driver {
                 }
             }
         }
-        while self.tel_open && !self.session.telemetry_queue_full() {
+        while self.tel_open && self.core.accepts_telemetry() {
             match self.tel.try_recv() {
                 Ok(t) => self.on_telemetry(Some(t)),
                 Err(TryRecvError::Empty) => break,
@@ -260,126 +199,23 @@ impl Driver {
     }
 
     fn on_telemetry(&mut self, t: Option<Telemetry>) {
-        let Some(t) = t else {
-            self.tel_open = false;
-            return;
-        };
-        let (message, reply) = *t;
         let now = self.now();
-        match self.session.send_telemetry(now, message) {
-            Ok(id) => {
-                self.messages.insert(id, reply);
-            }
-            Err(e) => {
-                let _ = reply.send(Err(Error::Command(e)));
-            }
+        match t {
+            Some(t) => self.core.telemetry(now, t),
+            None => self.tel_open = false,
         }
     }
 
     fn on_control(&mut self, c: Option<Box<Command>>) {
         let now = self.now();
-        let Some(c) = c else {
-            // Every handle is gone: drain briefly and stop.
-            self.ctl_open = false;
-            info!("every client handle dropped: shutting down");
-            self.session.disconnect(now, DROP_DRAIN);
-            return;
-        };
-        match *c {
-            Command::GetTwin(reply) => match self.session.get_twin(now) {
-                Ok(token) => {
-                    self.requests.insert(token, PendingRequest::Twin(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(Error::Command(e)));
-                }
-            },
-            Command::UpdateReported(json, reply) => match self.session.update_reported(now, json) {
-                Ok(token) => {
-                    self.requests.insert(token, PendingRequest::Reported(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(Error::Command(e)));
-                }
-            },
-            Command::Respond(id, status, payload, reply) => {
-                let r = self.session.respond_to_method(now, id, status, payload);
-                let _ = reply.send(r.map_err(Error::Command));
-            }
-            Command::Enable(sink, reply) => {
-                let feature = match &sink {
-                    Sink::C2d(_) => Feature::C2d,
-                    Sink::Inputs(_) => Feature::ModuleInputs,
-                    Sink::Methods(_) => Feature::Methods,
-                    Sink::Desired(_) => Feature::DesiredProperties,
-                };
-                let r = self.session.enable(now, feature);
-                if r.is_ok() {
-                    match sink {
-                        Sink::C2d(tx) => self.sinks.c2d = Some(tx),
-                        Sink::Inputs(tx) => self.sinks.inputs = Some(tx),
-                        Sink::Methods(tx) => self.sinks.methods = Some(tx),
-                        Sink::Desired(tx) => self.sinks.desired = Some(tx),
-                    }
-                }
-                let _ = reply.send(r.map_err(Error::Command));
-            }
-            Command::Ack(token, reply) => {
-                let _ = reply.send(self.session.ack(token).map_err(Error::Command));
-            }
-            Command::Shutdown(timeout, done) => {
-                info!(timeout_ms = millis(timeout), "shutdown requested");
-                self.shutdown.push(done);
-                self.session.disconnect(now, timeout);
+        match c {
+            Some(c) => self.core.command(now, *c),
+            None => {
+                // Every handle is gone: drain briefly and stop.
+                self.ctl_open = false;
+                self.core.handles_dropped(now);
             }
         }
-    }
-
-    /// Steps 3 and 4: write what the session has, carry out its transport
-    /// commands, hand its events out; again while any of them produced.
-    async fn transmit_and_dispatch(&mut self) {
-        loop {
-            let mut moved = self.transmit().await;
-            while let Some(cmd) = self.session.poll_transport() {
-                moved = true;
-                match cmd {
-                    TransportCommand::Open => self.open(),
-                    TransportCommand::Close => {
-                        self.opening = None;
-                        if let Some(conn) = self.conn.take() {
-                            debug!("closing the transport");
-                            conn.close().await;
-                        }
-                    }
-                }
-            }
-            while let Some(event) = self.session.poll_event() {
-                moved = true;
-                self.dispatch(event);
-            }
-            if !moved {
-                break;
-            }
-        }
-        self.publish_status();
-    }
-
-    /// Gathers pending bytes into as few writes as possible (one per
-    /// [`BATCH`] bytes).
-    async fn transmit(&mut self) -> bool {
-        let mut moved = false;
-        let mut batch = Vec::new();
-        while let Some(bytes) = self.session.poll_transmit() {
-            moved = true;
-            batch.extend_from_slice(&bytes);
-            if batch.len() >= BATCH {
-                self.write(std::mem::take(&mut batch).into()).await;
-            }
-        }
-        if !batch.is_empty() {
-            self.write(batch.into()).await;
-        }
-        moved
     }
 
     async fn write(&mut self, data: Bytes) {
@@ -387,19 +223,16 @@ impl Driver {
             return; // the transport just failed; the session knows
         };
         if let Err(f) = conn.write(data, self.endpoint.write_timeout).await {
-            self.transport_failed(f);
+            self.transport_failed(&f);
         }
     }
 
     fn open(&mut self) {
-        self.attempts += 1;
-        if let Some(old) = self.conn.take() {
-            drop(old);
-        }
+        self.conn = None;
         let ep = self.endpoint.clone();
         let span = info_span!(
             "connect",
-            attempt = self.attempts,
+            attempt = self.core.attempts(),
             host = %ep.host,
             port = ep.port,
             transport = ?ep.transport,
@@ -408,119 +241,8 @@ impl Driver {
         self.opening = Some(Box::pin(transport::open(ep).instrument(span)));
     }
 
-    fn dispatch(&mut self, event: Event) {
-        match event {
-            Event::Connected { session_present } => {
-                info!(
-                    connection = self.session.connection(),
-                    session_present, "connected"
-                );
-            }
-            Event::Disconnected { reason } => {
-                match &reason {
-                    DisconnectReason::TokenRenewal => {
-                        info!("renewing the SAS token: reconnecting");
-                    }
-                    DisconnectReason::Requested => info!("disconnected on request"),
-                    other => warn!(reason = %other, "disconnected"),
-                }
-                self.last_disconnect = Some(reason);
-            }
-            Event::ReconnectScheduled { delay } => {
-                info!(delay_ms = millis(delay), "reconnecting after a delay");
-            }
-            Event::Stopped { reason } => info!(%reason, "session stopped"),
-            Event::TokenExpired { expiry_unix_secs } => {
-                warn!(expiry_unix_secs, "the fixed SAS token has expired");
-            }
-            Event::SubscriptionFailed { subscription } => {
-                warn!(?subscription, "the hub refused a subscription");
-            }
-            Event::MessageAcknowledged { id } | Event::MessageSent { id } => {
-                self.message_done(id, Ok(()));
-            }
-            Event::MessageFailed { id, reason } => {
-                self.message_done(id, Err(Error::Message(reason)));
-            }
-            Event::TwinReceived { token, twin } => match self.requests.remove(&token) {
-                Some(PendingRequest::Twin(reply)) => {
-                    let _ = reply.send(Ok(twin));
-                }
-                _ => debug!(%token, "twin nobody waits for"),
-            },
-            Event::ReportedUpdated { token, version } => {
-                if let Some(PendingRequest::Reported(reply)) = self.requests.remove(&token) {
-                    let _ = reply.send(version.ok_or(Error::Request(
-                        RequestError::MalformedResponse(JsonError::MissingVersion),
-                    )));
-                }
-            }
-            Event::RequestFailed { token, error } => match self.requests.remove(&token) {
-                Some(PendingRequest::Twin(reply)) => {
-                    let _ = reply.send(Err(Error::Request(error)));
-                }
-                Some(PendingRequest::Reported(reply)) => {
-                    let _ = reply.send(Err(Error::Request(error)));
-                }
-                None => {}
-            },
-            Event::DesiredState { desired, version } => {
-                deliver(
-                    &self.sinks.desired,
-                    "desired",
-                    DesiredUpdate::Full { desired, version },
-                );
-            }
-            Event::DesiredPatch { patch, version } => {
-                deliver(
-                    &self.sinks.desired,
-                    "desired",
-                    DesiredUpdate::Patch { patch, version },
-                );
-            }
-            Event::DesiredSyncFailed { error } => warn!(%error, "desired properties sync failed"),
-            Event::InvalidDesiredPatch { version, error } => {
-                warn!(version, %error, "invalid desired-properties patch");
-            }
-            Event::MethodRequest { id, name, payload } => {
-                let request = MethodRequest {
-                    name,
-                    payload,
-                    id: Some(id),
-                    ctl: self.ctl_weak.upgrade(),
-                };
-                deliver(&self.sinks.methods, "method", request);
-            }
-            Event::C2dMessage(message) => deliver(&self.sinks.c2d, "c2d", message),
-            Event::InputMessage { input, message } => {
-                deliver(&self.sinks.inputs, "input", InputMessage { input, message });
-            }
-            Event::UnexpectedPublish { topic, error } => {
-                debug!(%topic, %error, "publish on an unexpected topic");
-            }
-            other => debug!(event = ?other, "event"),
-        }
-    }
-
-    fn message_done(&mut self, id: MessageId, outcome: Result<(), Error>) {
-        let Some(reply) = self.messages.remove(&id) else {
-            return;
-        };
-        if let Err(outcome) = reply.send(outcome) {
-            match outcome {
-                Ok(()) => debug!(%id, "message delivered (its future was dropped)"),
-                Err(e) => warn!(%id, error = %e, "message failed (its future was dropped)"),
-            }
-        }
-    }
-
     fn publish_status(&self) {
-        let status = Status {
-            state: self.session.state(),
-            connection: self.session.connection(),
-            last_disconnect: self.last_disconnect.clone(),
-            stopped: self.session.stop_reason(),
-        };
+        let status = self.core.status();
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             if changed {
@@ -528,14 +250,6 @@ impl Driver {
             }
             changed
         });
-    }
-}
-
-/// Hands an inbound item to its stream; logs it if nobody listens.
-fn deliver<T>(sink: &Option<mpsc::UnboundedSender<T>>, kind: &str, item: T) {
-    let sent = sink.as_ref().is_some_and(|tx| tx.send(item).is_ok());
-    if !sent {
-        warn!(kind, "inbound item dropped: its stream is gone");
     }
 }
 
@@ -551,8 +265,4 @@ async fn opened(opening: Option<&mut Opening>) -> Result<Conn, Failure> {
         Some(f) => f.await,
         None => std::future::pending().await,
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -47,8 +47,10 @@ mod client;
 mod driver;
 mod transport;
 
-pub use client::{Client, DesiredUpdate, Error, Events, InputMessage, MethodRequest, Status};
-pub use iothub_net::{ClientOptions, OptionsError, Proxy, Transport};
+pub use client::{Client, Events, MethodRequest};
+pub use iothub_net::{
+    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Proxy, Status, Transport,
+};
 /// The sans-IO core, for every other type (errors, identities, options).
 pub use iothub_proto as proto;
 pub use iothub_proto::properties::MessageProperties;

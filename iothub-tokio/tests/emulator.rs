@@ -594,13 +594,22 @@ async fn builder_with_a_module_identity_a_fixed_token_api_version_and_model_id()
         .with_session(|c| c.with_keep_alive(Duration::from_secs(30)));
     let client = Client::new(options).unwrap();
     within(10, client.wait_connected()).await.unwrap();
-    client.send_telemetry(Message::new(&b"from a module"[..])).await.unwrap();
+    client
+        .send_telemetry(Message::new(&b"from a module"[..]))
+        .await
+        .unwrap();
     let m = emu
-        .wait_for_telemetry(|m| m.body_text() == Some("from a module"), Duration::from_secs(5))
+        .wait_for_telemetry(
+            |m| m.body_text() == Some("from a module"),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(m.identity.module_id().map(|m| m.as_str()), Some("filter"));
-    let v = client.update_reported(&json!({"module": true})).await.unwrap();
+    let v = client
+        .update_reported(&json!({"module": true}))
+        .await
+        .unwrap();
     assert!(v > 0);
     assert!(emu.is_connected("dev1/filter"));
     emu.shutdown().await;
