@@ -14,6 +14,7 @@
 //! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session, and the routing of its events to pending replies and streams |
 //! | [`client`] | what every client hands out: its [`Error`], its [`Status`] (and what `wait_connected` waits for), [`DesiredUpdate`], [`InputMessage`] |
 //! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
+//! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a
@@ -27,6 +28,7 @@ pub mod options;
 pub mod proxy;
 pub mod tls;
 pub mod transport;
+pub mod watch;
 pub mod websocket;
 
 pub use client::{DesiredUpdate, Error, InputMessage, Status};
