@@ -22,9 +22,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
-use iothub_net::{ClientOptions, Clock, Error, OptionsError};
+use iothub_net::{ClientOptions, Clock, Error};
 use iothub_proto::time::Instant;
-use tracing::{debug, info, info_span};
+use tracing::{debug, info};
 
 use crate::transport::{self, Link};
 
@@ -81,10 +81,7 @@ impl Driver {
         tx: Sender<Input>,
         telemetry: Receiver<Telemetry>,
     ) -> Result<(Driver, Arc<StatusWatch>), Error> {
-        let endpoint = options.endpoint()?;
-        let span = info_span!("iothub", client_id = %options.config.identity.client_id());
-        let core =
-            DriverCore::new(options.config).map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        let (core, endpoint, span) = DriverCore::start(options)?;
         let status = Arc::new(StatusWatch::new(core.status()));
         let driver = Driver {
             core,

@@ -39,9 +39,9 @@ use iothub_proto::session::{
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::Clock;
 use crate::client::{DesiredUpdate, Error, InputMessage, Status};
-use crate::transport::Failure;
+use crate::transport::{Endpoint, Failure};
+use crate::{ClientOptions, Clock, OptionsError};
 
 /// Where the answer to one command goes: a one-shot channel of the
 /// adapter, behind a closure that gives the value back when nobody waits
@@ -223,6 +223,18 @@ impl DriverCore {
             handles: true,
             attempts: 0,
         })
+    }
+
+    /// What every adapter's driver starts from: the options checked, the
+    /// TLS configuration built (errors come back at once, before any
+    /// socket), the core, the endpoint, and the `iothub{client_id}` span
+    /// to run the driver in.
+    pub fn start(options: ClientOptions) -> Result<(DriverCore, Endpoint, tracing::Span), Error> {
+        let endpoint = options.endpoint()?;
+        let span = tracing::info_span!("iothub", client_id = %options.config.identity.client_id());
+        let core =
+            DriverCore::new(options.config).map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        Ok((core, endpoint, span))
     }
 
     /// The session, to observe.

@@ -15,7 +15,7 @@ use futures_lite::FutureExt as _;
 use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
-use iothub_net::{ClientOptions, Clock, Error, OptionsError};
+use iothub_net::{ClientOptions, Clock, Error};
 use tracing::{Instrument as _, debug, info, info_span};
 
 use crate::transport::{self, Conn};
@@ -76,10 +76,7 @@ impl Driver {
         ctl: Receiver<Box<Command>>,
         tel: Receiver<Telemetry>,
     ) -> Result<(Driver, Arc<StatusWatch>), Error> {
-        let endpoint = options.endpoint()?;
-        let span = info_span!("iothub", client_id = %options.config.identity.client_id());
-        let core =
-            DriverCore::new(options.config).map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        let (core, endpoint, span) = DriverCore::start(options)?;
         let status = Arc::new(StatusWatch::new(core.status()));
         let state = State {
             core,

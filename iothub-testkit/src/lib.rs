@@ -215,6 +215,23 @@ impl Pki {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A rustls server configuration (ring) for the server certificate.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(iothub_net::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Arc::new(config)
+    }
+
     /// The SHA-256 thumbprint the emulator registers for a certificate.
     pub fn thumbprint(cert_pem: &str) -> String {
         use rustls_pki_types::{CertificateDer, pem::PemObject as _};

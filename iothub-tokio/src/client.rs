@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iothub_net::driver::{Command, MethodCall, Reply, Sink, Subscribe, Telemetry};
-use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Status};
+use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
 use iothub_proto::session::{AckToken, InboundMessage, Message, MethodId, Twin};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -116,15 +116,10 @@ impl Client {
     /// and spawns the driver task, which connects at once. Must be called
     /// within a tokio runtime.
     pub fn new(options: ClientOptions) -> Result<Client, Error> {
-        let endpoint = options.endpoint()?;
-        let span = tracing::info_span!(
-            "iothub",
-            client_id = %options.config.identity.client_id(),
-        );
+        let (core, endpoint, span) = iothub_net::driver::DriverCore::start(options)?;
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (tel_tx, tel_rx) = mpsc::channel(TELEMETRY_CHANNEL);
-        let (driver, status) = Driver::new(options.config, endpoint, ctl_rx, tel_rx)
-            .map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        let (driver, status) = Driver::new(core, endpoint, ctl_rx, tel_rx);
         tokio::spawn(driver.run().instrument(span));
         Ok(Client {
             inner: Arc::new(Inner {

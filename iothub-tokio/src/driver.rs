@@ -20,7 +20,6 @@ use bytes::Bytes;
 use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::{Clock, Status};
-use iothub_proto::session::{Config, ConfigError};
 use iothub_proto::time::Instant;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
@@ -49,12 +48,11 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub(crate) fn new(
-        config: Config,
+        core: DriverCore,
         endpoint: Endpoint,
         ctl: mpsc::UnboundedReceiver<Box<Command>>,
         tel: mpsc::Receiver<Telemetry>,
-    ) -> Result<(Driver, watch::Receiver<Status>), ConfigError> {
-        let core = DriverCore::new(config)?;
+    ) -> (Driver, watch::Receiver<Status>) {
         let (status, status_rx) = watch::channel(core.status());
         let driver = Driver {
             core,
@@ -69,7 +67,7 @@ impl Driver {
             status,
             rbuf: Vec::new(),
         };
-        Ok((driver, status_rx))
+        (driver, status_rx)
     }
 
     fn now(&self) -> Instant {
