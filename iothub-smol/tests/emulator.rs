@@ -135,10 +135,18 @@ async fn every_api_over_tls(rt: Rt) {
         Err(Error::Command(CommandError::FeatureNotAvailable(_)))
     ));
     assert_eq!(client.status().connection, 1);
-    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    within(10, client.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
     assert_eq!(client.status().state, ConnectionState::Stopped);
-    assert!(matches!(client.get_twin().await, Err(Error::Closed)));
-    assert!(c2d.recv().await.is_none(), "streams end with the client");
+    assert!(matches!(
+        within(10, client.get_twin()).await,
+        Err(Error::Closed)
+    ));
+    assert!(
+        within(10, c2d.recv()).await.is_none(),
+        "streams end with the client"
+    );
 }
 
 async fn a_thousand_messages_survive_dropped_connections(rt: Rt) {
