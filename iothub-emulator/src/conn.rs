@@ -1,11 +1,11 @@
 //! Listeners and connection tasks: bytes between a transport (TCP, TLS,
-//! WebSocket over TLS) and the core. No protocol meaning lives here.
+//! WebSocket over TLS) and the core, for the hub's listeners and the
+//! DPS listeners alike. No protocol meaning lives here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use iothub_proto::hub::ConnId;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
-use crate::core::{Core, Out};
+use crate::core::{Core, Link, Out, Service};
 use crate::tls;
 
 /// The WebSocket path the hub serves MQTT on.
@@ -39,6 +39,7 @@ pub(crate) enum Kind {
 pub(crate) async fn listen(
     core: Arc<Core>,
     listener: TcpListener,
+    service: Service,
     kind: Kind,
     acceptor: TlsAcceptor,
     mut stop: watch::Receiver<bool>,
@@ -61,17 +62,17 @@ pub(crate) async fn listen(
         let core = core.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            tracing::debug!(%peer, ?kind, "connection");
+            tracing::debug!(%peer, ?service, ?kind, "connection");
             match kind {
-                Kind::Plain => serve_stream(core, stream, None).await,
+                Kind::Plain => serve_stream(core, service, stream, None).await,
                 Kind::Tls => {
                     if let Some((tls, thumbprint)) = tls_accept(&acceptor, stream).await {
-                        serve_stream(core, tls, thumbprint).await;
+                        serve_stream(core, service, tls, thumbprint).await;
                     }
                 }
                 Kind::WebSocket => {
                     if let Some((tls, thumbprint)) = tls_accept(&acceptor, stream).await {
-                        serve_websocket(core, tls, thumbprint).await;
+                        serve_websocket(core, service, tls, thumbprint).await;
                     }
                 }
             }
@@ -102,11 +103,11 @@ async fn tls_accept(
 }
 
 /// Moves bytes between a byte stream and the core until either side ends.
-async fn serve_stream<S>(core: Arc<Core>, stream: S, thumbprint: Option<String>)
+async fn serve_stream<S>(core: Arc<Core>, service: Service, stream: S, thumbprint: Option<String>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (conn, mut rx) = core.open(thumbprint);
+    let (conn, mut rx) = core.open(service, thumbprint);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
@@ -143,7 +144,12 @@ async fn drain_then_shutdown<W: AsyncWrite + Unpin>(
 }
 
 /// MQTT over WebSocket: binary frames carry the MQTT bytes.
-async fn serve_websocket(core: Arc<Core>, tls: TlsStream<TcpStream>, thumbprint: Option<String>) {
+async fn serve_websocket(
+    core: Arc<Core>,
+    service: Service,
+    tls: TlsStream<TcpStream>,
+    thumbprint: Option<String>,
+) {
     // The callback's signature is tungstenite's, large error and all.
     #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -180,7 +186,7 @@ async fn serve_websocket(core: Arc<Core>, tls: TlsStream<TcpStream>, thumbprint:
         Ok(Ok(ws)) => ws,
         _ => return,
     };
-    let (conn, mut rx) = core.open(thumbprint);
+    let (conn, mut rx) = core.open(service, thumbprint);
     let (mut sink, mut stream) = ws.split();
     loop {
         tokio::select! {
@@ -211,6 +217,6 @@ async fn serve_websocket(core: Arc<Core>, tls: TlsStream<TcpStream>, thumbprint:
     close_conn(&core, conn);
 }
 
-fn close_conn(core: &Core, conn: ConnId) {
+fn close_conn(core: &Core, conn: Link) {
     core.closed(conn);
 }

@@ -5,7 +5,9 @@
 //! Every change to the hub goes through [`Core::step`], which afterwards
 //! drains the engine's outputs in one place: bytes and closes for the
 //! connections [`Hub::poll_ready`] names, the change journal to storage,
-//! telemetry to the store, method results to their waiters.
+//! telemetry to the store, method results to their waiters. The DPS
+//! engine ([`DpsState`]) lives behind the same lock, so that an
+//! assignment creates its hub device in the step that answers the poll.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +17,7 @@ use bytes::Bytes;
 use iothub_proto::hub::{Change, ConnId, Hub, MethodOutcome};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use crate::dps::DpsState;
 use crate::store::Store;
 use crate::telemetry::ReceivedMessage;
 
@@ -31,16 +34,33 @@ pub(crate) enum Out {
     Close,
 }
 
+/// Which engine a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// The IoT hub.
+    Hub,
+    /// The Device Provisioning Service.
+    Dps,
+}
+
+/// A connection of one of the engines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    service: Service,
+    id: ConnId,
+}
+
 /// Everything behind the lock.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) hub: Hub,
+    pub(crate) dps: DpsState,
     conns: HashMap<ConnId, mpsc::UnboundedSender<Out>>,
     methods: HashMap<String, oneshot::Sender<MethodOutcome>>,
     pub(crate) telemetry: VecDeque<ReceivedMessage>,
     /// How many telemetry messages were ever received (for waiters).
     pub(crate) telemetry_total: u64,
-    store: Option<Store>,
+    pub(crate) store: Option<Store>,
 }
 
 /// The shared core of a running emulator.
@@ -55,10 +75,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(hub: Hub, store: Option<Store>) -> Arc<Core> {
+    pub(crate) fn new(hub: Hub, dps: DpsState, store: Option<Store>) -> Arc<Core> {
         Arc::new(Core {
             state: Mutex::new(State {
                 hub,
+                dps,
                 conns: HashMap::new(),
                 methods: HashMap::new(),
                 telemetry: VecDeque::new(),
@@ -103,34 +124,46 @@ impl Core {
         r
     }
 
-    /// A new transport connection: its id and the channel of what to
-    /// write to it.
+    /// A new transport connection to `service`: its id and the channel
+    /// of what to write to it.
     pub(crate) fn open(
         &self,
+        service: Service,
         thumbprint: Option<String>,
-    ) -> (ConnId, mpsc::UnboundedReceiver<Out>) {
+    ) -> (Link, mpsc::UnboundedReceiver<Out>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let conn = self.step(|st, _, _| {
-            let conn = st.hub.accept_with_thumbprint(thumbprint);
-            st.conns.insert(conn, tx);
-            conn
+        let id = self.step(|st, _, _| match service {
+            Service::Hub => {
+                let conn = st.hub.accept_with_thumbprint(thumbprint);
+                st.conns.insert(conn, tx);
+                conn
+            }
+            Service::Dps => st.dps.open(thumbprint, tx),
         });
-        (conn, rx)
+        (Link { service, id }, rx)
     }
 
     /// Bytes from the client.
-    pub(crate) fn input(&self, conn: ConnId, data: &[u8]) {
-        self.step(|st, now, unix| st.hub.handle_input(conn, now, unix, data));
+    pub(crate) fn input(&self, conn: Link, data: &[u8]) {
+        self.step(|st, now, unix| match conn.service {
+            Service::Hub => st.hub.handle_input(conn.id, now, unix, data),
+            Service::Dps => st.dps.svc.handle_input(conn.id, now, unix, data),
+        });
     }
 
-    /// The transport is gone (or the task ended): the hub learns it (will
-    /// published when due) and forgets the connection.
-    pub(crate) fn closed(&self, conn: ConnId) {
-        self.step(|st, _, _| {
-            st.hub.client_closed(conn);
-            st.conns.remove(&conn);
-        });
-        self.lock().hub.remove_connection(conn);
+    /// The transport is gone (or the task ended): the engine learns it
+    /// (the hub publishes a will when due) and forgets the connection.
+    pub(crate) fn closed(&self, conn: Link) {
+        match conn.service {
+            Service::Hub => {
+                self.step(|st, _, _| {
+                    st.hub.client_closed(conn.id);
+                    st.conns.remove(&conn.id);
+                });
+                self.lock().hub.remove_connection(conn.id);
+            }
+            Service::Dps => self.step(|st, _, _| st.dps.closed(conn.id)),
+        }
     }
 
     /// Registers a waiter for a deadline-tracked method call.
@@ -149,6 +182,7 @@ impl Core {
         for tx in st.conns.values() {
             let _ = tx.send(Out::Close);
         }
+        st.dps.close_all();
     }
 
     /// Commits pending writes and closes the database.
@@ -175,7 +209,13 @@ impl Core {
     pub(crate) async fn run_timer(self: Arc<Core>, mut stop: watch::Receiver<bool>) {
         const TICK: Duration = Duration::from_millis(200);
         loop {
-            let next = self.lock().hub.next_timeout();
+            let next = {
+                let st = self.lock();
+                match (st.hub.next_timeout(), st.dps.svc.next_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            };
             let now = self.now_ms();
             let wait = next.map_or(TICK, |t| {
                 Duration::from_millis(t.saturating_sub(now)).min(TICK)
@@ -185,7 +225,10 @@ impl Core {
                 () = self.timer.notified() => {}
                 _ = stop.changed() => return,
             }
-            self.step(|st, now, unix| st.hub.handle_timeout(now, unix));
+            self.step(|st, now, unix| {
+                st.hub.handle_timeout(now, unix);
+                st.dps.svc.handle_timeout(now, unix);
+            });
         }
     }
 }
@@ -193,6 +236,8 @@ impl Core {
 impl State {
     /// Drains the engine's outputs; whether telemetry arrived.
     fn flush(&mut self) -> bool {
+        // DPS first: an assignment adds a hub device, journaled below.
+        self.dps.flush(&mut self.hub);
         while let Some(conn) = self.hub.poll_ready() {
             let data = self.hub.poll_transmit(conn);
             let closed = self.hub.is_closed(conn);

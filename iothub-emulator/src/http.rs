@@ -12,6 +12,9 @@
 //! | `POST /devices/{id}/messages/deviceBound` | C2D: body, `iothub-messageid`, `iothub-app-{name}` headers |
 //! | `GET /devices/{id}/messages/events`, `GET /devices/{id}/modules/{mid}/messages/events` | stored telemetry (`?base64=true` forces base64 bodies) |
 //! | `POST /devices/{id}/faults`, `POST /devices/{id}/modules/{mid}/faults` | fault injection |
+//! | `PUT/GET/DELETE /enrollments/{registrationId}`, `GET /enrollments` | DPS individual enrollments |
+//! | `PUT/GET/DELETE /enrollmentGroups/{id}`, `GET /enrollmentGroups` | DPS enrollment groups |
+//! | `GET /registrations/{registrationId}` | the latest DPS assignment of a registration id |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,9 +34,17 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+
 use crate::core::Core;
 use crate::service::twin_json;
-use crate::{DeviceInfo, EmulatorError, key_from_base64};
+use crate::{
+    DeviceInfo, DpsRegistration, EmulatorError, EnrollmentAttestation, EnrollmentInfo,
+    EnrollmentKind, EnrollmentSpec, key_from_base64, thumbprint,
+};
 
 type Shared = State<Arc<Core>>;
 type Reply = Result<Response, ApiError>;
@@ -406,6 +417,217 @@ async fn module_faults(
     faults(&core, identity(&d, Some(&m))?, &body).await
 }
 
+// ---------------------------------------------------------------------------
+// DPS enrollments, shaped like the DPS service API
+
+/// The DPS service's JSON for an enrollment.
+fn enrollment_json(e: &EnrollmentInfo) -> Value {
+    let attestation = match &e.attestation {
+        EnrollmentAttestation::SymmetricKey { .. } => json!({
+            "type": "symmetricKey",
+            "symmetricKey": {"primaryKey": e.primary_key(), "secondaryKey": e.secondary_key()},
+        }),
+        EnrollmentAttestation::X509 {
+            primary_thumbprint,
+            secondary_thumbprint,
+        } => {
+            let cert =
+                |t: &Option<String>| t.as_ref().map(|t| json!({"info": {"sha256Thumbprint": t}}));
+            json!({
+                "type": "x509",
+                "x509": {"clientCertificates": {
+                    "primary": cert(&Some(primary_thumbprint.clone())),
+                    "secondary": cert(secondary_thumbprint),
+                }},
+            })
+        }
+    };
+    let mut v = json!({
+        "attestation": attestation,
+        "iotHubHostName": e.iot_hub_host_name,
+        "provisioningStatus": if e.enabled { "enabled" } else { "disabled" },
+        "initialTwin": e.initial_twin,
+        "idScope": e.id_scope,
+        "etag": "AAAAAAAAAAE=",
+    });
+    match e.kind {
+        EnrollmentKind::Individual => {
+            v["registrationId"] = e.id.clone().into();
+            v["deviceId"] = e.device_id.clone().unwrap_or_else(|| e.id.clone()).into();
+        }
+        EnrollmentKind::Group => v["enrollmentGroupId"] = e.id.clone().into(),
+    }
+    v
+}
+
+/// A client certificate of an `x509` attestation: its `info.sha256Thumbprint`,
+/// or the thumbprint of its `certificate` (PEM, or base64 of PEM or DER).
+fn certificate_thumbprint(c: &Value) -> Result<Option<String>, ApiError> {
+    if c.is_null() {
+        return Ok(None);
+    }
+    if let Some(t) = c["info"]["sha256Thumbprint"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(t.to_ascii_lowercase()));
+    }
+    let text = c["certificate"]
+        .as_str()
+        .ok_or_else(|| bad("a client certificate needs certificate or info.sha256Thumbprint"))?;
+    let from_pem = |pem: &[u8]| CertificateDer::from_pem_slice(pem).ok();
+    let der = from_pem(text.as_bytes())
+        .map(|c| c.to_vec())
+        .or_else(|| {
+            let raw = STANDARD.decode(text.trim()).ok()?;
+            Some(from_pem(&raw).map_or(raw, |c| c.to_vec()))
+        })
+        .ok_or_else(|| bad("certificate is neither PEM nor base64"))?;
+    Ok(Some(thumbprint(&der)))
+}
+
+/// Reads an enrollment PUT body into a spec.
+fn enrollment_spec(core: &Core, body: &Value) -> Result<EnrollmentSpec, ApiError> {
+    let mut spec = EnrollmentSpec::default();
+    let a = &body["attestation"];
+    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    match a["type"].as_str() {
+        None if a.is_null() => {}
+        Some("symmetricKey") => {
+            let k = &a["symmetricKey"];
+            let key = |v: &Value| -> Result<Option<_>, ApiError> {
+                text(v)
+                    .map(|s| key_from_base64(&s).map_err(ApiError::from))
+                    .transpose()
+            };
+            match (key(&k["primaryKey"])?, key(&k["secondaryKey"])?) {
+                (Some(p), s) => spec = spec.with_keys(p, s),
+                (None, Some(_)) => return Err(bad("a secondaryKey needs a primaryKey")),
+                (None, None) => {}
+            }
+        }
+        Some("x509") => {
+            let certs = &a["x509"]["clientCertificates"];
+            let primary = certificate_thumbprint(&certs["primary"])?
+                .ok_or_else(|| bad("x509.clientCertificates.primary is required"))?;
+            let secondary = certificate_thumbprint(&certs["secondary"])?;
+            spec = spec.with_x509_thumbprints(&primary, secondary.as_deref());
+        }
+        other => {
+            return Err(bad(format!(
+                "attestation type {other:?}: symmetricKey or x509"
+            )));
+        }
+    }
+    if let Some(d) = text(&body["deviceId"]) {
+        spec = spec.with_device_id(&d);
+    }
+    match body["provisioningStatus"].as_str() {
+        None | Some("enabled") => {}
+        Some("disabled") => spec = spec.with_enabled(false),
+        Some(other) => return Err(bad(format!("provisioningStatus {other:?}"))),
+    }
+    let twin = &body["initialTwin"];
+    if !twin.is_null() {
+        if !twin.is_object() {
+            return Err(bad("initialTwin is a JSON object"));
+        }
+        spec = spec.with_initial_twin(twin.clone());
+    }
+    if let Some(h) = body["iotHubHostName"].as_str() {
+        let hub = core.lock().hub.host_name().to_owned();
+        if !h.is_empty() && !h.eq_ignore_ascii_case(&hub) {
+            return Err(bad(format!(
+                "iotHubHostName {h:?}: this emulator assigns to its own hub, {hub:?}"
+            )));
+        }
+    }
+    Ok(spec)
+}
+
+async fn put_enrollment_of(core: &Core, kind: EnrollmentKind, id: &str, body: &Bytes) -> Reply {
+    let body = parse_body(body)?;
+    let field = match kind {
+        EnrollmentKind::Individual => "registrationId",
+        EnrollmentKind::Group => "enrollmentGroupId",
+    };
+    if let Some(given) = body[field].as_str() {
+        if given != id {
+            return Err(bad(format!("{field} {given:?} does not match the path")));
+        }
+    }
+    let spec = enrollment_spec(core, &body)?;
+    ok_json(enrollment_json(&core.put_enrollment(kind, id, spec)?))
+}
+
+async fn put_enrollment(State(core): Shared, Path(id): Path<String>, body: Bytes) -> Reply {
+    put_enrollment_of(&core, EnrollmentKind::Individual, &id, &body).await
+}
+
+async fn put_enrollment_group(State(core): Shared, Path(id): Path<String>, body: Bytes) -> Reply {
+    put_enrollment_of(&core, EnrollmentKind::Group, &id, &body).await
+}
+
+async fn get_enrollment(State(core): Shared, Path(id): Path<String>) -> Reply {
+    ok_json(enrollment_json(
+        &core.get_enrollment(EnrollmentKind::Individual, &id)?,
+    ))
+}
+
+async fn get_enrollment_group(State(core): Shared, Path(id): Path<String>) -> Reply {
+    ok_json(enrollment_json(
+        &core.get_enrollment(EnrollmentKind::Group, &id)?,
+    ))
+}
+
+async fn delete_enrollment(State(core): Shared, Path(id): Path<String>) -> Reply {
+    core.delete_enrollment(EnrollmentKind::Individual, &id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_enrollment_group(State(core): Shared, Path(id): Path<String>) -> Reply {
+    core.delete_enrollment(EnrollmentKind::Group, &id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_enrollments(State(core): Shared) -> Reply {
+    ok_json(Value::Array(
+        core.list_enrollments(EnrollmentKind::Individual)
+            .iter()
+            .map(enrollment_json)
+            .collect(),
+    ))
+}
+
+async fn list_enrollment_groups(State(core): Shared) -> Reply {
+    ok_json(Value::Array(
+        core.list_enrollments(EnrollmentKind::Group)
+            .iter()
+            .map(enrollment_json)
+            .collect(),
+    ))
+}
+
+fn registration_json(r: &DpsRegistration) -> Value {
+    json!({
+        "registrationId": r.registration_id,
+        "deviceId": r.device_id,
+        "assignedHub": r.assigned_hub,
+        "status": "assigned",
+        "substatus": r.substatus,
+        "operationId": r.operation_id,
+        "enrollmentGroupId": r.enrollment_group_id,
+        "payload": r.request_payload,
+    })
+}
+
+async fn get_registration(State(core): Shared, Path(id): Path<String>) -> Reply {
+    let r = core
+        .dps_registration(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("{id} has not registered")))?;
+    ok_json(registration_json(&r))
+}
+
 /// The router of the service API.
 pub(crate) fn router(core: Arc<Core>) -> Router {
     Router::new()
@@ -434,6 +656,21 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         )
         .route("/devices/{id}/faults", post(device_faults))
         .route("/devices/{id}/modules/{mid}/faults", post(module_faults))
+        .route("/enrollments", get(list_enrollments))
+        .route(
+            "/enrollments/{id}",
+            put(put_enrollment)
+                .get(get_enrollment)
+                .delete(delete_enrollment),
+        )
+        .route("/enrollmentGroups", get(list_enrollment_groups))
+        .route(
+            "/enrollmentGroups/{id}",
+            put(put_enrollment_group)
+                .get(get_enrollment_group)
+                .delete(delete_enrollment_group),
+        )
+        .route("/registrations/{id}", get(get_registration))
         .with_state(core)
 }
 

@@ -6,6 +6,18 @@
 //! REST API on loopback HTTP manages the registry, twins, direct methods,
 //! cloud-to-device messages, stored telemetry and fault injection.
 //!
+//! **Device Provisioning Service.** A DPS endpoint on its own listeners
+//! (MQTT over TLS, MQTT over WebSocket over TLS, plain TCP when asked),
+//! with the same certificate, an ID scope ([`DEFAULT_ID_SCOPE`] unless
+//! set) and individual and group enrollments
+//! ([`EmulatorHandle::create_enrollment`],
+//! [`EmulatorHandle::create_enrollment_group`], or the service API's
+//! `/enrollments` and `/enrollmentGroups`). A device that provisions is
+//! assigned to this emulator's hub and created in its registry with the
+//! enrollment's key (for a group, the key derived for its registration
+//! id), so it can connect right away with the key it provisioned with.
+//! The rules are the core's sans-IO engine [`iothub_proto::hub::dps::DpsService`].
+//!
 //! **One hub logic.** Every rule of the hub — CONNECT checks and CONNACK
 //! codes, eviction, subscriptions, QoS, twins, methods, C2D, will,
 //! keep-alive, token expiry, limits — lives in the sans-IO engine
@@ -39,14 +51,15 @@
 //! # let _ = hello; Ok(()) }
 //! ```
 //!
-//! Storage: with a data directory, the registry, twins, kept sessions and
-//! pending C2D messages are kept in a redb database (`emulator.redb`), and
+//! Storage: with a data directory, the registry, twins, kept sessions,
+//! pending C2D messages and DPS enrollments are kept in a redb database (`emulator.redb`), and
 //! the generated TLS material in `tls/`; a restart loses none of them.
 //! Telemetry is kept in memory only (the last 100,000 messages).
 #![forbid(unsafe_code)]
 
 mod conn;
 mod core;
+mod dps;
 mod http;
 mod service;
 mod store;
@@ -72,12 +85,17 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 pub use conn::{WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL};
+pub use dps::{
+    DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_ID_SCOPE, DpsRegistration, EnrollmentAttestation,
+    EnrollmentInfo, EnrollmentKind, EnrollmentSpec,
+};
 pub use iothub_proto::hub::Authentication as DeviceAuthentication;
 pub use service::{METHOD_TIMEOUT_RANGE, MethodReply};
 pub use telemetry::ReceivedMessage;
 pub use tls::thumbprint;
 
-use crate::core::Core;
+use crate::core::{Core, Service};
+use crate::dps::DpsState;
 
 /// The host name devices use by default (in their connection strings, in
 /// the CONNECT username and the SAS resource URI); the generated server
@@ -248,6 +266,13 @@ pub struct EmulatorBuilder {
     plain_mqtt: Option<u16>,
     tls_files: Option<(PathBuf, PathBuf)>,
     devices: Vec<String>,
+    id_scope: String,
+    dps_port: u16,
+    dps_ws_port: u16,
+    plain_dps: Option<u16>,
+    dps_retry_after: u32,
+    enrollments: Vec<String>,
+    enrollment_groups: Vec<String>,
 }
 
 impl Default for EmulatorBuilder {
@@ -263,6 +288,13 @@ impl Default for EmulatorBuilder {
             plain_mqtt: None,
             tls_files: None,
             devices: Vec::new(),
+            id_scope: DEFAULT_ID_SCOPE.to_owned(),
+            dps_port: 0,
+            dps_ws_port: 0,
+            plain_dps: None,
+            dps_retry_after: DEFAULT_DPS_RETRY_AFTER_SECS,
+            enrollments: Vec::new(),
+            enrollment_groups: Vec::new(),
         }
     }
 }
@@ -358,6 +390,67 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The DPS ID scope devices provision with (default
+    /// [`DEFAULT_ID_SCOPE`]; ASCII letters and digits).
+    #[must_use]
+    pub fn id_scope(mut self, id_scope: impl Into<String>) -> Self {
+        self.id_scope = id_scope.into();
+        self
+    }
+
+    /// The DPS MQTT-over-TLS port (default 0: ephemeral).
+    #[must_use]
+    pub fn dps_port(mut self, port: u16) -> Self {
+        self.dps_port = port;
+        self
+    }
+
+    /// The DPS MQTT-over-WebSocket-over-TLS port, path [`WEBSOCKET_PATH`]
+    /// (default 0: ephemeral).
+    #[must_use]
+    pub fn dps_ws_port(mut self, port: u16) -> Self {
+        self.dps_ws_port = port;
+        self
+    }
+
+    /// Also serve DPS over plain (unencrypted) MQTT on an ephemeral port.
+    #[must_use]
+    pub fn plain_dps(mut self, on: bool) -> Self {
+        self.plain_dps = on.then_some(0);
+        self
+    }
+
+    /// Also serve DPS over plain MQTT on `port` (0: ephemeral).
+    #[must_use]
+    pub fn plain_dps_port(mut self, port: u16) -> Self {
+        self.plain_dps = Some(port);
+        self
+    }
+
+    /// The `retry-after` (seconds) DPS asks devices to wait before they
+    /// poll (default [`DEFAULT_DPS_RETRY_AFTER_SECS`]).
+    #[must_use]
+    pub fn dps_retry_after(mut self, seconds: u32) -> Self {
+        self.dps_retry_after = seconds;
+        self
+    }
+
+    /// Create an individual DPS enrollment at start (symmetric keys
+    /// generated; an existing enrollment is left as it is).
+    #[must_use]
+    pub fn enrollment(mut self, registration_id: impl Into<String>) -> Self {
+        self.enrollments.push(registration_id.into());
+        self
+    }
+
+    /// Create a DPS enrollment group at start (group keys generated; an
+    /// existing group is left as it is).
+    #[must_use]
+    pub fn enrollment_group(mut self, group_id: impl Into<String>) -> Self {
+        self.enrollment_groups.push(group_id.into());
+        self
+    }
+
     /// Binds every listener, restores the stored state and starts serving.
     pub async fn start(self) -> Result<EmulatorHandle, EmulatorError> {
         if !self.bind.is_loopback() && !self.allow_non_loopback {
@@ -366,8 +459,9 @@ impl EmulatorBuilder {
                 self.bind
             )));
         }
-        iothub_proto::auth::HostName::new(self.host_name.as_str())
+        let hub_host = iothub_proto::auth::HostName::new(self.host_name.as_str())
             .map_err(|e| EmulatorError::Config(format!("host name: {e}")))?;
+        let mut dps = DpsState::new(&self.id_scope, hub_host, self.dps_retry_after)?;
         let mut temp_dir = None;
         let (tls, store) = match &self.data_dir {
             Some(dir) => {
@@ -395,15 +489,22 @@ impl EmulatorBuilder {
             }
         };
         let mut hub = Hub::new(&self.host_name);
-        let store = store.map(|(store, states)| {
-            for s in states {
+        let store = store.map(|(store, stored)| {
+            for s in stored.identities {
                 hub.restore_identity(s);
             }
+            dps.restore(&stored.enrollments);
             store
         });
-        let core = Core::new(hub, store);
+        let core = Core::new(hub, dps, store);
         for id in &self.devices {
             core.create_identity(&service::parse_target(id)?, None)?;
+        }
+        for id in &self.enrollments {
+            core.ensure_enrollment(EnrollmentKind::Individual, id)?;
+        }
+        for id in &self.enrollment_groups {
+            core.ensure_enrollment(EnrollmentKind::Group, id)?;
         }
 
         let bind = |port| TcpListener::bind(SocketAddr::new(self.bind, port));
@@ -414,44 +515,55 @@ impl EmulatorBuilder {
             Some(p) => Some(bind(p).await?),
             None => None,
         };
+        let dps_tls = bind(self.dps_port).await?;
+        let dps_ws = bind(self.dps_ws_port).await?;
+        let plain_dps = match self.plain_dps {
+            Some(p) => Some(bind(p).await?),
+            None => None,
+        };
         let addrs = Addrs {
             mqtt: mqtt.local_addr()?,
             ws: ws.local_addr()?,
             http: http.local_addr()?,
             plain: plain.as_ref().map(TcpListener::local_addr).transpose()?,
+            dps: dps_tls.local_addr()?,
+            dps_ws: dps_ws.local_addr()?,
+            plain_dps: plain_dps
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
         };
         let (stop_tx, stop) = watch::channel(false);
         let acceptor = TlsAcceptor::from(tls.config.clone());
         let mut tasks = vec![
-            tokio::spawn(conn::listen(
-                core.clone(),
-                mqtt,
-                conn::Kind::Tls,
-                acceptor.clone(),
-                stop.clone(),
-            )),
-            tokio::spawn(conn::listen(
-                core.clone(),
-                ws,
-                conn::Kind::WebSocket,
-                acceptor.clone(),
-                stop.clone(),
-            )),
             tokio::spawn(core.clone().run_timer(stop.clone())),
             tokio::spawn(http::serve(core.clone(), http, stop.clone())),
         ];
-        if let Some(plain) = plain {
-            tasks.push(tokio::spawn(conn::listen(
-                core.clone(),
-                plain,
-                conn::Kind::Plain,
-                acceptor,
-                stop.clone(),
-            )));
+        let listeners = [
+            (Some(mqtt), Service::Hub, conn::Kind::Tls),
+            (Some(ws), Service::Hub, conn::Kind::WebSocket),
+            (plain, Service::Hub, conn::Kind::Plain),
+            (Some(dps_tls), Service::Dps, conn::Kind::Tls),
+            (Some(dps_ws), Service::Dps, conn::Kind::WebSocket),
+            (plain_dps, Service::Dps, conn::Kind::Plain),
+        ];
+        for (listener, service, kind) in listeners {
+            if let Some(listener) = listener {
+                tasks.push(tokio::spawn(conn::listen(
+                    core.clone(),
+                    listener,
+                    service,
+                    kind,
+                    acceptor.clone(),
+                    stop.clone(),
+                )));
+            }
         }
         tracing::info!(
             mqtt = %addrs.mqtt, ws = %addrs.ws, http = %addrs.http,
-            plain = ?addrs.plain, "iothub-emulator started"
+            plain = ?addrs.plain, dps = %addrs.dps, dps_ws = %addrs.dps_ws,
+            plain_dps = ?addrs.plain_dps, id_scope = %self.id_scope,
+            "iothub-emulator started"
         );
         Ok(EmulatorHandle {
             core,
@@ -471,6 +583,9 @@ struct Addrs {
     ws: SocketAddr,
     http: SocketAddr,
     plain: Option<SocketAddr>,
+    dps: SocketAddr,
+    dps_ws: SocketAddr,
+    plain_dps: Option<SocketAddr>,
 }
 
 /// A running emulator. Dropping it stops the listeners without waiting;
@@ -516,6 +631,114 @@ impl EmulatorHandle {
     #[must_use]
     pub fn host_name(&self) -> String {
         self.core.lock().hub.host_name().to_owned()
+    }
+
+    /// The DPS MQTT-over-TLS listener.
+    #[must_use]
+    pub fn dps_addr(&self) -> SocketAddr {
+        self.addrs.dps
+    }
+
+    /// The DPS MQTT-over-WebSocket-over-TLS listener (path
+    /// [`WEBSOCKET_PATH`]).
+    #[must_use]
+    pub fn dps_ws_addr(&self) -> SocketAddr {
+        self.addrs.dps_ws
+    }
+
+    /// The plain DPS listener, if one was asked for.
+    #[must_use]
+    pub fn plain_dps_addr(&self) -> Option<SocketAddr> {
+        self.addrs.plain_dps
+    }
+
+    /// The DPS ID scope devices provision with.
+    #[must_use]
+    pub fn id_scope(&self) -> String {
+        self.core.lock().dps.id_scope().to_owned()
+    }
+
+    /// Creates an individual DPS enrollment with generated primary and
+    /// secondary symmetric keys, or returns the existing one unchanged. A
+    /// device registers as `registration_id` with
+    /// [`EnrollmentInfo::device_key`].
+    pub fn create_enrollment(
+        &self,
+        registration_id: &str,
+    ) -> Result<EnrollmentInfo, EmulatorError> {
+        self.core
+            .ensure_enrollment(EnrollmentKind::Individual, registration_id)
+    }
+
+    /// Creates an enrollment group with generated primary and secondary
+    /// group keys, or returns the existing one unchanged. A device
+    /// registers with the group key derived for its registration id
+    /// ([`EnrollmentInfo::device_key`]).
+    pub fn create_enrollment_group(&self, group_id: &str) -> Result<EnrollmentInfo, EmulatorError> {
+        self.core.ensure_enrollment(EnrollmentKind::Group, group_id)
+    }
+
+    /// Creates or replaces the individual enrollment of `registration_id`.
+    pub fn put_enrollment(
+        &self,
+        registration_id: &str,
+        spec: EnrollmentSpec,
+    ) -> Result<EnrollmentInfo, EmulatorError> {
+        self.core
+            .put_enrollment(EnrollmentKind::Individual, registration_id, spec)
+    }
+
+    /// Creates or replaces the enrollment group `group_id` (symmetric keys
+    /// only).
+    pub fn put_enrollment_group(
+        &self,
+        group_id: &str,
+        spec: EnrollmentSpec,
+    ) -> Result<EnrollmentInfo, EmulatorError> {
+        self.core
+            .put_enrollment(EnrollmentKind::Group, group_id, spec)
+    }
+
+    /// An individual enrollment.
+    pub fn enrollment(&self, registration_id: &str) -> Result<EnrollmentInfo, EmulatorError> {
+        self.core
+            .get_enrollment(EnrollmentKind::Individual, registration_id)
+    }
+
+    /// An enrollment group.
+    pub fn enrollment_group(&self, group_id: &str) -> Result<EnrollmentInfo, EmulatorError> {
+        self.core.get_enrollment(EnrollmentKind::Group, group_id)
+    }
+
+    /// The individual enrollments.
+    #[must_use]
+    pub fn enrollments(&self) -> Vec<EnrollmentInfo> {
+        self.core.list_enrollments(EnrollmentKind::Individual)
+    }
+
+    /// The enrollment groups.
+    #[must_use]
+    pub fn enrollment_groups(&self) -> Vec<EnrollmentInfo> {
+        self.core.list_enrollments(EnrollmentKind::Group)
+    }
+
+    /// Deletes an individual enrollment (devices it created stay in the
+    /// registry).
+    pub fn delete_enrollment(&self, registration_id: &str) -> Result<(), EmulatorError> {
+        self.core
+            .delete_enrollment(EnrollmentKind::Individual, registration_id)
+    }
+
+    /// Deletes an enrollment group (devices it created stay).
+    pub fn delete_enrollment_group(&self, group_id: &str) -> Result<(), EmulatorError> {
+        self.core.delete_enrollment(EnrollmentKind::Group, group_id)
+    }
+
+    /// The latest DPS assignment of `registration_id`, if it provisioned
+    /// since the emulator started.
+    #[must_use]
+    pub fn dps_registration(&self, registration_id: &str) -> Option<DpsRegistration> {
+        self.core.dps_registration(registration_id)
     }
 
     /// The PEM of the generated CA that signed the server certificate

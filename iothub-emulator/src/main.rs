@@ -1,8 +1,9 @@
 //! `iothub-emulator`: a local Azure IoT Hub device endpoint.
 //!
-//! Prints, one per line on stdout, the addresses it bound, the CA file and
-//! a connection string per `--device`; logs go to stderr through
-//! `tracing` (`RUST_LOG` filters them).
+//! Prints, one per line on stdout, the addresses it bound, the DPS ID
+//! scope, the CA file, a connection string per `--device` and the
+//! provisioning values per `--enrollment` / `--enrollment-group`; logs go
+//! to stderr through `tracing` (`RUST_LOG` filters them).
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, ToSocketAddrs as _};
@@ -10,10 +11,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use iothub_emulator::{DEFAULT_HOST_NAME, Emulator};
+use iothub_emulator::{
+    DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_HOST_NAME, DEFAULT_ID_SCOPE, Emulator,
+};
 
 /// A local Azure IoT Hub device endpoint: MQTT over TLS, MQTT over
-/// WebSocket over TLS, and the service REST API on HTTP.
+/// WebSocket over TLS, the service REST API on HTTP, and a Device
+/// Provisioning Service endpoint that assigns devices to this hub.
 #[derive(Debug, Parser)]
 #[command(name = "iothub-emulator", version)]
 struct Args {
@@ -59,6 +63,34 @@ struct Args {
     /// data directory) and print its connection string. Repeatable.
     #[arg(long = "device", value_name = "ID")]
     devices: Vec<String>,
+    /// DPS (Device Provisioning Service) MQTT over TLS port (0: any free
+    /// port).
+    #[arg(long, value_name = "P", default_value_t = 8884)]
+    dps_port: u16,
+    /// DPS MQTT over WebSocket over TLS port, path /$iothub/websocket (0:
+    /// any free port).
+    #[arg(long, value_name = "P", default_value_t = 8444)]
+    dps_ws_port: u16,
+    /// Also serve DPS over plain, unencrypted MQTT on this port (0: any
+    /// free port); off unless given.
+    #[arg(long, value_name = "P")]
+    plain_dps_port: Option<u16>,
+    /// The DPS ID scope devices provision with.
+    #[arg(long, value_name = "S", default_value = DEFAULT_ID_SCOPE)]
+    id_scope: String,
+    /// The retry-after (seconds) DPS answers with while assigning.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_DPS_RETRY_AFTER_SECS)]
+    dps_retry_after: u32,
+    /// Create an individual DPS enrollment (symmetric keys generated, or
+    /// kept from the data directory) and print its ID scope, registration
+    /// id and key. Repeatable.
+    #[arg(long = "enrollment", value_name = "REGID")]
+    enrollments: Vec<String>,
+    /// Create a DPS enrollment group (group keys generated, or kept) and
+    /// print its ID scope and group key; devices sign with the key derived
+    /// for their registration id. Repeatable.
+    #[arg(long = "enrollment-group", value_name = "ID")]
+    enrollment_groups: Vec<String>,
     /// Serve this certificate chain (PEM) instead of the generated one.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -108,6 +140,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let ip = match resolve(&args.host) {
@@ -123,7 +156,11 @@ async fn main() -> ExitCode {
         .host_name(args.hub_name.clone())
         .mqtt_port(args.mqtt_port)
         .ws_port(args.ws_port)
-        .http_port(args.http_port);
+        .http_port(args.http_port)
+        .dps_port(args.dps_port)
+        .dps_ws_port(args.dps_ws_port)
+        .id_scope(args.id_scope.clone())
+        .dps_retry_after(args.dps_retry_after);
     builder = if args.in_memory {
         builder.in_memory()
     } else {
@@ -135,8 +172,17 @@ async fn main() -> ExitCode {
     if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
         builder = builder.tls_pem(c, k);
     }
+    if let Some(p) = args.plain_dps_port {
+        builder = builder.plain_dps_port(p);
+    }
     for d in &args.devices {
         builder = builder.device(d.clone());
+    }
+    for r in &args.enrollments {
+        builder = builder.enrollment(r.clone());
+    }
+    for g in &args.enrollment_groups {
+        builder = builder.enrollment_group(g.clone());
     }
     let emulator = match builder.start().await {
         Ok(e) => e,
@@ -151,6 +197,12 @@ async fn main() -> ExitCode {
     if let Some(p) = emulator.plain_addr() {
         println!("plain-mqtt {p}");
     }
+    println!("dps {}", emulator.dps_addr());
+    println!("dps-websocket {}", emulator.dps_ws_addr());
+    if let Some(p) = emulator.plain_dps_addr() {
+        println!("plain-dps {p}");
+    }
+    println!("id-scope {}", emulator.id_scope());
     match emulator.ca_path() {
         Some(p) => println!("ca {}", p.display()),
         None => println!("ca (user-provided certificate)"),
@@ -159,6 +211,26 @@ async fn main() -> ExitCode {
         match emulator.device(d) {
             Ok(info) => println!("device {d} {}", info.connection_string()),
             Err(e) => eprintln!("iothub-emulator: device {d}: {e}"),
+        }
+    }
+    for r in &args.enrollments {
+        match emulator.enrollment(r) {
+            Ok(e) => println!(
+                "enrollment {r} IdScope={};RegistrationId={r};SymmetricKey={}",
+                e.id_scope,
+                e.device_key(r).unwrap_or_default()
+            ),
+            Err(e) => eprintln!("iothub-emulator: enrollment {r}: {e}"),
+        }
+    }
+    for g in &args.enrollment_groups {
+        match emulator.enrollment_group(g) {
+            Ok(e) => println!(
+                "enrollment-group {g} IdScope={};GroupKey={}",
+                e.id_scope,
+                e.primary_key().unwrap_or_default()
+            ),
+            Err(e) => eprintln!("iothub-emulator: enrollment group {g}: {e}"),
         }
     }
     // Stdout may be a pipe read by a test: make sure the lines are out.

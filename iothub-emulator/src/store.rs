@@ -1,7 +1,8 @@
-//! Durable state in redb: one table, identity client id → the identity's
-//! [`IdentityState`] as JSON. Writes go through a channel to one storage
-//! thread that commits them in batches, so the hub's lock is never held
-//! across a disk write.
+//! Durable state in redb: two tables, identity client id → the identity's
+//! [`IdentityState`] as JSON, and DPS enrollment (`individual/{id}` or
+//! `group/{id}`) → the enrollment as JSON. Writes go through a channel to
+//! one storage thread that commits them in batches, so the hub's lock is
+//! never held across a disk write.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -19,11 +20,28 @@ use serde_json::{Map, Value, json};
 use crate::EmulatorError;
 
 const IDENTITIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("identities");
+const ENROLLMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("enrollments");
+
+/// Which table an operation is on.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Identities,
+    Enrollments,
+}
 
 enum Op {
-    Put(String, Vec<u8>),
-    Delete(String),
+    Put(Table, String, Vec<u8>),
+    Delete(Table, String),
     Flush(mpsc::Sender<()>),
+}
+
+/// What the database held at start.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    /// Every identity's durable state.
+    pub(crate) identities: Vec<IdentityState>,
+    /// Every DPS enrollment, as stored (the DPS module reads them).
+    pub(crate) enrollments: Vec<(String, Vec<u8>)>,
 }
 
 /// The handle the driver writes through.
@@ -46,25 +64,33 @@ fn storage_error(e: impl std::fmt::Display) -> EmulatorError {
 impl Store {
     /// Opens (or creates) `path`, reads every stored identity, and starts
     /// the storage thread.
-    pub(crate) fn open(path: &Path) -> Result<(Store, Vec<IdentityState>), EmulatorError> {
+    pub(crate) fn open(path: &Path) -> Result<(Store, Stored), EmulatorError> {
         let db = Database::create(path).map_err(storage_error)?;
         {
             let w = db.begin_write().map_err(storage_error)?;
             w.open_table(IDENTITIES).map_err(storage_error)?;
+            w.open_table(ENROLLMENTS).map_err(storage_error)?;
             w.commit().map_err(storage_error)?;
         }
-        let mut states = Vec::new();
+        let mut stored = Stored::default();
         {
             let r = db.begin_read().map_err(storage_error)?;
             let table = r.open_table(IDENTITIES).map_err(storage_error)?;
             for entry in table.iter().map_err(storage_error)? {
                 let (k, v) = entry.map_err(storage_error)?;
                 match decode(v.value()) {
-                    Some(state) => states.push(state),
+                    Some(state) => stored.identities.push(state),
                     None => {
                         tracing::warn!(identity = k.value(), "unreadable stored identity skipped");
                     }
                 }
+            }
+            let table = r.open_table(ENROLLMENTS).map_err(storage_error)?;
+            for entry in table.iter().map_err(storage_error)? {
+                let (k, v) = entry.map_err(storage_error)?;
+                stored
+                    .enrollments
+                    .push((k.value().to_owned(), v.value().to_vec()));
             }
         }
         let (tx, rx) = mpsc::channel();
@@ -76,18 +102,32 @@ impl Store {
                 tx,
                 thread: Some(thread),
             },
-            states,
+            stored,
         ))
     }
 
     pub(crate) fn put(&self, state: &IdentityState) {
-        let _ = self
-            .tx
-            .send(Op::Put(state.identity.client_id(), encode(state)));
+        let _ = self.tx.send(Op::Put(
+            Table::Identities,
+            state.identity.client_id(),
+            encode(state),
+        ));
     }
 
     pub(crate) fn delete(&self, identity: &Identity) {
-        let _ = self.tx.send(Op::Delete(identity.client_id()));
+        let _ = self
+            .tx
+            .send(Op::Delete(Table::Identities, identity.client_id()));
+    }
+
+    /// Stores a DPS enrollment under `key` (`individual/{id}` or
+    /// `group/{id}`).
+    pub(crate) fn put_enrollment(&self, key: String, value: Vec<u8>) {
+        let _ = self.tx.send(Op::Put(Table::Enrollments, key, value));
+    }
+
+    pub(crate) fn delete_enrollment(&self, key: String) {
+        let _ = self.tx.send(Op::Delete(Table::Enrollments, key));
     }
 
     /// Waits until everything sent before is committed.
@@ -138,15 +178,24 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>) {
         let result = (|| -> Result<(), EmulatorError> {
             let w = db.begin_write().map_err(storage_error)?;
             {
-                let mut table = w.open_table(IDENTITIES).map_err(storage_error)?;
+                let mut identities = w.open_table(IDENTITIES).map_err(storage_error)?;
+                let mut enrollments = w.open_table(ENROLLMENTS).map_err(storage_error)?;
                 for op in batch {
                     match op {
-                        Op::Put(k, v) => {
+                        Op::Put(t, k, v) => {
+                            let table = match t {
+                                Table::Identities => &mut identities,
+                                Table::Enrollments => &mut enrollments,
+                            };
                             table
                                 .insert(k.as_str(), v.as_slice())
                                 .map_err(storage_error)?;
                         }
-                        Op::Delete(k) => {
+                        Op::Delete(t, k) => {
+                            let table = match t {
+                                Table::Identities => &mut identities,
+                                Table::Enrollments => &mut enrollments,
+                            };
                             table.remove(k.as_str()).map_err(storage_error)?;
                         }
                         Op::Flush(ack) => acks.push(ack),
@@ -297,16 +346,22 @@ mod tests {
             )),
         );
         {
-            let (mut store, states) = Store::open(&path).unwrap();
-            assert!(states.is_empty());
+            let (mut store, stored) = Store::open(&path).unwrap();
+            assert!(stored.identities.is_empty() && stored.enrollments.is_empty());
             store.put(&s);
+            store.put_enrollment("individual/r1".into(), b"{}".to_vec());
             store.close();
         }
-        let (mut store, states) = Store::open(&path).unwrap();
-        assert_eq!(states, vec![s.clone()]);
+        let (mut store, stored) = Store::open(&path).unwrap();
+        assert_eq!(stored.identities, vec![s.clone()]);
+        assert_eq!(
+            stored.enrollments,
+            vec![("individual/r1".to_owned(), b"{}".to_vec())]
+        );
         store.delete(&s.identity);
+        store.delete_enrollment("individual/r1".into());
         store.close();
-        let (_store, states) = Store::open(&path).unwrap();
-        assert!(states.is_empty());
+        let (_store, stored) = Store::open(&path).unwrap();
+        assert!(stored.identities.is_empty() && stored.enrollments.is_empty());
     }
 }

@@ -297,3 +297,101 @@ async fn azure_iot_device_sdk_over_websocket() {
     assert_eq!(emu.telemetry()[0].property("source"), Some("azure-sdk"));
     emu.shutdown().await;
 }
+
+/// Provisions with Microsoft's ProvisioningDeviceClient, then connects to
+/// the hub with the result and sends telemetry.
+async fn azure_sdk_provisions_then_connects(
+    emu: &EmulatorHandle,
+    py: &Path,
+    registration_id: &str,
+    key: String,
+    websockets: bool,
+) -> Vec<String> {
+    let mut env = vec![
+        ("DPS_ID_SCOPE", emu.id_scope()),
+        ("DPS_REGISTRATION_ID", registration_id.to_owned()),
+        ("DPS_KEY", key),
+        ("IOTHUB_CA", emu.ca_path().unwrap().display().to_string()),
+        ("DPS_PORT", emu.dps_addr().port().to_string()),
+        ("DPS_WS_PORT", emu.dps_ws_addr().port().to_string()),
+        ("IOTHUB_PORT", emu.mqtt_addr().port().to_string()),
+        ("IOTHUB_WS_PORT", emu.ws_addr().port().to_string()),
+    ];
+    if websockets {
+        env.push(("IOTHUB_WEBSOCKETS", "1".into()));
+    }
+    let lines = Script::start(py, "azure_provisioning.py", &env)
+        .finish()
+        .await;
+    let m = emu
+        .wait_for_telemetry(
+            |m| {
+                m.property("source") == Some("azure-sdk-dps")
+                    && m.identity.device_id().as_str() == registration_id
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("telemetry from the provisioned SDK device");
+    assert_eq!(m.body_text(), Some(r#"{"provisioned": true}"#));
+    lines
+}
+
+#[tokio::test]
+async fn azure_iot_device_sdk_provisions_then_connects() {
+    let Some(py) = python() else { return };
+    let emu = emulator().await;
+    let e = emu.create_enrollment("sdk-reg").unwrap();
+    let lines = azure_sdk_provisions_then_connects(
+        &emu,
+        &py,
+        "sdk-reg",
+        e.device_key("sdk-reg").unwrap(),
+        false,
+    )
+    .await;
+    assert!(lines.contains(&"STATUS assigned".to_owned()), "{lines:?}");
+    assert!(
+        lines.contains(&"ASSIGNED localhost sdk-reg initialAssignment".to_owned()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"CONNECTED tcp".to_owned()), "{lines:?}");
+    assert!(lines.contains(&"DONE".to_owned()), "{lines:?}");
+    assert_eq!(
+        emu.device("sdk-reg").unwrap().primary_key(),
+        e.primary_key()
+    );
+    // The SDK's registration payload reached DPS.
+    assert_eq!(
+        emu.dps_registration("sdk-reg").unwrap().request_payload,
+        Some(json!({"source": "azure-iot-device"}))
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn azure_iot_device_sdk_provisions_from_a_group_over_websocket() {
+    let Some(py) = python() else { return };
+    let emu = emulator().await;
+    let g = emu.create_enrollment_group("sdk-fleet").unwrap();
+    let key = g.device_key("sdk-member-1").unwrap();
+    let lines =
+        azure_sdk_provisions_then_connects(&emu, &py, "sdk-member-1", key.clone(), true).await;
+    assert!(
+        lines.contains(&"ASSIGNED localhost sdk-member-1 initialAssignment".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"CONNECTED websockets".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(emu.device("sdk-member-1").unwrap().primary_key(), Some(key));
+    assert_eq!(
+        emu.dps_registration("sdk-member-1")
+            .unwrap()
+            .enrollment_group_id
+            .as_deref(),
+        Some("sdk-fleet")
+    );
+    emu.shutdown().await;
+}

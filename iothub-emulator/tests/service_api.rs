@@ -313,6 +313,10 @@ impl Proc {
                 "0",
                 "--plain-mqtt-port",
                 "0",
+                "--dps-port",
+                "0",
+                "--dps-ws-port",
+                "0",
             ])
             .args(["--device", "dev1", "--device", "dev2"])
             .env("RUST_LOG", "warn")
@@ -322,8 +326,9 @@ impl Proc {
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut lines = std::collections::HashMap::new();
-        // Seven lines: mqtt, websocket, http, plain-mqtt, ca, two devices.
-        for _ in 0..7 {
+        // Ten lines: mqtt, websocket, http, plain-mqtt, dps,
+        // dps-websocket, id-scope, ca, two devices.
+        for _ in 0..10 {
             let mut line = String::new();
             assert!(
                 out.read_line(&mut line).unwrap() > 0,

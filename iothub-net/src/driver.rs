@@ -39,7 +39,7 @@ use iothub_proto::session::{
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::client::{DesiredUpdate, Error, InputMessage, Status};
+use crate::api::{DesiredUpdate, Error, InputMessage, Status};
 use crate::transport::{Endpoint, Failure};
 use crate::{ClientOptions, Clock, OptionsError};
 

@@ -7,32 +7,37 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`api`] | the runtime-neutral values of the client API: [`Error`], [`Status`], [`DesiredUpdate`], [`InputMessage`] |
 //! | [`options`] | [`ClientOptions`]: session [`Config`](iothub_proto::session::Config) plus transport, port, TLS and proxy settings, from a connection string or built by hand |
+//! | [`provisioning`] | [`ProvisioningOptions`]: the DPS provisioning [`Config`](iothub_proto::provisioning::Config) plus the same transport settings, and the [`ClientOptions`] for the hub a [`Registration`](iothub_proto::provisioning::Registration) names |
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
 //! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
 //! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session, and the routing of its events to pending replies and streams |
-//! | [`client`] | what every client hands out: its [`Error`], its [`Status`] (and what `wait_connected` waits for), [`DesiredUpdate`], [`InputMessage`] |
 //! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
+//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a
 //! pure computation or a constructor.
 #![forbid(unsafe_code)]
 
-pub mod client;
+pub mod api;
 pub mod clock;
 pub mod driver;
 pub mod options;
+pub mod provisioning;
 pub mod proxy;
+pub mod router;
 pub mod tls;
 pub mod transport;
 pub mod watch;
 pub mod websocket;
 
-pub use client::{DesiredUpdate, Error, InputMessage, Status};
-
+pub use api::{DesiredUpdate, Error, InputMessage, Status};
 pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};
+pub use provisioning::ProvisioningOptions;
 pub use proxy::Proxy;
+pub use router::{Done, MethodCall, Outlet, Router, Subscriber};

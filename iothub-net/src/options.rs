@@ -6,7 +6,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iothub_proto::auth::{ConnectionString, ConnectionStringError, Credential};
+use iothub_proto::auth::{
+    ConnectionString, ConnectionStringError, Credential, HostNameError, ProvisioningIdError,
+    SharedAccessKeyError,
+};
+use iothub_proto::provisioning::ConfigError as ProvisioningConfigError;
 use iothub_proto::session::{Config, ConfigError};
 
 use crate::proxy::Proxy;
@@ -112,6 +116,17 @@ pub enum OptionsError {
     Tls(TlsError),
     /// The credential is X.509 but no client certificate was given.
     MissingClientCertificate,
+    /// An ID scope or registration id is not valid.
+    ProvisioningId(ProvisioningIdError),
+    /// A symmetric key is not valid base64 (or is empty).
+    Key(SharedAccessKeyError),
+    /// A host name is not valid.
+    Host(HostNameError),
+    /// A provisioning option is impossible.
+    ProvisioningConfig(ProvisioningConfigError),
+    /// The provisioning attestation is a fixed SAS token: it proves
+    /// nothing to the hub, so no client can be made from the assignment.
+    NoHubCredential,
 }
 
 impl fmt::Display for OptionsError {
@@ -123,6 +138,13 @@ impl fmt::Display for OptionsError {
             OptionsError::MissingClientCertificate => f.write_str(
                 "the credential is X.509 (x509=true) but no client certificate and key were given",
             ),
+            OptionsError::ProvisioningId(e) => fmt::Display::fmt(e, f),
+            OptionsError::Key(e) => write!(f, "symmetric key: {e}"),
+            OptionsError::Host(e) => write!(f, "host name: {e}"),
+            OptionsError::ProvisioningConfig(e) => write!(f, "invalid provisioning option: {e}"),
+            OptionsError::NoHubCredential => f.write_str(
+                "a fixed DPS SAS token gives no credential for the hub: provision with a key or a certificate",
+            ),
         }
     }
 }
@@ -133,7 +155,11 @@ impl std::error::Error for OptionsError {
             OptionsError::ConnectionString(e) => Some(e),
             OptionsError::Config(e) => Some(e),
             OptionsError::Tls(e) => Some(e),
-            OptionsError::MissingClientCertificate => None,
+            OptionsError::ProvisioningId(e) => Some(e),
+            OptionsError::Key(e) => Some(e),
+            OptionsError::Host(e) => Some(e),
+            OptionsError::ProvisioningConfig(e) => Some(e),
+            OptionsError::MissingClientCertificate | OptionsError::NoHubCredential => None,
         }
     }
 }

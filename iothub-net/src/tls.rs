@@ -3,7 +3,7 @@
 //! and an optional X.509 client certificate for certificate authentication.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore};
@@ -125,8 +125,37 @@ fn certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// Builds the rustls client configuration (TLS 1.2 and 1.3, ring).
+/// Configurations without a client certificate, shared by every client
+/// with the same trust settings while one of them lives: a copy of the
+/// webpki roots alone is about 17 KB per client.
+type Shared = Vec<((bool, Option<Vec<u8>>), Weak<ClientConfig>)>;
+static SHARED: Mutex<Shared> = Mutex::new(Vec::new());
+
+/// The rustls client configuration (TLS 1.2 and 1.3, ring). Clients with
+/// the same trust settings and no client certificate share one
+/// configuration (and so its root store and session-resumption cache).
 pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
+    if options.client_auth.is_some() {
+        return build(options);
+    }
+    let key = (options.webpki_roots, options.extra_ca_pem.clone());
+    let mut shared = SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    shared.retain(|(_, config)| config.strong_count() > 0);
+    if let Some(config) = shared
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, c)| c.upgrade())
+    {
+        return Ok(config);
+    }
+    let config = build(options)?;
+    shared.push((key, Arc::downgrade(&config)));
+    Ok(config)
+}
+
+fn build(options: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     if options.webpki_roots {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -175,6 +204,20 @@ mod tests {
         assert!(server_name("contoso.azure-devices.net").is_ok());
         assert!(server_name("127.0.0.1").is_ok());
         assert!(server_name("bad host").is_err());
+    }
+
+    #[test]
+    fn configurations_are_shared_while_alive() {
+        let a = client_config(&TlsOptions::new()).unwrap();
+        let b = client_config(&TlsOptions::new()).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let other = TlsOptions {
+            webpki_roots: false,
+            extra_ca_pem: Some(include_bytes!("../tests/data/ca.pem").to_vec()),
+            ..TlsOptions::new()
+        };
+        let c = client_config(&other).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use event_listener::{Event, Listener as _};
 
-use crate::client::Status;
+use crate::api::Status;
 
 /// The latest status and a wake-up for those waiting on a change.
 #[derive(Debug)]

@@ -259,6 +259,144 @@ fn rebuild_topic(t: &HubTopic<'_>) -> String {
     }
 }
 
+/// Reads `data` as a DPS answer: the first line is the topic, the rest the
+/// body. When the topic is a DPS response, the body is parsed by its status
+/// ([`parse_response`](crate::provisioning::parse_response)); anything
+/// accepted is written back and must read the same (payloads are compared
+/// only when they hold no floating-point number, which JSON text does not
+/// always carry exactly). The body is also read as a register request with
+/// the same property. Then a provisioning session awaiting request `1`
+/// gets the answer: nothing may panic, the outputs must drain, and a
+/// finished session must have reported exactly one result.
+pub fn dps_response(data: &[u8]) {
+    use crate::provisioning::{
+        Event, OperationStatus, ProvisioningState, RegisterRequest, Response, ServiceError,
+        parse_response,
+    };
+
+    let (topic_bytes, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &data[data.len()..]),
+    };
+    let Ok(topic_text) = core::str::from_utf8(topic_bytes) else {
+        return;
+    };
+    let Ok(HubTopic::DpsResponse {
+        status,
+        retry_after,
+        ..
+    }) = topic::parse(topic_text)
+    else {
+        return;
+    };
+    match parse_response(status, body) {
+        Ok(Response::Operation(op)) => {
+            let again = OperationStatus::parse(&op.to_vec())
+                .unwrap_or_else(|e| panic!("{op:?} written back does not parse: {e}"));
+            assert_eq!(without_float_payloads(op), without_float_payloads(again));
+        }
+        Ok(Response::Error { error, .. }) => {
+            assert_eq!(ServiceError::parse(&error.to_vec()), error);
+        }
+        Err(_) => {}
+    }
+    if let Ok(request) = RegisterRequest::parse(body) {
+        let again = RegisterRequest::parse(&request.to_vec()).expect("written back");
+        assert_eq!(request.registration_id, again.registration_id);
+        if !request.payload.as_ref().is_some_and(has_float) {
+            assert_eq!(request, again);
+        }
+    }
+
+    // The same answer to a session that waits for it.
+    let mut s = provisioning_session_awaiting_response();
+    let answer = crate::mqtt::Publish::new(
+        topic::hub::dps_response(status, &RequestId::from(1), retry_after),
+        crate::mqtt::QosPid::AtMostOnce,
+        bytes::Bytes::copy_from_slice(body),
+    )
+    .expect("a short topic");
+    let now = crate::time::Instant::from_millis(1);
+    s.handle_input(now, &crate::mqtt::Packet::Publish(answer).to_bytes());
+    let mut results = 0;
+    let mut budget = 10_000u32;
+    loop {
+        let mut moved = false;
+        while s.poll_transmit().is_some() || s.poll_transport().is_some() {
+            moved = true;
+        }
+        while let Some(e) = s.poll_event() {
+            moved = true;
+            results += usize::from(matches!(e, Event::Assigned(_) | Event::Failed(_)));
+        }
+        budget -= 1;
+        assert!(budget > 0, "the session's outputs never drain");
+        if !moved {
+            break;
+        }
+    }
+    match s.state() {
+        ProvisioningState::Finished => {
+            assert_eq!(results, 1);
+            assert!(s.outcome().is_some());
+            assert_eq!(s.poll_timeout(), None);
+        }
+        ProvisioningState::Waiting | ProvisioningState::AwaitingResponse => assert_eq!(results, 0),
+        other => panic!("unexpected state {other:?} after an answer"),
+    }
+}
+
+/// A provisioning session that has connected, subscribed and sent its
+/// register request with `$rid=1`.
+fn provisioning_session_awaiting_response() -> crate::provisioning::Session {
+    use crate::auth::{IdScope, ProvisioningAttestation, RegistrationId, SharedAccessKey};
+    use crate::mqtt::{Connack, ConnectReturnCode, Packet, Pid, QoS, Suback, SubscribeReturnCode};
+    use crate::provisioning::{Config, ProvisioningState, Session};
+    use crate::time::Instant;
+
+    let config = Config::new(
+        IdScope::new("0ne00000A0A").expect("valid"),
+        RegistrationId::new("fuzz-device").expect("valid"),
+        ProvisioningAttestation::SymmetricKey(SharedAccessKey::from_bytes([1u8; 32]).expect("key")),
+    );
+    let now = Instant::ZERO;
+    let mut s = Session::new(config, now).expect("valid config");
+    let _ = s.poll_transport();
+    s.handle_transport_connected(now, 1_700_000_000);
+    s.handle_input(
+        now,
+        &Packet::Connack(Connack::new(false, ConnectReturnCode::Accepted)).to_bytes(),
+    );
+    let suback =
+        Suback::new(Pid::MIN, [SubscribeReturnCode::Success(QoS::AtLeastOnce)]).expect("suback");
+    s.handle_input(now, &Packet::Suback(suback).to_bytes());
+    while s.poll_transmit().is_some() || s.poll_event().is_some() {}
+    assert_eq!(s.state(), ProvisioningState::AwaitingResponse);
+    s
+}
+
+fn has_float(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.is_f64(),
+        serde_json::Value::Array(a) => a.iter().any(has_float),
+        serde_json::Value::Object(o) => o.values().any(has_float),
+        _ => false,
+    }
+}
+
+/// The operation with payloads that hold floats removed (see
+/// [`dps_response`]).
+fn without_float_payloads(
+    mut op: crate::provisioning::OperationStatus,
+) -> crate::provisioning::OperationStatus {
+    if let Some(state) = &mut op.registration_state {
+        if state.payload.as_ref().is_some_and(has_float) {
+            state.payload = None;
+        }
+    }
+    op
+}
+
 /// Decodes `data` as a property bag; anything accepted re-encodes to a bag
 /// that decodes to the same properties.
 pub fn property_bag(data: &[u8]) {
@@ -338,6 +476,7 @@ mod tests {
         ("property_bag", super::property_bag),
         ("connection_string", super::connection_string),
         ("session", super::session),
+        ("dps_response", super::dps_response),
     ];
 
     fn corpus_dir(target: &str) -> PathBuf {

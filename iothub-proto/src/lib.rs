@@ -52,6 +52,15 @@
 //! - [`session`] — the device session: the driving contract, the state
 //!   machine, telemetry, twin, methods, cloud-to-device messages,
 //!   SAS renewal and reconnection.
+//! - [`provisioning`] — the Device Provisioning Service session, driven
+//!   the same way: register, poll, and the hub and device id assigned
+//!   ([`provisioning::Registration::device_config`] turns the result into a
+//!   [`session::Config`]).
+//! - [`pnp`] — IoT Plug and Play conventions: component telemetry,
+//!   writable-property acknowledgements, component commands, desired
+//!   properties per component.
+//! - [`edge`] — IoT Edge modules: configuration from the IoT Edge
+//!   environment, output messages, workload-API signing requests.
 //! - [`time`] — the monotonic [`time::Instant`] the session runs on.
 //! - [`mqtt`] — MQTT 3.1.1 codec for all 14 packet types, client and server
 //!   side, incremental (`Ok(None)` means "need more bytes") and zero-copy
@@ -69,7 +78,9 @@
 //!   in the dependencies. Without it the crate is `no_std` + `alloc`.
 //! - `hub`: `hub::Hub`, the hub's side of the protocol as a sans-IO
 //!   engine: the core of `iothub-emulator`, and the in-memory peer that
-//!   tests drive a device session against in simulated time.
+//!   tests drive a device session against in simulated time; and
+//!   [`hub::dps::DpsService`], the same for the Device Provisioning
+//!   Service.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -91,13 +102,18 @@ extern crate std;
 mod text;
 
 pub mod auth;
+pub mod edge;
 pub mod mqtt;
+pub mod pnp;
 pub mod properties;
+pub mod provisioning;
 pub mod session;
 pub mod time;
 pub mod topic;
 
-#[cfg(any(feature = "hub", test))]
+// Documented whatever the features (the crate docs link to it); compiled
+// for use only with the `hub` feature.
+#[cfg(any(feature = "hub", test, doc))]
 pub mod hub;
 
 #[cfg(any(feature = "fuzzing", test))]

@@ -118,6 +118,65 @@ impl fmt::Debug for Instant {
     }
 }
 
+/// One slot of a timer table: a small `Copy` enum numbered from 0.
+pub(crate) trait TimerSlot: Copy {
+    /// The slot's position in the table.
+    fn index(self) -> usize;
+}
+
+/// A table of deadlines, one per purpose (`K`), as the sessions keep them:
+/// `poll_timeout` is the earliest one (quinn-proto's `TimerTable`).
+#[derive(Debug, Clone)]
+pub(crate) struct TimerTable<K, const N: usize> {
+    slots: [Option<Instant>; N],
+    kind: core::marker::PhantomData<K>,
+}
+
+impl<K, const N: usize> Default for TimerTable<K, N> {
+    fn default() -> Self {
+        TimerTable {
+            slots: [None; N],
+            kind: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: TimerSlot, const N: usize> TimerTable<K, N> {
+    pub(crate) fn get(&self, kind: K) -> Option<Instant> {
+        self.slots.get(kind.index()).copied().flatten()
+    }
+
+    pub(crate) fn set(&mut self, kind: K, at: Instant) {
+        self.put(kind, Some(at));
+    }
+
+    pub(crate) fn put(&mut self, kind: K, at: Option<Instant>) {
+        if let Some(slot) = self.slots.get_mut(kind.index()) {
+            *slot = at;
+        }
+    }
+
+    pub(crate) fn clear(&mut self, kind: K) {
+        self.put(kind, None);
+    }
+
+    /// Whether the timer is set and due at `now`; if so, clears it.
+    pub(crate) fn take_due(&mut self, kind: K, now: Instant) -> bool {
+        match self.get(kind) {
+            Some(at) if at <= now => {
+                self.clear(kind);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The earliest deadline of the table.
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.slots.iter().flatten().min().copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
-//! The public handle: [`Client`] and its streams. Every method only sends
-//! a command to the driver task and awaits the answer; nothing here
-//! touches the session. The error, the status and the stream items are
-//! `iothub-net`'s, shared by every adapter.
+//! The public handle: [`Client`], its streams and method calls. Every
+//! method only sends a command to the driver task and awaits the answer;
+//! nothing here touches the session. The values handed out (error,
+//! status, stream items) are the runtime-neutral ones of `iothub_net::api`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,25 +9,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::driver::{Command, MethodCall, Reply, Sink, Subscribe, Telemetry};
-use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
-use iothub_proto::session::{AckToken, InboundMessage, Message, MethodId, Twin};
+use iothub_net::{
+    ClientOptions, DesiredUpdate, Error, InputMessage, MethodCall, OptionsError, Status, Subscriber,
+};
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
+use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, MethodId, Twin};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
-use crate::driver::Driver;
-
-/// A reply whose answer arrives on a tokio oneshot.
-fn reply<T: Send + 'static>() -> (Reply<T>, oneshot::Receiver<Result<T, Error>>) {
-    let (tx, rx) = oneshot::channel();
-    (Reply::new(move |v| tx.send(v).err()), rx)
-}
-
-/// A sink that feeds a stream.
-fn sink<T: Send + 'static>(tx: mpsc::UnboundedSender<T>) -> Sink<T> {
-    Sink::new(move |item| tx.send(item).is_ok())
-}
+use crate::driver::{Command, Driver, Telemetry};
+use crate::transport::Endpoint;
 
 /// A direct method call; answer it with [`respond`](Self::respond) before
 /// the caller's timeout. Dropping it unanswered leaves the caller to time
@@ -50,7 +42,7 @@ impl MethodRequest {
         let (Some(id), Some(ctl)) = (self.id.take(), self.ctl.take()) else {
             return Err(Error::Closed);
         };
-        let (tx, rx) = reply();
+        let (tx, rx) = oneshot::channel();
         ctl.send(Box::new(Command::Respond(id, status, payload.into(), tx)))
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
@@ -95,7 +87,7 @@ impl<T> futures_core::Stream for Events<T> {
 /// the client. A command that reached the driver goes on without you: a
 /// telemetry message whose `send_telemetry` future was dropped after it
 /// was queued is still delivered at least once, and its outcome is logged
-/// (tracing, target `iothub_net::driver`) instead of returned.
+/// (tracing, target `iothub_tokio`) instead of returned.
 ///
 /// When the last handle is dropped the driver shuts down as
 /// [`shutdown`](Self::shutdown) would, with a 5 s drain.
@@ -116,10 +108,16 @@ impl Client {
     /// and spawns the driver task, which connects at once. Must be called
     /// within a tokio runtime.
     pub fn new(options: ClientOptions) -> Result<Client, Error> {
-        let (core, endpoint, span) = iothub_net::driver::DriverCore::start(options)?;
+        let tls = options.prepare()?;
+        let endpoint = Endpoint::new(&options, tls).map_err(OptionsError::from)?;
+        let span = tracing::info_span!(
+            "iothub",
+            client_id = %options.config.identity.client_id(),
+        );
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (tel_tx, tel_rx) = mpsc::channel(TELEMETRY_CHANNEL);
-        let (driver, status) = Driver::new(core, endpoint, ctl_rx, tel_rx);
+        let (driver, status) = Driver::new(options.config, endpoint, ctl_rx, tel_rx)
+            .map_err(|e| Error::Options(OptionsError::Config(e)))?;
         tokio::spawn(driver.run().instrument(span));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -136,11 +134,11 @@ impl Client {
         Client::new(ClientOptions::from_connection_string(cs)?)
     }
 
-    async fn call<T: Send + 'static>(
+    async fn call<T>(
         &self,
-        make: impl FnOnce(Reply<T>) -> Command,
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
     ) -> Result<T, Error> {
-        let (tx, rx) = reply();
+        let (tx, rx) = oneshot::channel();
         self.inner
             .ctl
             .send(Box::new(make(tx)))
@@ -155,7 +153,7 @@ impl Client {
     /// Cancelling: before the message reached the driver, it is not sent;
     /// after, it is delivered anyway and its outcome logged.
     pub async fn send_telemetry(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let (tx, rx) = reply();
+        let (tx, rx) = oneshot::channel();
         self.inner
             .tel
             .send(Box::new((message.into(), tx)))
@@ -176,13 +174,16 @@ impl Client {
         self.call(|tx| Command::UpdateReported(json, tx)).await
     }
 
-    async fn subscribe<T: Send + 'static>(
+    /// Subscribes: the driver's router feeds `item(value)` to a new
+    /// stream.
+    async fn subscribe<T: Send + 'static, U: 'static>(
         &self,
-        make: impl FnOnce(Sink<T>) -> Subscribe,
+        kind: fn(iothub_net::Outlet<U>) -> Subscriber,
+        mut item: impl FnMut(U) -> T + Send + 'static,
     ) -> Result<Events<T>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sink = make(sink(tx));
-        self.call(|reply| Command::Enable(sink, reply)).await?;
+        let outlet = kind(Box::new(move |u| tx.send(item(u)).is_ok()));
+        self.call(|reply| Command::Subscribe(outlet, reply)).await?;
         Ok(Events { rx })
     }
 
@@ -191,22 +192,20 @@ impl Client {
     /// patches. Subscribes on first use; a second call ends the first
     /// stream.
     pub async fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
-        self.subscribe(Subscribe::Desired).await
+        self.subscribe(Subscriber::Desired, |u| u).await
     }
 
     /// Direct method calls. Subscribes on first use; a second call ends
     /// the first stream.
     pub async fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
+        // A weak sender: streams and calls in flight do not keep the driver
+        // alive once every handle is gone.
         let ctl = self.inner.ctl.downgrade();
-        self.subscribe(|methods: Sink<MethodRequest>| {
-            Subscribe::Methods(Sink::new(move |call: MethodCall| {
-                methods.deliver(MethodRequest {
-                    name: call.name,
-                    payload: call.payload,
-                    id: Some(call.id),
-                    ctl: ctl.upgrade(),
-                })
-            }))
+        self.subscribe(Subscriber::Methods, move |call: MethodCall| MethodRequest {
+            name: call.name,
+            payload: call.payload,
+            id: Some(call.id),
+            ctl: ctl.upgrade(),
         })
         .await
     }
@@ -217,18 +216,32 @@ impl Client {
     /// keep the stream alive, or messages received meanwhile are lost
     /// (and logged).
     pub async fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
-        self.subscribe(Subscribe::C2d).await
+        self.subscribe(Subscriber::C2d, |m| m).await
     }
 
     /// IoT Edge module input messages (module identities); acknowledged
     /// like [`c2d_messages`](Self::c2d_messages).
     pub async fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
-        self.subscribe(Subscribe::Inputs).await
+        self.subscribe(Subscriber::Inputs, |m| m).await
     }
 
     /// Acknowledges a message in manual-ack mode.
     pub async fn ack(&self, token: AckToken) -> Result<(), Error> {
         self.call(|tx| Command::Ack(token, tx)).await
+    }
+
+    /// Resolves when the device should provision again under `policy`,
+    /// counting from now: the hub refused its credentials (CONNACK 4 or 5:
+    /// deleted, disabled, moved) or that many connection attempts failed
+    /// in a row. The driver reads every session event for it. A second
+    /// call replaces the first (which then fails with [`Error::Closed`]);
+    /// [`Error::Closed`] too if the client stops first.
+    /// [`run_provisioned`](crate::run_provisioned) uses it.
+    pub async fn reprovision_needed(
+        &self,
+        policy: ReprovisionPolicy,
+    ) -> Result<ReprovisionReason, Error> {
+        self.call(|tx| Command::WatchReprovision(policy, tx)).await
     }
 
     /// Watches the connection state; see [`Status`].
@@ -244,10 +257,13 @@ impl Client {
     pub async fn wait_connected(&self) -> Result<(), Error> {
         let mut rx = self.inner.status.clone();
         let status = rx
-            .wait_for(|s| s.connect_outcome().is_some())
+            .wait_for(|s| s.state == ConnectionState::Connected || s.failure().is_some())
             .await
             .map_err(|_| Error::Closed)?;
-        status.connect_outcome().unwrap_or(Err(Error::Closed))
+        match status.failure() {
+            Some(e) if status.state != ConnectionState::Connected => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Graceful shutdown: lets queued and in-flight telemetry and twin
@@ -255,7 +271,7 @@ impl Client {
     /// the driver has ended. What could not finish is failed (each future
     /// gets its error). Calling it again, or after a stop, returns at once.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        let (tx, rx) = reply();
+        let (tx, rx) = oneshot::channel();
         if self
             .inner
             .ctl

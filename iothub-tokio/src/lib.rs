@@ -32,6 +32,24 @@
 //!           watch<Status>
 //! ```
 //!
+//! **Provisioning.** [`provision`] registers the device with the Device
+//! Provisioning Service (the core's provisioning session, over the same
+//! transports) and returns the assignment with the [`ClientOptions`] for
+//! the assigned hub; [`run_provisioned`] also provisions again when
+//! [`ReprovisionPolicy`] says so (the hub refused the credentials, or
+//! connections kept failing — [`Client::reprovision_needed`]).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), iothub_tokio::Error> {
+//! use iothub_tokio::{Message, ProvisioningOptions, provision};
+//!
+//! let options = ProvisioningOptions::group_key("0ne00000A0A", "sensor-7", "<group key>")?;
+//! let provisioned = provision(&options).await?; // assigned_hub, device_id
+//! let client = provisioned.connect()?;
+//! client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..])).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! Transports ([`Transport`]): MQTT over TLS (8883), MQTT over WebSocket
 //! over TLS (443, through an optional HTTP `CONNECT` [`Proxy`]), and plain
 //! TCP for local tests only when asked for. TLS is rustls with the ring
@@ -45,15 +63,19 @@
 
 mod client;
 mod driver;
+mod provision;
 mod transport;
 
 pub use client::{Client, Events, MethodRequest};
 pub use iothub_net::{
-    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Proxy, Status, Transport,
+    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, ProvisioningOptions, Proxy,
+    Status, Transport,
 };
 /// The sans-IO core, for every other type (errors, identities, options).
 pub use iothub_proto as proto;
 pub use iothub_proto::properties::MessageProperties;
+pub use iothub_proto::provisioning::{Registration, ReprovisionPolicy, ReprovisionReason};
 pub use iothub_proto::session::{
     AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
 };
+pub use provision::{Provisioned, provision, provision_and_connect, run_provisioned};

@@ -78,7 +78,7 @@ fn heap_per_idle_connected_client() {
         per_client(tls.port, Some(&pki.ca_pem)).await;
         let tls_bytes = per_client(tls.port, Some(&pki.ca_pem)).await;
         eprintln!("heap per idle connected client: plain TCP {plain_bytes} B, TLS {tls_bytes} B");
-        assert!(plain_bytes < 32 * 1024, "plain {plain_bytes}");
-        assert!(tls_bytes < 128 * 1024, "tls {tls_bytes}");
+        assert!(plain_bytes < 24 * 1024, "plain {plain_bytes}");
+        assert!(tls_bytes < 40 * 1024, "tls {tls_bytes}");
     });
 }

@@ -473,3 +473,52 @@ async fn manual_ack_acknowledges_only_when_asked() {
         Err(Error::Command(CommandError::AckUndeliverable))
     ));
 }
+
+#[tokio::test]
+async fn lost_pubacks_mean_resends_and_the_duplicates_are_counted() {
+    support::init_tracing();
+    let server = HubServer::start(Serve::Plain, None).await;
+    let id = server.identity.clone();
+    let client = Client::new(plain(&server)).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    // The hub stores the messages but its PUBACKs never come.
+    server.with(|h| h.withhold_pubacks(true));
+    let sends: Vec<_> = (0..10u32)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                c.send_telemetry(Message::new(i.to_be_bytes().to_vec()))
+                    .await
+            })
+        })
+        .collect();
+    within(10, async {
+        while server.with(|h| h.telemetry().len()) < 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The connection dies; the client resends with DUP and this time the
+    // hub answers.
+    server.with(|h| {
+        h.withhold_pubacks(false);
+        let conn = h.connection_of(&id).unwrap();
+        h.drop_connection(conn);
+    });
+    for s in sends {
+        within(10, s).await.unwrap().unwrap();
+    }
+    let got = server.with(|h| h.take_telemetry());
+    let resent = got.iter().filter(|t| t.dup).count();
+    let mut distinct: Vec<_> = got.iter().map(|t| t.payload.clone()).collect();
+    distinct.sort();
+    distinct.dedup();
+    eprintln!(
+        "{} received, {} distinct, {resent} resent with DUP",
+        got.len(),
+        distinct.len()
+    );
+    assert_eq!(distinct.len(), 10);
+    assert_eq!(got.len(), 20, "each message twice: at-least-once");
+    assert_eq!(resent, 10);
+}

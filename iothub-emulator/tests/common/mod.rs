@@ -131,6 +131,11 @@ impl Client {
             .unwrap()
     }
 
+    /// A client over an established WebSocket.
+    pub fn from_ws(ws: WebSocketStream<TlsStream<TcpStream>>) -> Client {
+        Client::new(Transport::Ws(Box::new(ws)))
+    }
+
     fn new(t: Transport) -> Client {
         Client {
             t,
@@ -395,4 +400,103 @@ pub async fn start() -> EmulatorHandle {
         .start()
         .await
         .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// DPS: a raw-codec provisioning client
+
+/// A DPS CONNECT for `registration_id` in `id_scope`, token valid for an
+/// hour (no password for X.509).
+pub fn dps_connect(
+    id_scope: &str,
+    registration_id: &str,
+    attestation: &iothub_proto::auth::ProvisioningAttestation,
+) -> Connect {
+    use iothub_proto::auth::{IdScope, ProvisioningUsername, RegistrationId};
+    let username = ProvisioningUsername::new(
+        IdScope::new(id_scope).unwrap(),
+        RegistrationId::new(registration_id).unwrap(),
+    );
+    let creds = attestation.connect_credentials(&username, unix_now() + 3600);
+    let mut c = Connect::new(creds.client_id.as_str())
+        .unwrap()
+        .with_keep_alive(60)
+        .with_clean_session(true)
+        .with_username(creds.username.as_str())
+        .unwrap();
+    if let Some(p) = creds.expose_password() {
+        c = c.with_password(p.to_vec()).unwrap();
+    }
+    c
+}
+
+/// A DPS answer: status, retry-after and the body as JSON.
+#[derive(Debug)]
+pub struct DpsAnswer {
+    pub status: u16,
+    pub retry_after: Option<u32>,
+    pub body: Value,
+}
+
+impl Client {
+    /// Subscribes to the DPS answers (QoS 1, granted 1).
+    pub async fn dps_subscribe(&mut self) {
+        let codes = self
+            .subscribe(&[(iothub_proto::topic::DPS_RESPONSE_FILTER, QoS::AtLeastOnce)])
+            .await;
+        assert_eq!(
+            codes,
+            vec![mqtt::SubscribeReturnCode::Success(QoS::AtLeastOnce)]
+        );
+    }
+
+    /// Publishes a DPS request and returns the answer (acknowledged).
+    pub async fn dps_request(&mut self, topic: String, body: &[u8], rid: &str) -> DpsAnswer {
+        use iothub_proto::topic::HubTopic;
+        self.publish(&topic, QoS::AtLeastOnce, body).await;
+        let p = self.recv_publish().await;
+        if let Some(pid) = p.pid() {
+            self.send(Packet::Puback(pid)).await;
+        }
+        let Ok(HubTopic::DpsResponse {
+            status,
+            request_id,
+            retry_after,
+        }) = iothub_proto::topic::parse(p.topic().as_str())
+        else {
+            panic!("not a DPS answer: {}", p.topic().as_str());
+        };
+        assert_eq!(request_id, rid);
+        let body = serde_json::from_slice(p.payload()).unwrap_or(Value::Null);
+        DpsAnswer {
+            status,
+            retry_after,
+            body,
+        }
+    }
+
+    /// Register, then poll until the status is no longer `assigning`;
+    /// returns the register answer and the final one.
+    pub async fn dps_provision(&mut self, registration_id: &str) -> (DpsAnswer, DpsAnswer) {
+        use iothub_proto::topic::{RequestId, dps_poll, dps_register};
+        let body = serde_json::to_vec(
+            &serde_json::json!({"registrationId": registration_id, "payload": {"site": "test"}}),
+        )
+        .unwrap();
+        let first = self
+            .dps_request(dps_register(&RequestId::from(1)), &body, "1")
+            .await;
+        assert_eq!(first.status, 202, "{first:?}");
+        let op = first.body["operationId"].as_str().unwrap().to_owned();
+        for n in 2..20u64 {
+            let rid = n.to_string();
+            let a = self
+                .dps_request(dps_poll(&RequestId::from(n), &op), b"", &rid)
+                .await;
+            if a.status != 202 {
+                return (first, a);
+            }
+        }
+        panic!("still assigning after 18 polls");
+    }
 }

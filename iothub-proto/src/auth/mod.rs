@@ -37,6 +37,16 @@
 //! with [`Username::parse`] and can check a password with
 //! [`SasToken::parse`] and [`SasToken::verify`].
 //!
+//! # Device Provisioning Service
+//!
+//! DPS has its own ids ([`IdScope`], [`RegistrationId`]), its own username
+//! form (`{idScope}/registrations/{registrationId}/api-version=…`, built and
+//! read by [`ProvisioningUsername`]; [`Username::parse`] would misread it)
+//! and its own SAS resource URI ([`dps_resource_uri`], `skn=`[`DPS_KEY_NAME`]).
+//! [`ProvisioningAttestation::connect_credentials`] puts them together; a
+//! group enrollment's device key comes from
+//! [`SharedAccessKey::derive_for_registration`].
+//!
 //! # Secrets
 //!
 //! [`SharedAccessKey`] and [`SasToken`] never show their secret in `Debug`,
@@ -56,6 +66,7 @@ mod connection_string;
 mod credentials;
 mod host;
 mod identity;
+mod provisioning;
 mod sas;
 mod username;
 
@@ -67,6 +78,11 @@ pub use credentials::{
 };
 pub use host::{HostName, HostNameError, MAX_HOST_NAME_LEN};
 pub use identity::{DeviceId, IdError, IdErrorReason, IdKind, Identity, MAX_ID_LEN, ModuleId};
+pub use provisioning::{
+    DEFAULT_DPS_API_VERSION, GLOBAL_DPS_ENDPOINT, IdScope, MAX_ID_SCOPE_LEN,
+    MAX_REGISTRATION_ID_LEN, ProvisioningAttestation, ProvisioningIdError, ProvisioningIdKind,
+    ProvisioningUsername, ProvisioningUsernameError, RegistrationId,
+};
 pub use sas::{
     DPS_KEY_NAME, SasField, SasToken, SasTokenError, SharedAccessKey, SharedAccessKeyError,
     dps_resource_uri,

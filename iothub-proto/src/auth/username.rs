@@ -105,6 +105,12 @@ impl Username {
     /// first `=`; names and values are percent-decoded leniently (a `%` not
     /// followed by two hex digits stays as is; `+` stays `+`). Exactly one
     /// non-empty `api-version` is required, anywhere in the query.
+    ///
+    /// IoT Hub usernames only: a Device Provisioning Service username
+    /// (`{idScope}/registrations/{registrationId}/api-version=…`) has the
+    /// same shape as a legacy module username and would be read as one
+    /// (host = ID scope, device = `registrations`). Read those with
+    /// [`ProvisioningUsername::parse`](super::ProvisioningUsername::parse).
     pub fn parse(s: &str) -> Result<Self, UsernameError> {
         use UsernameError as E;
 

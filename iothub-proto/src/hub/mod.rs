@@ -122,6 +122,7 @@
 //! C2D and module input messages at the granted QoS of the subscription
 //! (QoS 1 normally), and removed only on PUBACK.
 
+pub mod dps;
 mod twin;
 mod types;
 
@@ -205,6 +206,8 @@ struct Record {
     refuse_until: Option<(u64, ConnectReturnCode)>,
     /// Injected latency of twin answers and method results, in ms.
     answer_delay_ms: u64,
+    /// The `model-id` (IoT Plug and Play) of the last accepted CONNECT.
+    model_id: Option<String>,
 }
 
 impl Record {
@@ -221,6 +224,7 @@ impl Record {
             malformed_get_next: false,
             refuse_until: None,
             answer_delay_ms: 0,
+            model_id: None,
         }
     }
 
@@ -854,6 +858,13 @@ impl Hub {
         self.connection_of(identity).is_some()
     }
 
+    /// The IoT Plug and Play `model-id` the identity announced in the
+    /// username of its last accepted CONNECT, if any.
+    #[must_use]
+    pub fn model_id(&self, identity: &Identity) -> Option<&str> {
+        self.identities.get(&key(identity))?.model_id.as_deref()
+    }
+
     /// The subscriptions (filter, granted QoS) of the session a live
     /// connection belongs to; empty for a closed or unauthenticated one.
     #[must_use]
@@ -1259,7 +1270,7 @@ impl Hub {
         connect: &Connect,
         now_ms: u64,
         unix_secs: u64,
-    ) -> Result<(String, Option<u64>), ConnectReturnCode> {
+    ) -> Result<(String, Option<u64>, Option<String>), ConnectReturnCode> {
         use ConnectReturnCode as Code;
         if let (n @ 1.., Some(code)) = self.faults.refuse_connects {
             self.faults.refuse_connects.0 = n - 1;
@@ -1289,11 +1300,12 @@ impl Hub {
                 return Err(code);
             }
         }
+        let model_id = username.model_id().map(String::from);
         if !self.authenticate {
             self.identities
                 .entry(k.clone())
                 .or_insert_with(|| Record::new(username.identity.clone(), None));
-            return Ok((k, None));
+            return Ok((k, None, model_id));
         }
         let record = self.identities.get(&k).ok_or(Code::NotAuthorized)?;
         let (primary, secondary) = match &record.auth {
@@ -1307,7 +1319,7 @@ impl Hub {
                 if !x509.matches_thumbprint(thumbprint) {
                     return Err(Code::BadUserNameOrPassword);
                 }
-                return Ok((k, None));
+                return Ok((k, None, model_id));
             }
             None => return Err(Code::NotAuthorized),
         };
@@ -1329,11 +1341,11 @@ impl Hub {
         if token.is_expired_at(unix_secs) {
             return Err(Code::NotAuthorized);
         }
-        Ok((k, Some(token.expiry_unix_secs())))
+        Ok((k, Some(token.expiry_unix_secs()), model_id))
     }
 
     fn on_connect(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, connect: &Connect) {
-        let (k, expiry) = match self.check_connect(conn, connect, now_ms, unix_secs) {
+        let (k, expiry, model_id) = match self.check_connect(conn, connect, now_ms, unix_secs) {
             Ok(ok) => ok,
             Err(code) => return self.refuse(conn, code),
         };
@@ -1354,6 +1366,7 @@ impl Hub {
         }
         r.session_kept = !clean;
         r.conn = Some(conn);
+        r.model_id = model_id;
         if journal {
             self.changed(&k);
         }

@@ -67,7 +67,7 @@
 //! - The session never asks for a transport in a tight loop: reconnections
 //!   follow the backoff, refused credentials the [`AuthFailurePolicy`].
 
-mod backoff;
+pub(crate) mod backoff;
 mod config;
 mod error;
 mod event;

@@ -5,7 +5,7 @@
 //! [`TimerKind::Message`] and [`TimerKind::Request`] slots hold the earliest
 //! of them, recomputed whenever a message or request comes or goes.
 
-use crate::time::Instant;
+use crate::time::{TimerSlot, TimerTable};
 
 /// The purpose of one slot of the timer table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,55 +51,21 @@ impl TimerKind {
         TimerKind::Message,
         TimerKind::Request,
     ];
+}
 
-    const fn index(self) -> usize {
+impl TimerSlot for TimerKind {
+    fn index(self) -> usize {
         self as usize
     }
 }
 
 /// The timer table.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Timers([Option<Instant>; TimerKind::COUNT]);
-
-impl Timers {
-    pub(crate) fn get(&self, kind: TimerKind) -> Option<Instant> {
-        self.0.get(kind.index()).copied().flatten()
-    }
-
-    pub(crate) fn set(&mut self, kind: TimerKind, at: Instant) {
-        self.put(kind, Some(at));
-    }
-
-    pub(crate) fn put(&mut self, kind: TimerKind, at: Option<Instant>) {
-        if let Some(slot) = self.0.get_mut(kind.index()) {
-            *slot = at;
-        }
-    }
-
-    pub(crate) fn clear(&mut self, kind: TimerKind) {
-        self.put(kind, None);
-    }
-
-    /// Whether the timer is set and due at `now`; if so, clears it.
-    pub(crate) fn take_due(&mut self, kind: TimerKind, now: Instant) -> bool {
-        match self.get(kind) {
-            Some(at) if at <= now => {
-                self.clear(kind);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The earliest deadline of the table.
-    pub(crate) fn earliest(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
-    }
-}
+pub(crate) type Timers = TimerTable<TimerKind, { TimerKind::COUNT }>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Instant;
 
     #[test]
     fn every_kind_has_a_slot() {

@@ -71,9 +71,22 @@ def hub_case(name, host, device_id, module_id, key_b64, expiry, key_name=None):
     }
 
 
-def dps_case(name, id_scope, registration_id, group_key_b64, expiry):
-    # Group enrollment: the device key is HMAC-SHA256(group key, registration id).
-    device_key_b64 = base64.b64encode(sign(group_key_b64, registration_id)).decode("ascii")
+def derive_group_key(group_key_b64, registration_id):
+    """Group enrollment: the device key is HMAC-SHA256(group key, registration id)."""
+    return base64.b64encode(sign(group_key_b64, registration_id)).decode("ascii")
+
+
+def dps_username(id_scope, registration_id, api_version, client_version=None):
+    """{idScope}/registrations/{registrationId}/api-version={v}[&ClientVersion={quote(ua)}]"""
+    username = "{}/registrations/{}/api-version={}".format(id_scope, registration_id, quote(api_version, safe=""))
+    if client_version is not None:
+        username += "&ClientVersion=" + quote(client_version, safe="")
+    return username
+
+
+def dps_case(name, id_scope, registration_id, group_key_b64, expiry,
+             api_version="2021-06-01", client_version=None):
+    device_key_b64 = derive_group_key(group_key_b64, registration_id)
     resource_uri = "{}/registrations/{}".format(id_scope, registration_id)
     token, signature = sas_token(resource_uri, device_key_b64, expiry, "registration")
     return {
@@ -88,6 +101,20 @@ def dps_case(name, id_scope, registration_id, group_key_b64, expiry):
         "expiry_unix_secs": expiry,
         "signature_base64": signature,
         "token": token,
+        # The CONNECT fields of a DPS registration.
+        "client_id": registration_id,
+        "api_version": api_version,
+        "client_version": client_version,
+        "username": dps_username(id_scope, registration_id, api_version, client_version),
+    }
+
+
+def derivation(name, group_key_b64, registration_id):
+    return {
+        "name": name,
+        "group_key_base64": group_key_b64,
+        "registration_id": registration_id,
+        "device_key_base64": derive_group_key(group_key_b64, registration_id),
     }
 
 
@@ -105,6 +132,21 @@ CASES = [
     hub_case("special id characters", HOST, "aZ09-.%_*?!(),:=@$'", "m=(1)?", test_key("special"), 1800000000),
     # Longer than the SHA-256 block: HMAC hashes the key first.
     hub_case("80-byte key", HOST, "long-key", None, test_key("long key", 80), 4102444800),
+    # The portal's group keys are 64 bytes; the documented api-version and a user agent.
+    dps_case("dps group, 64-byte key, old api-version", "0ne00ABCDEF", "sensor-042.a_b:c-",
+             test_key("dps group 64", 64), 1712345678, "2019-03-31", "iothub-rs/0.1 (linux; x86_64)"),
+]
+
+# Group-enrollment key derivation alone: several registration ids under one
+# group key, and keys of other sizes.
+GROUP_KEY = test_key("derivation group", 64)
+DERIVATIONS = [
+    derivation("short id", GROUP_KEY, "a"),
+    derivation("typical id", GROUP_KEY, "thermostat-17"),
+    derivation("every allowed character", GROUP_KEY, "AZaz09-._:-"),
+    derivation("128-character id", GROUP_KEY, "r" * 127 + "9"),
+    derivation("32-byte group key", test_key("derivation group 32"), "thermostat-17"),
+    derivation("100-byte group key", test_key("derivation group 100", 100), "thermostat-17"),
 ]
 
 
@@ -112,7 +154,9 @@ def main():
     signature = next(c for c in CASES if c["name"] == "signature with + / =")["signature_base64"]
     assert all(ch in signature for ch in "+/="), signature
     assert len(base64.b64decode(next(c for c in CASES if c["name"] == "80-byte key")["key_base64"])) == 80
-    json.dump({"generator": "tests/data/sas_vectors.py", "cases": CASES}, sys.stdout, indent=2)
+    assert len({d["device_key_base64"] for d in DERIVATIONS}) == len(DERIVATIONS)
+    json.dump({"generator": "tests/data/sas_vectors.py", "cases": CASES, "derivations": DERIVATIONS},
+              sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

@@ -84,6 +84,27 @@ impl Pair {
         }
     }
 
+    /// A pair around a given session and hub (the identity is the
+    /// session's), at simulated time `now_ms`.
+    pub(crate) fn with_hub(session: Session, hub: Hub, identity: Identity, now_ms: u64) -> Pair {
+        Pair {
+            session,
+            hub,
+            identity,
+            conn: None,
+            conns: 0,
+            now_ms,
+            unix_skew: 0,
+            events: Vec::new(),
+            chunk: None,
+            failing_opens: 0,
+            wire: Wire::default(),
+            up_buf: bytes::BytesMut::new(),
+            down_buf: bytes::BytesMut::new(),
+            transcript: Vec::new(),
+        }
+    }
+
     pub(crate) fn now(&self) -> Instant {
         Instant::from_millis(self.now_ms)
     }

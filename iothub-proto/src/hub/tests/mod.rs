@@ -2,6 +2,7 @@
 
 mod c2d;
 mod connect;
+mod dps;
 mod durable;
 mod faults;
 mod publish;

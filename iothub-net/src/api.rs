@@ -1,0 +1,227 @@
+//! The values every adapter's API hands out, independent of the runtime:
+//! the [`Error`] of client operations, the connection [`Status`], and the
+//! items of the inbound streams ([`DesiredUpdate`], [`InputMessage`]).
+
+use std::fmt;
+
+use iothub_proto::provisioning::ProvisioningError;
+use iothub_proto::session::{
+    CommandError, ConnectRefused, ConnectionState, DisconnectReason, InboundMessage,
+    MessageFailure, RequestError, Session, StopReason,
+};
+use serde_json::Value;
+
+use crate::OptionsError;
+
+/// What went wrong with a client operation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The options are invalid: a bad connection string, PEM or session
+    /// option.
+    Options(OptionsError),
+    /// The session refused the command (too large, bad properties, wrong
+    /// identity kind, shutting down, …); nothing was queued.
+    Command(CommandError),
+    /// The telemetry message failed (no acknowledgment in time, expired,
+    /// session stopped).
+    Message(MessageFailure),
+    /// The twin request failed (hub status after retries, timeout, …).
+    Request(RequestError),
+    /// The hub refused the credentials (CONNACK 4 or 5); the client keeps
+    /// retrying per [`AuthFailurePolicy`](iothub_proto::session::AuthFailurePolicy).
+    Refused(ConnectRefused),
+    /// The session stopped for good.
+    Stopped(StopReason),
+    /// The client's driver has ended (after `shutdown`, a stop, or the
+    /// runtime shutting down).
+    Closed,
+    /// The operation did not finish within the time the caller gave it
+    /// (blocking adapter; the operation itself goes on).
+    Timeout,
+    /// Provisioning with the Device Provisioning Service failed (refused,
+    /// failed or disabled registration, timeout, …; see
+    /// [`ProvisioningError::is_retriable`]).
+    Provisioning(ProvisioningError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Options(e) => fmt::Display::fmt(e, f),
+            Error::Command(e) => write!(f, "command refused: {e}"),
+            Error::Message(e) => write!(f, "telemetry failed: {e}"),
+            Error::Request(e) => write!(f, "twin request failed: {e}"),
+            Error::Refused(e) => write!(f, "the hub refused the connection: {e}"),
+            Error::Stopped(e) => write!(f, "the client {e}"),
+            Error::Closed => f.write_str("the client has stopped"),
+            Error::Timeout => f.write_str("timed out waiting for the client"),
+            Error::Provisioning(e) => write!(f, "provisioning failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Options(e) => Some(e),
+            Error::Command(e) => Some(e),
+            Error::Request(e) => Some(e),
+            Error::Refused(e) => Some(e),
+            Error::Provisioning(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<OptionsError> for Error {
+    fn from(e: OptionsError) -> Self {
+        Error::Options(e)
+    }
+}
+
+/// The connection as the client sees it, observed with
+/// `Client::status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The session's connection state.
+    pub state: ConnectionState,
+    /// The connection number (0 before the first CONNECT, then 1, 2, …).
+    pub connection: u64,
+    /// Why the last connection (or attempt) ended, if one did.
+    pub last_disconnect: Option<DisconnectReason>,
+    /// Why the session stopped, once it has.
+    pub stopped: Option<StopReason>,
+}
+
+/// A desired-properties update.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DesiredUpdate {
+    /// The full desired section (after a connection, or a missed
+    /// notification): replace your state with it.
+    Full {
+        /// The desired properties (an object).
+        desired: Value,
+        /// Its `$version`.
+        version: u64,
+    },
+    /// A patch exactly one version after the last: merge it (`null`
+    /// deletes).
+    Patch {
+        /// The patch (an object).
+        patch: Value,
+        /// Its `$version`.
+        version: u64,
+    },
+}
+
+/// An IoT Edge module input message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InputMessage {
+    /// The input name.
+    pub input: String,
+    /// The message.
+    pub message: InboundMessage,
+}
+
+impl Status {
+    /// The status of a session, with the last disconnection reason the
+    /// adapter saw (from [`Event::Disconnected`](iothub_proto::session::Event::Disconnected)).
+    #[must_use]
+    pub fn of(session: &Session, last_disconnect: Option<DisconnectReason>) -> Status {
+        Status {
+            state: session.state(),
+            connection: session.connection(),
+            last_disconnect,
+            stopped: session.stop_reason(),
+        }
+    }
+
+    /// What `wait_connected` returns for this status: `None` while it
+    /// should keep waiting; `Ok` once connected; otherwise the
+    /// [`failure`](Status::failure).
+    #[must_use]
+    pub fn connect_outcome(&self) -> Option<Result<(), Error>> {
+        if self.state == ConnectionState::Connected {
+            return Some(Ok(()));
+        }
+        self.failure().map(Err)
+    }
+
+    /// What waiting for a connection should fail with in this status: the
+    /// session stopped ([`Error::Stopped`]), or the hub refused the
+    /// credentials and the session waits before trying again
+    /// ([`Error::Refused`]).
+    #[must_use]
+    pub fn failure(&self) -> Option<Error> {
+        if let Some(r) = self.stopped {
+            return Some(Error::Stopped(r));
+        }
+        match &self.last_disconnect {
+            Some(DisconnectReason::Refused(r))
+                if r.is_auth_failure() && self.state == ConnectionState::Backoff =>
+            {
+                Some(Error::Refused(*r))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl InputMessage {
+    /// An input message received on `input`.
+    #[must_use]
+    pub fn new(input: String, message: InboundMessage) -> InputMessage {
+        InputMessage { input, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iothub_proto::mqtt::ConnectReturnCode;
+
+    fn status(state: ConnectionState, last: Option<DisconnectReason>) -> Status {
+        Status {
+            state,
+            connection: 1,
+            last_disconnect: last,
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn failure_of_a_status() {
+        let refused = DisconnectReason::Refused(ConnectRefused {
+            code: ConnectReturnCode::BadUserNameOrPassword,
+        });
+        assert!(matches!(
+            status(ConnectionState::Backoff, Some(refused.clone())).failure(),
+            Some(Error::Refused(_))
+        ));
+        // Reconnecting after the refusal: not a failure (yet).
+        assert!(
+            status(ConnectionState::Opening, Some(refused))
+                .failure()
+                .is_none()
+        );
+        let unavailable = DisconnectReason::Refused(ConnectRefused {
+            code: ConnectReturnCode::ServerUnavailable,
+        });
+        assert!(
+            status(ConnectionState::Backoff, Some(unavailable))
+                .failure()
+                .is_none()
+        );
+        let mut stopped = status(ConnectionState::Stopped, None);
+        stopped.stopped = Some(StopReason::Requested);
+        assert!(matches!(
+            stopped.failure(),
+            Some(Error::Stopped(StopReason::Requested))
+        ));
+        assert!(Error::Closed.to_string().contains("stopped"));
+    }
+}

@@ -1,0 +1,355 @@
+//! [`Router`]: the session's events, routed to whoever waits for them —
+//! the same in every adapter, so it lives here. The adapter hands in its
+//! completions and stream outlets as closures (a tokio oneshot, a std
+//! channel, …); the router keeps them by message id and request token,
+//! calls them when the session reports the outcome, feeds the inbound
+//! streams, and logs the connection lifecycle with `tracing`.
+//!
+//! It makes no protocol decision: every outcome comes from the session's
+//! events, every command goes to the session unchanged.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use bytes::Bytes;
+use iothub_proto::session::{
+    DisconnectReason, Event, Feature, InboundMessage, JsonError, Message, MessageId, MethodId,
+    RequestError, RequestToken, Session, Twin,
+};
+use iothub_proto::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::api::{DesiredUpdate, Error, InputMessage, Status};
+
+/// Completes one command; returns whether anyone was still waiting (a
+/// `false` is logged: the caller dropped its future).
+pub type Done<T> = Box<dyn FnOnce(Result<T, Error>) -> bool + Send>;
+
+/// Feeds one inbound stream; returns whether the stream is still there.
+pub type Outlet<T> = Box<dyn FnMut(T) -> bool + Send>;
+
+/// A direct method call as the router hands it to the adapter, which
+/// wraps it into its own responder type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MethodCall {
+    /// Identifies the call for [`Session::respond_to_method`].
+    pub id: MethodId,
+    /// The method name.
+    pub name: String,
+    /// The request body (JSON or empty).
+    pub payload: Bytes,
+}
+
+/// A stream to feed, and the feature it needs.
+#[non_exhaustive]
+pub enum Subscriber {
+    /// Cloud-to-device messages ([`Feature::C2d`]).
+    C2d(Outlet<InboundMessage>),
+    /// Module input messages ([`Feature::ModuleInputs`]).
+    Inputs(Outlet<InputMessage>),
+    /// Direct method calls ([`Feature::Methods`]).
+    Methods(Outlet<MethodCall>),
+    /// Desired-property updates ([`Feature::DesiredProperties`]).
+    Desired(Outlet<DesiredUpdate>),
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Subscriber::C2d(_) => "Subscriber::C2d",
+            Subscriber::Inputs(_) => "Subscriber::Inputs",
+            Subscriber::Methods(_) => "Subscriber::Methods",
+            Subscriber::Desired(_) => "Subscriber::Desired",
+        })
+    }
+}
+
+/// The waiting completions and stream outlets of one client.
+#[derive(Default)]
+pub struct Router {
+    messages: HashMap<MessageId, Done<()>>,
+    twins: HashMap<RequestToken, Done<Twin>>,
+    reported: HashMap<RequestToken, Done<u64>>,
+    c2d: Option<Outlet<InboundMessage>>,
+    inputs: Option<Outlet<InputMessage>>,
+    methods: Option<Outlet<MethodCall>>,
+    desired: Option<Outlet<DesiredUpdate>>,
+    last_disconnect: Option<DisconnectReason>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("messages", &self.messages.len())
+            .field("requests", &(self.twins.len() + self.reported.len()))
+            .field("last_disconnect", &self.last_disconnect)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hands a command's refusal to its completion.
+fn refuse<T>(done: Done<T>, e: iothub_proto::session::CommandError) {
+    let _ = done(Err(Error::Command(e)));
+}
+
+impl Router {
+    /// An empty router.
+    #[must_use]
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// [`Session::send_telemetry`]; `done` gets the outcome (or the
+    /// refusal at once).
+    pub fn send_telemetry(&mut self, s: &mut Session, now: Instant, m: Message, done: Done<()>) {
+        match s.send_telemetry(now, m) {
+            Ok(id) => {
+                self.messages.insert(id, done);
+            }
+            Err(e) => refuse(done, e),
+        }
+    }
+
+    /// [`Session::get_twin`]; `done` gets the twin.
+    pub fn get_twin(&mut self, s: &mut Session, now: Instant, done: Done<Twin>) {
+        match s.get_twin(now) {
+            Ok(token) => {
+                self.twins.insert(token, done);
+            }
+            Err(e) => refuse(done, e),
+        }
+    }
+
+    /// [`Session::update_reported`]; `done` gets the new reported version.
+    pub fn update_reported(&mut self, s: &mut Session, now: Instant, json: Bytes, done: Done<u64>) {
+        match s.update_reported(now, json) {
+            Ok(token) => {
+                self.reported.insert(token, done);
+            }
+            Err(e) => refuse(done, e),
+        }
+    }
+
+    /// [`Session::enable`]s the subscriber's feature and feeds it from now
+    /// on, replacing (and so ending) an earlier subscriber of that kind.
+    pub fn subscribe(
+        &mut self,
+        s: &mut Session,
+        now: Instant,
+        sub: Subscriber,
+    ) -> Result<(), Error> {
+        let feature = match &sub {
+            Subscriber::C2d(_) => Feature::C2d,
+            Subscriber::Inputs(_) => Feature::ModuleInputs,
+            Subscriber::Methods(_) => Feature::Methods,
+            Subscriber::Desired(_) => Feature::DesiredProperties,
+        };
+        s.enable(now, feature).map_err(Error::Command)?;
+        match sub {
+            Subscriber::C2d(o) => self.c2d = Some(o),
+            Subscriber::Inputs(o) => self.inputs = Some(o),
+            Subscriber::Methods(o) => self.methods = Some(o),
+            Subscriber::Desired(o) => self.desired = Some(o),
+        }
+        Ok(())
+    }
+
+    /// The client's status now.
+    #[must_use]
+    pub fn status(&self, s: &Session) -> Status {
+        Status::of(s, self.last_disconnect.clone())
+    }
+
+    /// Routes one event from [`Session::poll_event`] (and logs the
+    /// connection lifecycle).
+    pub fn dispatch(&mut self, s: &Session, event: Event) {
+        match event {
+            Event::Connected { session_present } => {
+                info!(connection = s.connection(), session_present, "connected");
+            }
+            Event::Disconnected { reason } => {
+                match &reason {
+                    DisconnectReason::TokenRenewal => info!("renewing the SAS token: reconnecting"),
+                    DisconnectReason::Requested => info!("disconnected on request"),
+                    other => warn!(reason = %other, "disconnected"),
+                }
+                self.last_disconnect = Some(reason);
+            }
+            Event::ReconnectScheduled { delay } => {
+                let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                info!(delay_ms, "reconnecting after a delay");
+            }
+            Event::Stopped { reason } => info!(%reason, "session stopped"),
+            Event::TokenExpired { expiry_unix_secs } => {
+                warn!(expiry_unix_secs, "the fixed SAS token has expired");
+            }
+            Event::SubscriptionFailed { subscription } => {
+                warn!(?subscription, "the hub refused a subscription");
+            }
+            Event::MessageAcknowledged { id } | Event::MessageSent { id } => {
+                self.message_done(id, Ok(()));
+            }
+            Event::MessageFailed { id, reason } => {
+                self.message_done(id, Err(Error::Message(reason)));
+            }
+            Event::TwinReceived { token, twin } => {
+                if let Some(done) = self.twins.remove(&token) {
+                    let _ = done(Ok(twin));
+                }
+            }
+            Event::ReportedUpdated { token, version } => {
+                if let Some(done) = self.reported.remove(&token) {
+                    let missing = RequestError::MalformedResponse(JsonError::MissingVersion);
+                    let _ = done(version.ok_or(Error::Request(missing)));
+                }
+            }
+            Event::RequestFailed { token, error } => {
+                if let Some(done) = self.twins.remove(&token) {
+                    let _ = done(Err(Error::Request(error)));
+                } else if let Some(done) = self.reported.remove(&token) {
+                    let _ = done(Err(Error::Request(error)));
+                }
+            }
+            Event::DesiredState { desired, version } => {
+                feed(
+                    &mut self.desired,
+                    "desired",
+                    DesiredUpdate::Full { desired, version },
+                );
+            }
+            Event::DesiredPatch { patch, version } => {
+                feed(
+                    &mut self.desired,
+                    "desired",
+                    DesiredUpdate::Patch { patch, version },
+                );
+            }
+            Event::DesiredSyncFailed { error } => warn!(%error, "desired properties sync failed"),
+            Event::InvalidDesiredPatch { version, error } => {
+                warn!(version, %error, "invalid desired-properties patch");
+            }
+            Event::MethodRequest { id, name, payload } => {
+                feed(
+                    &mut self.methods,
+                    "method",
+                    MethodCall { id, name, payload },
+                );
+            }
+            Event::C2dMessage(message) => feed(&mut self.c2d, "c2d", message),
+            Event::InputMessage { input, message } => {
+                feed(&mut self.inputs, "input", InputMessage::new(input, message));
+            }
+            Event::UnexpectedPublish { topic, error } => {
+                debug!(%topic, %error, "publish on an unexpected topic");
+            }
+            other => debug!(event = ?other, "event"),
+        }
+    }
+
+    fn message_done(&mut self, id: MessageId, outcome: Result<(), Error>) {
+        let Some(done) = self.messages.remove(&id) else {
+            return;
+        };
+        let failure = outcome.as_ref().err().map(ToString::to_string);
+        if !done(outcome) {
+            match failure {
+                None => debug!(%id, "message delivered (its future was dropped)"),
+                Some(e) => warn!(%id, error = %e, "message failed (its future was dropped)"),
+            }
+        }
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        for id in self.messages.keys() {
+            warn!(%id, "telemetry message left without an outcome");
+        }
+    }
+}
+
+/// Feeds a stream; logs the item if nobody listens any more.
+fn feed<T>(outlet: &mut Option<Outlet<T>>, kind: &str, item: T) {
+    let fed = outlet.as_mut().is_some_and(|o| o(item));
+    if !fed {
+        warn!(kind, "inbound item dropped: its stream is gone");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use iothub_proto::auth::ConnectionString;
+    use iothub_proto::session::{CommandError, Config, MessageFailure, StopReason};
+
+    use super::*;
+
+    fn session(cs: &str) -> Session {
+        let cs: ConnectionString = cs.parse().unwrap();
+        Session::new(Config::from_connection_string(&cs)).unwrap()
+    }
+
+    const DEVICE: &str = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn done<T: Send + 'static>(tx: mpsc::Sender<Result<T, Error>>) -> Done<T> {
+        Box::new(move |r| tx.send(r).is_ok())
+    }
+
+    #[test]
+    fn outcomes_reach_their_completions() {
+        let mut s = session(DEVICE);
+        let mut r = Router::new();
+        let now = Instant::ZERO;
+        let (msg_tx, msg_rx) = mpsc::channel();
+        let (twin_tx, twin_rx) = mpsc::channel();
+        // Accepted while offline: they wait in the session.
+        r.send_telemetry(&mut s, now, Message::new(&b"x"[..]), done(msg_tx.clone()));
+        r.get_twin(&mut s, now, done(twin_tx));
+        // Refused at once: not a JSON object.
+        let (rep_tx, rep_rx) = mpsc::channel();
+        r.update_reported(&mut s, now, Bytes::from_static(b"[1]"), done(rep_tx));
+        assert!(matches!(
+            rep_rx.try_recv().unwrap(),
+            Err(Error::Command(CommandError::NotJsonObject))
+        ));
+        // A stop fails what is pending; the router hands each failure over.
+        s.disconnect(now, Duration::ZERO);
+        while let Some(e) = s.poll_event() {
+            r.dispatch(&s, e);
+        }
+        assert!(matches!(
+            msg_rx.try_recv().unwrap(),
+            Err(Error::Message(MessageFailure::SessionClosed))
+        ));
+        assert!(matches!(
+            twin_rx.try_recv().unwrap(),
+            Err(Error::Request(RequestError::SessionClosed))
+        ));
+        assert_eq!(r.status(&s).stopped, Some(StopReason::Requested));
+        // After the stop, commands are refused with a typed error.
+        r.send_telemetry(&mut s, now, Message::new(&b"y"[..]), done(msg_tx));
+        assert!(matches!(
+            msg_rx.try_recv().unwrap(),
+            Err(Error::Command(CommandError::SessionClosed))
+        ));
+    }
+
+    #[test]
+    fn subscribing_checks_the_identity_kind() {
+        let mut s = session(DEVICE);
+        let mut r = Router::new();
+        let inputs = Subscriber::Inputs(Box::new(|_| true));
+        assert!(matches!(
+            r.subscribe(&mut s, Instant::ZERO, inputs),
+            Err(Error::Command(CommandError::FeatureNotAvailable(
+                Feature::ModuleInputs
+            )))
+        ));
+        let c2d = Subscriber::C2d(Box::new(|_| true));
+        assert!(r.subscribe(&mut s, Instant::ZERO, c2d).is_ok());
+        assert!(s.is_enabled(Feature::C2d));
+    }
+}
