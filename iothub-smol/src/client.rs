@@ -20,7 +20,7 @@ use crate::driver::Driver;
 const TELEMETRY_CHANNEL: usize = 64;
 
 /// A reply whose answer arrives on a one-slot channel.
-fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<Result<T, Error>>) {
+pub(crate) fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<Result<T, Error>>) {
     let (tx, rx) = async_channel::bounded(1);
     (
         Reply::new(move |v| tx.try_send(v).err().map(|e| e.into_inner())),
@@ -28,7 +28,7 @@ fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<Result<T, Error>>) {
     )
 }
 
-async fn answer<T>(rx: Receiver<Result<T, Error>>) -> Result<T, Error> {
+pub(crate) async fn answer<T>(rx: Receiver<Result<T, Error>>) -> Result<T, Error> {
     rx.recv().await.map_err(|_| Error::Closed)?
 }
 

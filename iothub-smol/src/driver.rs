@@ -150,6 +150,7 @@ impl State {
             }
             self.take_ready_commands();
         }
+        self.refuse_late_commands();
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
@@ -242,6 +243,26 @@ impl State {
         }
     }
 
+    /// Once stopped, no command or telemetry will be taken again: closes
+    /// both channels, so later sends fail at once ([`Error::Closed`]), and
+    /// drops what is already queued, so its replies end (also
+    /// [`Error::Closed`]). Dropping the receivers is not enough: an
+    /// `async_channel` keeps its queued items while any sender (the
+    /// client's handles) lives, so a command sent after the stop but
+    /// before the driver's end would wait for an answer forever.
+    fn refuse_late_commands(&mut self) {
+        self.ctl.close();
+        self.tel.close();
+        while let Ok(c) = self.ctl.try_recv() {
+            debug!("command after the stop: refused");
+            drop(c);
+        }
+        while let Ok(t) = self.tel.try_recv() {
+            debug!("telemetry after the stop: refused");
+            drop(t);
+        }
+    }
+
     fn transport_failed(&mut self, f: &Failure) {
         self.conn = None;
         let now = self.now();
@@ -271,5 +292,49 @@ impl State {
         self.opening = Some(Box::pin(
             async move { transport::open(&ep).await }.instrument(span),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::reply;
+
+    const CS: &str = "HostName=hub.azure-devices.net;DeviceId=dev1;\
+                      SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    /// The end of `every_api_over_tls`: a command sent after the stop but
+    /// before the driver's end (the client's handles still alive) is
+    /// answered with `Closed`, and later sends fail at once.
+    #[test]
+    fn a_command_queued_at_the_stop_is_answered_closed() {
+        let (ctl_tx, ctl) = async_channel::bounded(8);
+        let (tel_tx, tel) = async_channel::bounded(8);
+        let (core, endpoint, _span) =
+            DriverCore::start(ClientOptions::from_connection_string(CS).unwrap()).unwrap();
+        let status = Arc::new(StatusWatch::new(core.status()));
+        let mut state = State {
+            core,
+            clock: Clock::new(),
+            endpoint: Arc::new(endpoint),
+            conn: None,
+            opening: None,
+            ctl,
+            ctl_open: true,
+            tel,
+            tel_open: true,
+            status,
+            chunk: Vec::new(),
+        };
+        let (tx, rx) = reply::<iothub_proto::session::Twin>();
+        ctl_tx.try_send(Box::new(Command::GetTwin(tx))).unwrap();
+        state.refuse_late_commands();
+        assert!(matches!(
+            futures_lite::future::block_on(crate::client::answer(rx)),
+            Err(Error::Closed)
+        ));
+        let (tx, _rx) = reply::<iothub_proto::session::Twin>();
+        assert!(ctl_tx.try_send(Box::new(Command::GetTwin(tx))).is_err());
+        assert!(tel_tx.is_closed());
     }
 }
