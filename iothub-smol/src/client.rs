@@ -243,9 +243,11 @@ impl Client {
     }
 
     /// Graceful shutdown: lets queued and in-flight telemetry and twin
-    /// requests finish for up to `timeout`, disconnects, and resolves when
-    /// the driver has ended. Calling it again, or after a stop, returns at
-    /// once.
+    /// requests finish for up to `timeout`, disconnects, and resolves once
+    /// the session has stopped: every later call fails with
+    /// [`Error::Closed`], and the streams end when the driver future
+    /// returns, right after. Calling it again, or after a stop, returns
+    /// at once.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         let _ = self.call(|tx| Command::Shutdown(timeout, tx)).await;
         Ok(())
