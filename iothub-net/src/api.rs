@@ -33,9 +33,12 @@ pub enum Error {
     Refused(ConnectRefused),
     /// The session stopped for good.
     Stopped(StopReason),
-    /// The client's driver task has ended (after `shutdown`, a stop, or
-    /// the runtime shutting down).
+    /// The client's driver has ended (after `shutdown`, a stop, or the
+    /// runtime shutting down).
     Closed,
+    /// The operation did not finish within the time the caller gave it
+    /// (blocking adapter; the operation itself goes on).
+    Timeout,
     /// Provisioning with the Device Provisioning Service failed (refused,
     /// failed or disabled registration, timeout, …; see
     /// [`ProvisioningError::is_retriable`]).
@@ -52,6 +55,7 @@ impl fmt::Display for Error {
             Error::Refused(e) => write!(f, "the hub refused the connection: {e}"),
             Error::Stopped(e) => write!(f, "the client {e}"),
             Error::Closed => f.write_str("the client has stopped"),
+            Error::Timeout => f.write_str("timed out waiting for the client"),
             Error::Provisioning(e) => write!(f, "provisioning failed: {e}"),
         }
     }
@@ -134,6 +138,17 @@ impl Status {
             last_disconnect,
             stopped: session.stop_reason(),
         }
+    }
+
+    /// What `wait_connected` returns for this status: `None` while it
+    /// should keep waiting; `Ok` once connected; otherwise the
+    /// [`failure`](Status::failure).
+    #[must_use]
+    pub fn connect_outcome(&self) -> Option<Result<(), Error>> {
+        if self.state == ConnectionState::Connected {
+            return Some(Ok(()));
+        }
+        self.failure().map(Err)
     }
 
     /// What waiting for a connection should fail with in this status: the

@@ -1,8 +1,8 @@
 //! # iothub-net — what every runtime adapter of iothub-rs shares
 //!
 //! The protocol lives in [`iothub_proto`] (sans-IO, no clock). An adapter
-//! (`iothub-tokio`, and the blocking and smol adapters to come) owns sockets,
-//! TLS, timers and threads. This crate holds the parts of an adapter that do
+//! (`iothub-tokio`, `iothub-blocking`, `iothub-smol`) owns sockets, TLS,
+//! timers and threads. This crate holds the parts of an adapter that do
 //! not depend on a runtime, so no adapter copies them:
 //!
 //! | module | what |
@@ -13,7 +13,10 @@
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
 //! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
-//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` |
+//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session, and the routing of its events to pending replies and streams (used by the blocking and smol adapters) |
+//! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
+//! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
+//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (used by the tokio adapter; it and [`driver`] overlap and are to become one) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a
@@ -22,11 +25,14 @@
 
 pub mod api;
 pub mod clock;
+pub mod driver;
 pub mod options;
 pub mod provisioning;
 pub mod proxy;
 pub mod router;
 pub mod tls;
+pub mod transport;
+pub mod watch;
 pub mod websocket;
 
 pub use api::{DesiredUpdate, Error, InputMessage, Status};

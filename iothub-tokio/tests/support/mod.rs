@@ -1,13 +1,10 @@
-//! Test support: a CA made with rcgen, mosquitto on a free loopback port
-//! (plain or TLS), a bare MQTT client, and the core's hub engine served on
-//! a loopback listener (plain, TLS, WebSocket).
+//! Test support: a bare MQTT client, and the core's hub engine served on
+//! a loopback listener (plain, TLS, WebSocket); the CA made with rcgen and
+//! mosquitto on a free loopback port come from `iothub-testkit`.
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::Read as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,202 +13,15 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use iothub_proto::auth::{DeviceId, Identity, SharedAccessKey};
 use iothub_proto::hub::Hub;
 use iothub_proto::mqtt::{self, Connect, Packet, Pid, Publish, QoS, QosPid, Subscribe};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-pub const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-/// Logs to the test output when `RUST_LOG` is set.
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// A CA and a server certificate for `localhost` and `127.0.0.1`.
-pub struct Pki {
-    pub ca_pem: String,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "iothub-tokio test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            server_cert_pem: cert.pem(),
-            server_key_pem: key.serialize_pem(),
-            ca,
-        }
-    }
-
-    /// A client certificate with this common name: (cert PEM, key PEM).
-    pub fn client(&self, common_name: &str) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        use rustls::pki_types::pem::PemObject;
-        let chain =
-            rustls::pki_types::CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
-            .unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        Arc::new(config)
-    }
-}
-
-pub fn free_port() -> u16 {
-    let l = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral loopback port");
-    l.local_addr().unwrap().port()
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A mosquitto broker on 127.0.0.1 and a free port; killed on drop.
-pub struct Mosquitto {
-    child: Child,
-    pub port: u16,
-    _dir: TempDir,
-}
-
-fn mosquitto_binary() -> Option<PathBuf> {
-    [
-        "/usr/sbin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
-
-impl Mosquitto {
-    /// Starts mosquitto (TLS when `pki` is given), or returns `None` after
-    /// saying why when it is not installed and `IOTHUB_REQUIRE_PEERS` is
-    /// not set.
-    pub fn start(pki: Option<&Pki>) -> Option<Mosquitto> {
-        let Some(bin) = mosquitto_binary() else {
-            if std::env::var_os("IOTHUB_REQUIRE_PEERS").is_some() {
-                panic!(
-                    "mosquitto is required (IOTHUB_REQUIRE_PEERS is set): run scripts/install-peers.sh"
-                );
-            }
-            eprintln!("SKIPPED: mosquitto is not installed (scripts/install-peers.sh installs it)");
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!(
-            "iothub-tokio-mosquitto-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dir = TempDir(dir);
-        let mut tls = String::new();
-        if let Some(pki) = pki {
-            for (name, pem) in [
-                ("ca.pem", &pki.ca_pem),
-                ("server.pem", &pki.server_cert_pem),
-                ("server.key", &pki.server_key_pem),
-            ] {
-                std::fs::write(dir.0.join(name), pem).unwrap();
-            }
-            tls = format!(
-                "cafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
-                dir.0.display()
-            );
-        }
-        for _ in 0..5 {
-            let port = free_port();
-            let conf = dir.0.join("mosquitto.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "listener {port} 127.0.0.1\n{tls}allow_anonymous true\npersistence false\nlog_dest stderr\nmax_inflight_messages 0\nmax_queued_messages 100000\n"
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new(&bin)
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn mosquitto");
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Some(Mosquitto {
-                        child,
-                        port,
-                        _dir: dir,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut log = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut log);
-            }
-            eprintln!("mosquitto did not come up on port {port}; its log:\n{log}");
-        }
-        panic!("could not start mosquitto on a free loopback port");
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// The PKI, mosquitto, the free-port helper and logging are shared with
+// the other adapters' tests.
+#[allow(unused_imports)]
+pub use iothub_testkit::{KEY_B64, Mosquitto, Pki, free_port, init_tracing};
 
 /// A bare MQTT client over plain TCP: our codec, no session.
 pub struct Raw {

@@ -1,0 +1,361 @@
+//! The public handle: [`Client`], its [`Receipt`]s and its [`Events`]
+//! iterators. Every method sends a command to the driver and blocks on
+//! the answer; nothing here touches the session.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iothub_net::driver::{Command, MethodCall, Reply, Sink, Subscribe, Telemetry};
+use iothub_net::watch::StatusWatch;
+use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
+use iothub_proto::session::{AckToken, InboundMessage, Message, MethodId, Twin};
+use serde_json::Value;
+
+use crate::driver::{Driver, Input};
+
+/// Telemetry messages waiting for room in the session's queue; senders
+/// block while it is full.
+const TELEMETRY_CHANNEL: usize = 64;
+
+/// The answer to a command, to wait for now or later.
+#[derive(Debug)]
+#[must_use = "a receipt does nothing unless waited on; dropping it does not cancel the command"]
+pub struct Receipt<T> {
+    rx: Receiver<Result<T, Error>>,
+}
+
+impl<T> Receipt<T> {
+    fn new() -> (Reply<T>, Receipt<T>)
+    where
+        T: Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        (
+            Reply::new(move |v| tx.send(v).err().map(|e| e.0)),
+            Receipt { rx },
+        )
+    }
+
+    /// Blocks until the answer comes.
+    pub fn wait(self) -> Result<T, Error> {
+        self.rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Blocks for at most `timeout`; [`Error::Timeout`] gives up waiting,
+    /// not the command.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<T, Error> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    /// The answer if it has come.
+    #[must_use]
+    pub fn try_get(&self) -> Option<Result<T, Error>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Err(Error::Closed)),
+        }
+    }
+}
+
+/// A direct method call; answer it with [`respond`](Self::respond) before
+/// the caller's timeout.
+#[derive(Debug)]
+pub struct MethodRequest {
+    /// The method name.
+    pub name: String,
+    /// The request body (JSON or empty).
+    pub payload: Bytes,
+    id: Option<MethodId>,
+    ctl: Sender<Input>,
+}
+
+impl MethodRequest {
+    /// Answers with a status and a body (JSON or empty). Fails with
+    /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
+    /// if the connection the call came on is gone.
+    pub fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let id = self.id.take().ok_or(Error::Closed)?;
+        let (reply, receipt) = Receipt::new();
+        let cmd = Command::Respond(id, status, payload.into(), reply);
+        self.ctl
+            .send(Input::Command(cmd))
+            .map_err(|_| Error::Closed)?;
+        receipt.wait()
+    }
+}
+
+impl Drop for MethodRequest {
+    fn drop(&mut self) {
+        if self.id.is_some() {
+            tracing::warn!(method = %self.name, "method request dropped without an answer");
+        }
+    }
+}
+
+/// Inbound items (C2D messages, module inputs, method calls, desired
+/// updates): an [`Iterator`] that blocks for the next one and ends when
+/// the client stops or a newer stream of the same kind is asked for.
+#[derive(Debug)]
+pub struct Events<T> {
+    rx: Receiver<T>,
+}
+
+impl<T> Events<T> {
+    /// The next item, blocking; `None` once the stream has ended.
+    pub fn recv(&self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+
+    /// The next item within `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout)
+    }
+
+    /// The next item if one is waiting.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// The underlying channel, to hand to another thread or select on.
+    #[must_use]
+    pub fn into_receiver(self) -> Receiver<T> {
+        self.rx
+    }
+}
+
+impl<T> Iterator for Events<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.recv()
+    }
+}
+
+/// An IoT Hub device or module client: a cheap handle (`Clone + Send +
+/// Sync`) to one driver. Every method blocks the calling thread only.
+///
+/// When the last handle is dropped the driver shuts down as
+/// [`shutdown`](Self::shutdown) would, with a 5 s drain.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ctl: Sender<Input>,
+    tel: SyncSender<Telemetry>,
+    status: Arc<StatusWatch>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.ctl.send(Input::HandlesDropped);
+    }
+}
+
+impl Client {
+    /// Starts a client: checks the options, builds the TLS configuration
+    /// and starts the driver thread, which connects at once.
+    pub fn new(options: ClientOptions) -> Result<Client, Error> {
+        let (client, driver) = Client::with_driver(options)?;
+        let thread = std::thread::Builder::new()
+            .name("iothub-driver".into())
+            .spawn(move || driver.run())
+            .map_err(|_| Error::Closed)?;
+        *client
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        Ok(client)
+    }
+
+    /// A client and its driver, for running the driver on a thread of
+    /// your own ([`Driver::run`] blocks until the client stops). Nothing
+    /// happens until it runs.
+    pub fn with_driver(options: ClientOptions) -> Result<(Client, Driver), Error> {
+        let (ctl, inputs) = mpsc::channel();
+        let (tel, telemetry) = mpsc::sync_channel(TELEMETRY_CHANNEL);
+        let (driver, status) = Driver::new(options, inputs, ctl.clone(), telemetry)?;
+        let inner = Inner {
+            ctl,
+            tel,
+            status,
+            thread: Mutex::new(None),
+        };
+        Ok((
+            Client {
+                inner: Arc::new(inner),
+            },
+            driver,
+        ))
+    }
+
+    /// Starts a client from a connection string with default options
+    /// (MQTT over TLS on 8883, webpki roots).
+    pub fn from_connection_string(cs: &str) -> Result<Client, Error> {
+        Client::new(ClientOptions::from_connection_string(cs)?)
+    }
+
+    fn command<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<Receipt<T>, Error> {
+        let (reply, receipt) = Receipt::new();
+        self.inner
+            .ctl
+            .send(Input::Command(make(reply)))
+            .map_err(|_| Error::Closed)?;
+        Ok(receipt)
+    }
+
+    /// Sends a telemetry message and returns once the hub acknowledged it
+    /// (QoS 1: PUBACK) or, for QoS 0, once it was written.
+    pub fn send_telemetry(&self, message: impl Into<Message>) -> Result<(), Error> {
+        self.queue_telemetry(message)?.wait()
+    }
+
+    /// Hands a telemetry message to the driver and returns a receipt for
+    /// its outcome. Blocks only while the driver's queue is full
+    /// (backpressure); dropping the receipt does not cancel the message.
+    pub fn queue_telemetry(&self, message: impl Into<Message>) -> Result<Receipt<()>, Error> {
+        let (reply, receipt) = Receipt::new();
+        self.inner
+            .tel
+            .send(Box::new((message.into(), reply)))
+            .map_err(|_| Error::Closed)?;
+        self.inner
+            .ctl
+            .send(Input::Telemetry)
+            .map_err(|_| Error::Closed)?;
+        Ok(receipt)
+    }
+
+    /// Reads the full twin (desired and reported sections).
+    pub fn get_twin(&self) -> Result<Twin, Error> {
+        self.command(Command::GetTwin)?.wait()
+    }
+
+    /// Updates reported properties with a JSON object patch (`null`
+    /// deletes) and returns the new reported `$version`.
+    pub fn update_reported(&self, patch: &Value) -> Result<u64, Error> {
+        let json = Bytes::from(patch.to_string());
+        self.command(|r| Command::UpdateReported(json, r))?.wait()
+    }
+
+    fn subscribe<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Sink<T>) -> Subscribe,
+    ) -> Result<Events<T>, Error> {
+        let (tx, rx) = mpsc::channel();
+        let sink = make(Sink::new(move |item| tx.send(item).is_ok()));
+        self.command(|r| Command::Enable(sink, r))?.wait()?;
+        Ok(Events { rx })
+    }
+
+    /// Desired-properties updates: a [`DesiredUpdate::Full`] after every
+    /// connection whose twin differs from the last version seen, then
+    /// patches. Subscribes on first use; a second call ends the first
+    /// stream.
+    pub fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
+        self.subscribe(Subscribe::Desired)
+    }
+
+    /// Direct method calls. Subscribes on first use; a second call ends
+    /// the first stream.
+    pub fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
+        let ctl = self.inner.ctl.clone();
+        self.subscribe(|methods: Sink<MethodRequest>| {
+            Subscribe::Methods(Sink::new(move |call: MethodCall| {
+                methods.deliver(MethodRequest {
+                    name: call.name,
+                    payload: call.payload,
+                    id: Some(call.id),
+                    ctl: ctl.clone(),
+                })
+            }))
+        })
+    }
+
+    /// Cloud-to-device messages (device identities). Each is acknowledged
+    /// to the hub when the driver hands it to this stream (or by
+    /// [`ack`](Self::ack) with [`Config::manual_ack`](iothub_proto::session::Config::manual_ack)).
+    pub fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
+        self.subscribe(Subscribe::C2d)
+    }
+
+    /// IoT Edge module input messages (module identities).
+    pub fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
+        self.subscribe(Subscribe::Inputs)
+    }
+
+    /// Acknowledges a message in manual-ack mode.
+    pub fn ack(&self, token: AckToken) -> Result<(), Error> {
+        self.command(|r| Command::Ack(token, r))?.wait()
+    }
+
+    /// The connection state now.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        self.inner.status.get()
+    }
+
+    /// Blocks until the status satisfies `pred`, for at most `timeout`.
+    pub fn wait_status(
+        &self,
+        pred: impl FnMut(&Status) -> bool,
+        timeout: Duration,
+    ) -> Option<Status> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.inner.status.wait_blocking(pred, deadline)
+    }
+
+    /// Blocks until the client is connected, for at most `timeout`.
+    /// Fails with [`Error::Refused`] when the hub refused the credentials
+    /// (the client keeps retrying in the background), [`Error::Stopped`]
+    /// when the session stopped and [`Error::Timeout`] when time ran out.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
+        match self.wait_status(|s| s.connect_outcome().is_some(), timeout) {
+            Some(s) => s.connect_outcome().unwrap_or(Err(Error::Closed)),
+            None => Err(Error::Timeout),
+        }
+    }
+
+    /// Graceful shutdown: lets queued and in-flight telemetry and twin
+    /// requests finish for up to `timeout`, disconnects, and returns when
+    /// the driver has ended (what could not finish fails with its error).
+    /// Calling it again, or after a stop, returns at once.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        if let Ok(receipt) = self.command(|r| Command::Shutdown(timeout, r)) {
+            let _ = receipt.wait();
+        }
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_are_clone_send_sync() {
+        fn check<T: Clone + Send + Sync>() {}
+        check::<super::Client>();
+    }
+}

@@ -1,0 +1,85 @@
+//! # iothub-blocking — a blocking Azure IoT Hub device client
+//!
+//! A thin adapter around the sans-IO session of [`iothub_proto`] made of
+//! `std::net`, rustls and tungstenite: **no async runtime inside** (no
+//! tokio, no `block_on`). One driver thread per client owns the session
+//! and the connection and sleeps until the session's next deadline; every
+//! protocol decision (when to connect, backoff, SAS renewal, keep-alive,
+//! retries, correlation) is the core's, and the order of the driver's
+//! steps and the routing of events are `iothub-net`'s, shared with the
+//! tokio and smol adapters.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use iothub_blocking::{Client, Message};
+//!
+//! # fn run() -> Result<(), iothub_blocking::Error> {
+//! let client = Client::from_connection_string(
+//!     "HostName=contoso.azure-devices.net;DeviceId=dev1;SharedAccessKey=...",
+//! )?;
+//! client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..]))?; // returns on PUBACK
+//! let receipt = client.queue_telemetry(Message::new(&b"later"[..]))?; // or wait later
+//! let twin = client.get_twin()?;
+//! let version = client.update_reported(&serde_json::json!({"fw": "1.2"}))?;
+//! for call in client.method_requests()? {                         // an iterator
+//!     call.respond(200, &b"{}"[..])?;
+//! }
+//! receipt.wait()?;
+//! # let _ = (twin, version);
+//! client.shutdown(Duration::from_secs(5))?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How the driver waits
+//!
+//! ```text
+//!  Client (Clone) ──commands──▶ ┌ driver thread ──────────────────┐ ──write──▶ TCP / TLS / WebSocket
+//!                               │ owns Session, TLS state, WS     │
+//!  connection thread ──bytes──▶ │ sleeps in recv_timeout(deadline │
+//!   (reads the socket)          │   − now) on ONE channel         │
+//!        ▲                      └─────────────────────────────────┘
+//!        └── replies (mpsc), streams (Iterator), StatusWatch
+//! ```
+//!
+//! A driver must wake for two things at once: bytes on the socket and
+//! commands from other threads. `std` cannot wait on a socket and a
+//! channel together without `poll(2)` (which needs `unsafe` or a non-std
+//! crate), and a self-pipe or loopback socket pair only helps a thread
+//! that waits *in* `poll`. So each connection has a small reader thread
+//! that blocks in `read` on its own clone of the socket and forwards raw
+//! bytes into the driver's channel, and the driver sleeps in
+//! `Receiver::recv_timeout(deadline − now)` — str0m's
+//! `set_read_timeout(deadline − now)` loop, with the channel as the one
+//! thing it reads. A command wakes it at once (no polling tick, no
+//! latency added), timers fire on time, and an idle client does not
+//! wake at all between deadlines. The reader thread also does the
+//! blocking connect and TLS/WebSocket handshakes, so the driver keeps
+//! answering commands while a connection is being opened; it ends when
+//! the driver shuts its socket down.
+//!
+//! TLS is rustls (ring provider): a `StreamOwned` for the handshake,
+//! then the driver keeps the `ClientConnection` and feeds it the bytes
+//! the reader thread forwards. WebSocket is tungstenite over an in-memory
+//! buffer, so it needs no socket of its own.
+//!
+//! To run the driver on a thread of your own, use
+//! [`Client::with_driver`] and call [`Driver::run`].
+//!
+//! Logging: `tracing`, in a span `iothub{client_id}` on the driver thread.
+#![forbid(unsafe_code)]
+
+mod client;
+mod driver;
+mod transport;
+
+pub use client::{Client, Events, MethodRequest, Receipt};
+pub use driver::Driver;
+pub use iothub_net::{
+    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Proxy, Status, Transport,
+};
+/// The sans-IO core, for every other type (errors, identities, options).
+pub use iothub_proto as proto;
+pub use iothub_proto::properties::MessageProperties;
+pub use iothub_proto::session::{
+    AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
+};

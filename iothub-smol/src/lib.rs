@@ -1,0 +1,58 @@
+//! # iothub-smol — a runtime-neutral async Azure IoT Hub device client
+//!
+//! The same client as `iothub-tokio`, on `futures-io` streams
+//! (`async-net`), `async-io` timers, `futures-rustls` (ring) and
+//! `async-tungstenite`: it runs under smol, async-std or any executor,
+//! because the client never spawns anything itself. [`Client::new`]
+//! returns the client and its [`Driver`], a future you spawn on the
+//! executor of your choice; it ends when the client stops. The order of
+//! the driver's steps and the routing of events are `iothub-net`'s,
+//! shared with the tokio and blocking adapters.
+//!
+//! ```no_run
+//! use iothub_smol::{Client, Message};
+//!
+//! # fn main() -> Result<(), iothub_smol::Error> {
+//! smol::block_on(async {
+//!     let (client, driver) = Client::from_connection_string(
+//!         "HostName=contoso.azure-devices.net;DeviceId=dev1;SharedAccessKey=...",
+//!     )?;
+//!     smol::spawn(driver).detach(); // or async_std::task::spawn(driver)
+//!     client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..])).await?; // resolves on PUBACK
+//!     let twin = client.get_twin().await?;
+//!     let version = client.update_reported(&serde_json::json!({"fw": "1.2"})).await?;
+//!     let mut methods = client.method_requests().await?; // a Stream
+//!     while let Some(call) = methods.recv().await {
+//!         call.respond(200, &b"{}"[..]).await?;
+//!     }
+//!     # let _ = (twin, version);
+//!     client.shutdown(std::time::Duration::from_secs(5)).await
+//! })
+//! # }
+//! ```
+//!
+//! ```text
+//!  Client (Clone) ──commands──▶ Driver future ──bytes──▶ TCP / TLS / WebSocket
+//!        ▲                        │ owns Session, Conn, one async-io Timer
+//!        └──replies, streams,  ◀──┘ events
+//!           StatusWatch
+//! ```
+//!
+//! Logging: `tracing`; the driver runs in a span `iothub{client_id}`.
+#![forbid(unsafe_code)]
+
+mod client;
+mod driver;
+mod transport;
+
+pub use client::{Client, Events, MethodRequest};
+pub use driver::Driver;
+pub use iothub_net::{
+    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Proxy, Status, Transport,
+};
+/// The sans-IO core, for every other type (errors, identities, options).
+pub use iothub_proto as proto;
+pub use iothub_proto::properties::MessageProperties;
+pub use iothub_proto::session::{
+    AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
+};
