@@ -1,6 +1,6 @@
 //! The runtime-neutral half of every adapter's driver: the fixed order of
-//! the steps around the session, and what each session event means for
-//! the application (which pending reply it answers, which stream it goes
+//! the steps around the session, with the session's events handed to the
+//! [`Router`] (which pending reply each answers, which stream it goes
 //! to). An adapter only moves bytes, runs one timer and carries out
 //! [`Step`]s; the loop it writes is the same in every runtime:
 //!
@@ -26,20 +26,19 @@
 //! runtime: a tokio `oneshot`, a `std::sync::mpsc` sender or an
 //! `async-channel` all fit.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
 use iothub_proto::session::{
-    AckToken, Config, ConfigError, ConnectionState, DisconnectReason, Event, Feature,
-    InboundMessage, JsonError, Message, MessageId, MethodId, RequestError, RequestToken, Session,
+    AckToken, Config, ConfigError, ConnectionState, InboundMessage, Message, MethodId, Session,
     TransportCommand, Twin,
 };
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::api::{DesiredUpdate, Error, InputMessage, Status};
+use crate::router::{Done, Outlet, Router, Subscriber};
 use crate::transport::{Endpoint, Failure};
 use crate::{ClientOptions, Clock, OptionsError};
 
@@ -98,16 +97,7 @@ impl<T> fmt::Debug for Sink<T> {
 
 /// A direct method call as the driver hands it out; the adapter's sink
 /// wraps it into its own `MethodRequest` (which knows how to answer).
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct MethodCall {
-    /// Identifies the call for the answer.
-    pub id: MethodId,
-    /// The method name.
-    pub name: String,
-    /// The request body (JSON or empty).
-    pub payload: Bytes,
-}
+pub use crate::router::MethodCall;
 
 /// A stream the application asks for; enabling it subscribes.
 #[derive(Debug)]
@@ -172,28 +162,13 @@ pub const BATCH: usize = 64 * 1024;
 /// How long the driver drains when every client handle was dropped.
 pub const DROP_DRAIN: Duration = Duration::from_secs(5);
 
-enum PendingRequest {
-    Twin(Reply<Twin>),
-    Reported(Reply<u64>),
-}
-
-#[derive(Default)]
-struct Sinks {
-    c2d: Option<Sink<InboundMessage>>,
-    inputs: Option<Sink<InputMessage>>,
-    methods: Option<Sink<MethodCall>>,
-    desired: Option<Sink<DesiredUpdate>>,
-}
-
 /// The session plus everything waiting on it: the steps of the driver
-/// loop in their fixed order, and the routing of events to replies and
-/// streams. No I/O, no clock reads except Unix seconds for SAS tokens.
+/// loop in their fixed order; the routing of events to replies and
+/// streams is the [`Router`]'s. No I/O, no clock reads except Unix
+/// seconds for SAS tokens.
 pub struct DriverCore {
     session: Session,
-    messages: HashMap<MessageId, Reply<()>>,
-    requests: HashMap<RequestToken, PendingRequest>,
-    sinks: Sinks,
-    last_disconnect: Option<DisconnectReason>,
+    router: Router,
     shutdown: Vec<Reply<()>>,
     handles: bool,
     attempts: u64,
@@ -203,8 +178,7 @@ impl fmt::Debug for DriverCore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DriverCore")
             .field("state", &self.session.state())
-            .field("pending_messages", &self.messages.len())
-            .field("pending_requests", &self.requests.len())
+            .field("router", &self.router)
             .finish_non_exhaustive()
     }
 }
@@ -215,10 +189,7 @@ impl DriverCore {
     pub fn new(config: Config) -> Result<DriverCore, ConfigError> {
         Ok(DriverCore {
             session: Session::new(config)?,
-            messages: HashMap::new(),
-            requests: HashMap::new(),
-            sinks: Sinks::default(),
-            last_disconnect: None,
+            router: Router::new(),
             shutdown: Vec::new(),
             handles: true,
             attempts: 0,
@@ -278,7 +249,7 @@ impl DriverCore {
             let mut moved = false;
             while let Some(event) = self.session.poll_event() {
                 moved = true;
-                self.dispatch(event);
+                self.router.dispatch(&self.session, event);
             }
             // Taking a C2D event may have queued its PUBACK.
             if !moved {
@@ -324,14 +295,8 @@ impl DriverCore {
     /// 2. a telemetry message from the application.
     pub fn telemetry(&mut self, now: Instant, t: Telemetry) {
         let (message, reply) = *t;
-        match self.session.send_telemetry(now, message) {
-            Ok(id) => {
-                self.messages.insert(id, reply);
-            }
-            Err(e) => {
-                let _ = reply.send(Err(Error::Command(e)));
-            }
-        }
+        self.router
+            .send_telemetry(&mut self.session, now, message, done(reply));
     }
 
     /// Every client handle is gone: drain briefly ([`DROP_DRAIN`]) and
@@ -346,43 +311,23 @@ impl DriverCore {
     /// 2. a command from the application.
     pub fn command(&mut self, now: Instant, c: Command) {
         match c {
-            Command::GetTwin(reply) => match self.session.get_twin(now) {
-                Ok(token) => {
-                    self.requests.insert(token, PendingRequest::Twin(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(Error::Command(e)));
-                }
-            },
-            Command::UpdateReported(json, reply) => match self.session.update_reported(now, json) {
-                Ok(token) => {
-                    self.requests.insert(token, PendingRequest::Reported(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(Error::Command(e)));
-                }
-            },
+            Command::GetTwin(reply) => self.router.get_twin(&mut self.session, now, done(reply)),
+            Command::UpdateReported(json, reply) => {
+                let (s, r) = (&mut self.session, &mut self.router);
+                r.update_reported(s, now, json, done(reply));
+            }
             Command::Respond(id, status, payload, reply) => {
                 let r = self.session.respond_to_method(now, id, status, payload);
                 let _ = reply.send(r.map_err(Error::Command));
             }
             Command::Enable(sink, reply) => {
-                let feature = match &sink {
-                    Subscribe::C2d(_) => Feature::C2d,
-                    Subscribe::Inputs(_) => Feature::ModuleInputs,
-                    Subscribe::Methods(_) => Feature::Methods,
-                    Subscribe::Desired(_) => Feature::DesiredProperties,
+                let sub = match sink {
+                    Subscribe::C2d(s) => Subscriber::C2d(outlet(s)),
+                    Subscribe::Inputs(s) => Subscriber::Inputs(outlet(s)),
+                    Subscribe::Methods(s) => Subscriber::Methods(outlet(s)),
+                    Subscribe::Desired(s) => Subscriber::Desired(outlet(s)),
                 };
-                let r = self.session.enable(now, feature);
-                if r.is_ok() {
-                    match sink {
-                        Subscribe::C2d(s) => self.sinks.c2d = Some(s),
-                        Subscribe::Inputs(s) => self.sinks.inputs = Some(s),
-                        Subscribe::Methods(s) => self.sinks.methods = Some(s),
-                        Subscribe::Desired(s) => self.sinks.desired = Some(s),
-                    }
-                }
-                let _ = reply.send(r.map_err(Error::Command));
+                let _ = reply.send(self.router.subscribe(&mut self.session, now, sub));
             }
             Command::Ack(token, reply) => {
                 let _ = reply.send(self.session.ack(token).map_err(Error::Command));
@@ -398,12 +343,7 @@ impl DriverCore {
     /// The status to publish (after every [`Step::Wait`] and at the end).
     #[must_use]
     pub fn status(&self) -> Status {
-        Status {
-            state: self.session.state(),
-            connection: self.session.connection(),
-            last_disconnect: self.last_disconnect.clone(),
-            stopped: self.session.stop_reason(),
-        }
+        self.router.status(&self.session)
     }
 
     /// After [`Step::Stopped`]: answers every `shutdown` caller and logs
@@ -413,114 +353,19 @@ impl DriverCore {
         for done in self.shutdown.drain(..) {
             let _ = done.send(Ok(()));
         }
-        for (id, _) in self.messages.drain() {
-            warn!(%id, "telemetry message left without an outcome");
-        }
-        self.requests.clear();
+        self.router.drop_pending();
         info!("client stopped");
-    }
-
-    /// 4. events: what each one means for the application.
-    fn dispatch(&mut self, event: Event) {
-        match event {
-            Event::Connected { session_present } => {
-                info!(
-                    connection = self.session.connection(),
-                    session_present, "connected"
-                );
-            }
-            Event::Disconnected { reason } => {
-                match &reason {
-                    DisconnectReason::TokenRenewal => info!("renewing the SAS token: reconnecting"),
-                    DisconnectReason::Requested => info!("disconnected on request"),
-                    other => warn!(reason = %other, "disconnected"),
-                }
-                self.last_disconnect = Some(reason);
-            }
-            Event::ReconnectScheduled { delay } => {
-                info!(delay_ms = millis(delay), "reconnecting after a delay");
-            }
-            Event::Stopped { reason } => info!(%reason, "session stopped"),
-            Event::TokenExpired { expiry_unix_secs } => {
-                warn!(expiry_unix_secs, "the fixed SAS token has expired");
-            }
-            Event::SubscriptionFailed { subscription } => {
-                warn!(?subscription, "the hub refused a subscription");
-            }
-            Event::MessageAcknowledged { id } | Event::MessageSent { id } => {
-                self.message_done(id, Ok(()));
-            }
-            Event::MessageFailed { id, reason } => {
-                self.message_done(id, Err(Error::Message(reason)));
-            }
-            Event::TwinReceived { token, twin } => match self.requests.remove(&token) {
-                Some(PendingRequest::Twin(reply)) => {
-                    let _ = reply.send(Ok(twin));
-                }
-                _ => debug!(%token, "twin nobody waits for"),
-            },
-            Event::ReportedUpdated { token, version } => {
-                if let Some(PendingRequest::Reported(reply)) = self.requests.remove(&token) {
-                    let _ = reply.send(version.ok_or(Error::Request(
-                        RequestError::MalformedResponse(JsonError::MissingVersion),
-                    )));
-                }
-            }
-            Event::RequestFailed { token, error } => match self.requests.remove(&token) {
-                Some(PendingRequest::Twin(reply)) => {
-                    let _ = reply.send(Err(Error::Request(error)));
-                }
-                Some(PendingRequest::Reported(reply)) => {
-                    let _ = reply.send(Err(Error::Request(error)));
-                }
-                None => {}
-            },
-            Event::DesiredState { desired, version } => {
-                let update = DesiredUpdate::Full { desired, version };
-                deliver(self.sinks.desired.as_ref(), "desired", update);
-            }
-            Event::DesiredPatch { patch, version } => {
-                let update = DesiredUpdate::Patch { patch, version };
-                deliver(self.sinks.desired.as_ref(), "desired", update);
-            }
-            Event::DesiredSyncFailed { error } => warn!(%error, "desired properties sync failed"),
-            Event::InvalidDesiredPatch { version, error } => {
-                warn!(version, %error, "invalid desired-properties patch");
-            }
-            Event::MethodRequest { id, name, payload } => {
-                let call = MethodCall { id, name, payload };
-                deliver(self.sinks.methods.as_ref(), "method", call);
-            }
-            Event::C2dMessage(message) => deliver(self.sinks.c2d.as_ref(), "c2d", message),
-            Event::InputMessage { input, message } => {
-                let item = InputMessage { input, message };
-                deliver(self.sinks.inputs.as_ref(), "input", item);
-            }
-            Event::UnexpectedPublish { topic, error } => {
-                debug!(%topic, %error, "publish on an unexpected topic");
-            }
-            other => debug!(event = ?other, "event"),
-        }
-    }
-
-    fn message_done(&mut self, id: MessageId, outcome: Result<(), Error>) {
-        let Some(reply) = self.messages.remove(&id) else {
-            return;
-        };
-        if let Err(outcome) = reply.send(outcome) {
-            match outcome {
-                Ok(()) => debug!(%id, "message delivered (nobody waits for it)"),
-                Err(e) => warn!(%id, error = %e, "message failed (nobody waits for it)"),
-            }
-        }
     }
 }
 
-/// Hands an inbound item to its stream; logs it if nobody listens.
-fn deliver<T>(sink: Option<&Sink<T>>, kind: &str, item: T) {
-    if !sink.is_some_and(|s| s.deliver(item)) {
-        warn!(kind, "inbound item dropped: its stream is gone");
-    }
+/// The router's completion for a [`Reply`]: whether anyone still waits.
+fn done<T: 'static>(reply: Reply<T>) -> Done<T> {
+    Box::new(move |r| reply.send(r).is_ok())
+}
+
+/// The router's outlet for a [`Sink`].
+fn outlet<T: 'static>(sink: Sink<T>) -> Outlet<T> {
+    Box::new(move |item| sink.deliver(item))
 }
 
 fn millis(d: Duration) -> u64 {

@@ -13,10 +13,10 @@
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
 //! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
-//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session, and the routing of its events to pending replies and streams (used by the blocking and smol adapters) |
+//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session; it routes the session's events through a [`Router`] (used by the blocking and smol adapters) |
 //! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
-//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (used by the tokio adapter; it and [`driver`] overlap and are to become one) |
+//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core: used by the tokio adapter directly, and by the blocking and smol adapters through [`driver`]) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a

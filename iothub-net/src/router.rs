@@ -247,6 +247,17 @@ impl Router {
         }
     }
 
+    /// Drops every waiting completion (their callers see the adapter's
+    /// channel closed), warning for each telemetry message left without
+    /// an outcome. The streams stay.
+    pub fn drop_pending(&mut self) {
+        for (id, _) in self.messages.drain() {
+            warn!(%id, "telemetry message left without an outcome");
+        }
+        self.twins.clear();
+        self.reported.clear();
+    }
+
     fn message_done(&mut self, id: MessageId, outcome: Result<(), Error>) {
         let Some(done) = self.messages.remove(&id) else {
             return;
