@@ -116,6 +116,11 @@ fn a_thousand_messages_survive_five_dropped_connections() {
     .unwrap();
     client.wait_connected(T).unwrap();
     const N: u32 = 1_000;
+    // The sender stops at six checkpoints, with up to 64 messages in
+    // flight, until the test has dropped a live connection: the drops
+    // happen while sending whatever the speed of the machine.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (dropped_tx, dropped_rx) = std::sync::mpsc::channel::<()>();
     let sender = {
         let client = client.clone();
         std::thread::spawn(move || {
@@ -129,6 +134,10 @@ fn a_thousand_messages_survive_five_dropped_connections() {
                 if receipts.len() >= 64 {
                     receipts.pop_front().unwrap().wait().unwrap();
                 }
+                if i % 150 == 149 && i < 900 {
+                    ready_tx.send(()).unwrap();
+                    dropped_rx.recv_timeout(T).unwrap();
+                }
             }
             for r in receipts {
                 r.wait().unwrap();
@@ -136,15 +145,14 @@ fn a_thousand_messages_survive_five_dropped_connections() {
         })
     };
     let mut drops = 0;
-    while !sender.is_finished() {
-        // Drop the connection each time the client has made progress.
-        let before = emu.telemetry().len();
-        wait_until(T, || {
-            emu.telemetry().len() >= before + 100 || sender.is_finished()
-        });
-        if emu.drop_connection("dev1").unwrap() {
-            drops += 1;
-        }
+    for _ in 0..6 {
+        ready_rx.recv_timeout(T).unwrap();
+        assert!(
+            wait_until(T, || emu.drop_connection("dev1").unwrap()),
+            "no live connection to drop"
+        );
+        drops += 1;
+        dropped_tx.send(()).unwrap();
     }
     sender.join().unwrap();
     assert!(drops >= 5, "only {drops} drops while sending");
