@@ -30,6 +30,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{
     AckToken, Config, ConfigError, ConnectionState, InboundMessage, Message, MethodId, Session,
     TransportCommand, Twin,
@@ -132,6 +133,9 @@ pub enum Command {
     /// Graceful shutdown within a drain time; answered when the driver
     /// has stopped.
     Shutdown(Duration, Reply<()>),
+    /// Answer when the events say the device should be provisioned again
+    /// ([`Router::watch_reprovision`]).
+    WatchReprovision(ReprovisionPolicy, Reply<ReprovisionReason>),
 }
 
 /// A telemetry message and where its outcome goes. Boxed so that channel
@@ -336,6 +340,9 @@ impl DriverCore {
                 info!(timeout_ms = millis(timeout), "shutdown requested");
                 self.shutdown.push(done);
                 self.session.disconnect(now, timeout);
+            }
+            Command::WatchReprovision(policy, reply) => {
+                self.router.watch_reprovision(policy, done(reply));
             }
         }
     }

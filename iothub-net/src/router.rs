@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use bytes::Bytes;
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason, ReprovisionWatch};
 use iothub_proto::session::{
     DisconnectReason, Event, Feature, InboundMessage, JsonError, Message, MessageId, MethodId,
     RequestError, RequestToken, Session, Twin,
@@ -75,6 +76,8 @@ pub struct Router {
     inputs: Option<Outlet<InputMessage>>,
     methods: Option<Outlet<MethodCall>>,
     desired: Option<Outlet<DesiredUpdate>>,
+    /// Reads every event for a "provision again?" question.
+    reprovision: Option<(ReprovisionWatch, Done<ReprovisionReason>)>,
     last_disconnect: Option<DisconnectReason>,
 }
 
@@ -155,6 +158,14 @@ impl Router {
         Ok(())
     }
 
+    /// Watches the events for a reason to provision the device again
+    /// (see [`ReprovisionPolicy`]); `done` gets the first such reason.
+    /// Replaces an earlier watch (whose caller then sees its channel
+    /// closed).
+    pub fn watch_reprovision(&mut self, policy: ReprovisionPolicy, done: Done<ReprovisionReason>) {
+        self.reprovision = Some((ReprovisionWatch::new(policy), done));
+    }
+
     /// The client's status now.
     #[must_use]
     pub fn status(&self, s: &Session) -> Status {
@@ -164,6 +175,7 @@ impl Router {
     /// Routes one event from [`Session::poll_event`] (and logs the
     /// connection lifecycle).
     pub fn dispatch(&mut self, s: &Session, event: Event) {
+        self.watch(&event);
         match event {
             Event::Connected { session_present } => {
                 info!(connection = s.connection(), session_present, "connected");
@@ -256,6 +268,20 @@ impl Router {
         }
         self.twins.clear();
         self.reported.clear();
+    }
+
+    /// Feeds the re-provisioning watch, if any; answers it when it fires.
+    fn watch(&mut self, event: &Event) {
+        let fired = self
+            .reprovision
+            .as_mut()
+            .and_then(|(watch, _)| watch.observe(event));
+        if let Some(reason) = fired {
+            if let Some((_, done)) = self.reprovision.take() {
+                info!(%reason, "provisioning again is due");
+                let _ = done(Ok(reason));
+            }
+        }
     }
 
     fn message_done(&mut self, id: MessageId, outcome: Result<(), Error>) {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iothub_net::{Clock, Error, Router, Subscriber};
-use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason, ReprovisionWatch};
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{
     AckToken, Config, ConfigError, ConnectionState, Message, MethodId, Session, TransportCommand,
     Twin,
@@ -78,8 +78,6 @@ pub(crate) struct Driver {
     status: watch::Sender<iothub_net::Status>,
     shutdown: Vec<oneshot::Sender<()>>,
     rbuf: Vec<u8>,
-    /// Reads every event for `Client::reprovision_needed`.
-    reprovision: Option<(ReprovisionWatch, Reply<ReprovisionReason>)>,
 }
 
 impl Driver {
@@ -107,7 +105,6 @@ impl Driver {
             status,
             shutdown: Vec::new(),
             rbuf: Vec::new(),
-            reprovision: None,
         };
         Ok((driver, status_rx))
     }
@@ -271,7 +268,7 @@ impl Driver {
                 self.session.disconnect(now, timeout);
             }
             Command::WatchReprovision(policy, reply) => {
-                self.reprovision = Some((ReprovisionWatch::new(policy), reply));
+                self.router.watch_reprovision(policy, done(reply));
             }
         }
     }
@@ -296,7 +293,6 @@ impl Driver {
             }
             while let Some(event) = self.session.poll_event() {
                 moved = true;
-                self.watch_reprovision(&event);
                 self.router.dispatch(&self.session, event);
             }
             if !moved {
@@ -348,20 +344,6 @@ impl Driver {
         );
         span.in_scope(|| info!("opening transport"));
         self.opening = Some(Box::pin(transport::open(ep).instrument(span)));
-    }
-
-    /// Feeds the re-provisioning watch, if any; answers it when it fires.
-    fn watch_reprovision(&mut self, event: &iothub_proto::session::Event) {
-        let fired = self
-            .reprovision
-            .as_mut()
-            .and_then(|(watch, _)| watch.observe(event));
-        if let Some(reason) = fired {
-            if let Some((_, reply)) = self.reprovision.take() {
-                info!(%reason, "provisioning again is due");
-                let _ = reply.send(Ok(reason));
-            }
-        }
     }
 
     fn publish_status(&self) {
