@@ -97,8 +97,53 @@ impl<T> fmt::Debug for Sink<T> {
 }
 
 /// A direct method call as the driver hands it out; the adapter's sink
-/// wraps it into its own `MethodRequest` (which knows how to answer).
+/// wraps it into its own `MethodRequest` (which knows how to answer)
+/// with [`Subscribe::methods`] and a [`Responder`].
 pub use crate::router::MethodCall;
+
+/// The part of every adapter's `MethodRequest` that answers the call: its
+/// id and the way back to the driver (`C`: the adapter's command sender,
+/// `None` when the client is gone). Dropping it unanswered is logged.
+#[derive(Debug)]
+pub struct Responder<C> {
+    name: String,
+    id: Option<MethodId>,
+    ctl: Option<C>,
+}
+
+impl<C> Responder<C> {
+    /// Splits a call into its name, its payload and the responder that
+    /// answers it over `ctl`.
+    pub fn split(call: MethodCall, ctl: Option<C>) -> (String, Bytes, Responder<C>) {
+        let responder = Responder {
+            name: call.name.clone(),
+            id: Some(call.id),
+            ctl,
+        };
+        (call.name, call.payload, responder)
+    }
+
+    /// The command that answers the call, and the sender to put it on;
+    /// `None` when the client is gone (the caller reports
+    /// [`Error::Closed`]). Only the first call yields it.
+    pub fn respond(
+        &mut self,
+        status: u16,
+        payload: Bytes,
+        reply: Reply<()>,
+    ) -> Option<(C, Command)> {
+        let (id, ctl) = (self.id.take()?, self.ctl.take()?);
+        Some((ctl, Command::Respond(id, status, payload, reply)))
+    }
+}
+
+impl<C> Drop for Responder<C> {
+    fn drop(&mut self) {
+        if self.id.is_some() {
+            warn!(method = %self.name, "method request dropped without an answer");
+        }
+    }
+}
 
 /// A stream the application asks for; enabling it subscribes.
 #[derive(Debug)]
@@ -112,6 +157,29 @@ pub enum Subscribe {
     Methods(Sink<MethodCall>),
     /// Desired-property updates.
     Desired(Sink<DesiredUpdate>),
+}
+
+impl Subscribe {
+    /// Direct method calls, each wrapped by `wrap` (into the adapter's
+    /// `MethodRequest`) before it goes to `sink`.
+    pub fn methods<R: 'static>(
+        sink: Sink<R>,
+        wrap: impl Fn(MethodCall) -> R + Send + 'static,
+    ) -> Subscribe {
+        Subscribe::Methods(Sink::new(move |call| sink.deliver(wrap(call))))
+    }
+}
+
+/// What a look at a channel without waiting found (see
+/// [`DriverCore::take_ready`]).
+#[derive(Debug)]
+pub enum Ready<T> {
+    /// An item.
+    Item(T),
+    /// Nothing now.
+    Empty,
+    /// The channel is closed: every sender is gone.
+    Closed,
 }
 
 /// What a client asks of its driver (telemetry travels separately, see
@@ -165,6 +233,9 @@ pub enum Step {
 pub const BATCH: usize = 64 * 1024;
 /// How long the driver drains when every client handle was dropped.
 pub const DROP_DRAIN: Duration = Duration::from_secs(5);
+/// Commands [`DriverCore::take_ready`] takes per wake-up at most (then
+/// the loop transmits).
+pub const COMMANDS_PER_TURN: usize = 1024;
 
 /// The session plus everything waiting on it: the steps of the driver
 /// loop in their fixed order; the routing of events to replies and
@@ -175,6 +246,7 @@ pub struct DriverCore {
     router: Router,
     shutdown: Vec<Reply<()>>,
     handles: bool,
+    telemetry_open: bool,
     attempts: u64,
 }
 
@@ -196,6 +268,7 @@ impl DriverCore {
             router: Router::new(),
             shutdown: Vec::new(),
             handles: true,
+            telemetry_open: true,
             attempts: 0,
         })
     }
@@ -290,10 +363,71 @@ impl DriverCore {
     }
 
     /// Whether the session takes telemetry now (backpressure: leave it in
-    /// its channel while this is false).
+    /// its channel while this is false), and the telemetry channel is
+    /// still open ([`telemetry_closed`](Self::telemetry_closed)).
     #[must_use]
     pub fn accepts_telemetry(&self) -> bool {
-        !self.session.telemetry_queue_full()
+        self.telemetry_open && !self.session.telemetry_queue_full()
+    }
+
+    /// The telemetry channel has closed: do not wait on it any more.
+    pub fn telemetry_closed(&mut self) {
+        self.telemetry_open = false;
+    }
+
+    /// Whether the command channel is still worth waiting on: false once
+    /// [`handles_dropped`](Self::handles_dropped).
+    #[must_use]
+    pub fn takes_commands(&self) -> bool {
+        self.handles
+    }
+
+    /// Step 2, what a wait on the command channel gave: a command, or
+    /// `None` when the channel has closed (every handle is gone).
+    pub fn received_command(&mut self, now: Instant, c: Option<Command>) {
+        match c {
+            Some(c) => self.command(now, c),
+            None => self.handles_dropped(now),
+        }
+    }
+
+    /// Step 2, what a wait on the telemetry channel gave: a message, or
+    /// `None` when the channel has closed.
+    pub fn received_telemetry(&mut self, now: Instant, t: Option<Telemetry>) {
+        match t {
+            Some(t) => self.telemetry(now, t),
+            None => self.telemetry_closed(),
+        }
+    }
+
+    /// After a wake-up, takes what already waits in the adapter's
+    /// channels without waiting: up to [`COMMANDS_PER_TURN`] commands
+    /// (`command()` looks at the command channel), then telemetry while
+    /// the session has room (`telemetry()` looks at the telemetry
+    /// channel). A closed channel counts as above.
+    pub fn take_ready(
+        &mut self,
+        now: Instant,
+        mut command: impl FnMut() -> Ready<Box<Command>>,
+        mut telemetry: impl FnMut() -> Ready<Telemetry>,
+    ) {
+        for _ in 0..COMMANDS_PER_TURN {
+            if !self.takes_commands() {
+                break;
+            }
+            match command() {
+                Ready::Item(c) => self.command(now, *c),
+                Ready::Empty => break,
+                Ready::Closed => self.handles_dropped(now),
+            }
+        }
+        while self.accepts_telemetry() {
+            match telemetry() {
+                Ready::Item(t) => self.telemetry(now, t),
+                Ready::Empty => break,
+                Ready::Closed => self.telemetry_closed(),
+            }
+        }
     }
 
     /// 2. a telemetry message from the application.

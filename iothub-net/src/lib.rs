@@ -12,11 +12,11 @@
 //! | [`provisioning`] | [`ProvisioningOptions`]: the DPS provisioning [`Config`](iothub_proto::provisioning::Config) plus the same transport settings, and the [`ClientOptions`] for the hub a [`Registration`](iothub_proto::provisioning::Registration) names |
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
-//! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
-//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session; it routes the session's events through a [`Router`] (used by the blocking and smol adapters) |
+//! | [`proxy`] | the HTTP `CONNECT` request, an incremental parser of its answer and the handshake ([`Tunnel`](proxy::Tunnel)) every adapter drives |
+//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session; it routes the session's events through a [`Router`]; the answer of a method call ([`Responder`](driver::Responder)) and the channels taken without waiting ([`DriverCore::take_ready`](driver::DriverCore::take_ready)) (every adapter's driver runs on it) |
 //! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
-//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core: used by the tokio adapter directly, and by the blocking and smol adapters through [`driver`]) |
+//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core, used through [`driver`]) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a

@@ -9,17 +9,25 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::{
-    ClientOptions, DesiredUpdate, Error, InputMessage, MethodCall, OptionsError, Status, Subscriber,
-};
+use iothub_net::driver::{Command, Reply, Responder, Sink, Subscribe, Telemetry};
+use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
-use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, MethodId, Twin};
+use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, Twin};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
-use crate::driver::{Command, Driver, Telemetry};
-use crate::transport::Endpoint;
+use crate::driver::Driver;
+
+/// A reply whose answer arrives on a oneshot.
+fn reply<T: Send + 'static>() -> (Reply<T>, oneshot::Receiver<Result<T, Error>>) {
+    let (tx, rx) = oneshot::channel();
+    (Reply::new(move |v| tx.send(v).err()), rx)
+}
+
+async fn answer<T>(rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
+    rx.await.map_err(|_| Error::Closed)?
+}
 
 /// A direct method call; answer it with [`respond`](Self::respond) before
 /// the caller's timeout. Dropping it unanswered leaves the caller to time
@@ -30,8 +38,7 @@ pub struct MethodRequest {
     pub name: String,
     /// The request body (JSON or empty).
     pub payload: Bytes,
-    pub(crate) id: Option<MethodId>,
-    pub(crate) ctl: Option<mpsc::UnboundedSender<Box<Command>>>,
+    responder: Responder<mpsc::UnboundedSender<Box<Command>>>,
 }
 
 impl MethodRequest {
@@ -39,21 +46,12 @@ impl MethodRequest {
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable) if the connection the
     /// call came on is gone (the hub accepts answers only there).
     pub async fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
-        let (Some(id), Some(ctl)) = (self.id.take(), self.ctl.take()) else {
-            return Err(Error::Closed);
-        };
-        let (tx, rx) = oneshot::channel();
-        ctl.send(Box::new(Command::Respond(id, status, payload.into(), tx)))
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
-    }
-}
-
-impl Drop for MethodRequest {
-    fn drop(&mut self) {
-        if self.id.is_some() {
-            tracing::warn!(method = %self.name, "method request dropped without an answer");
-        }
+        let (tx, rx) = reply();
+        let (ctl, cmd) = (self.responder)
+            .respond(status, payload.into(), tx)
+            .ok_or(Error::Closed)?;
+        ctl.send(Box::new(cmd)).map_err(|_| Error::Closed)?;
+        answer(rx).await
     }
 }
 
@@ -108,16 +106,9 @@ impl Client {
     /// and spawns the driver task, which connects at once. Must be called
     /// within a tokio runtime.
     pub fn new(options: ClientOptions) -> Result<Client, Error> {
-        let tls = options.prepare()?;
-        let endpoint = Endpoint::new(&options, tls).map_err(OptionsError::from)?;
-        let span = tracing::info_span!(
-            "iothub",
-            client_id = %options.config.identity.client_id(),
-        );
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (tel_tx, tel_rx) = mpsc::channel(TELEMETRY_CHANNEL);
-        let (driver, status) = Driver::new(options.config, endpoint, ctl_rx, tel_rx)
-            .map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        let (driver, status, span) = Driver::new(options, ctl_rx, tel_rx)?;
         tokio::spawn(driver.run().instrument(span));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -134,16 +125,16 @@ impl Client {
         Client::new(ClientOptions::from_connection_string(cs)?)
     }
 
-    async fn call<T>(
+    async fn call<T: Send + 'static>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+        make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = reply();
         self.inner
             .ctl
             .send(Box::new(make(tx)))
             .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        answer(rx).await
     }
 
     /// Sends a telemetry message and resolves when the hub acknowledged it
@@ -153,13 +144,13 @@ impl Client {
     /// Cancelling: before the message reached the driver, it is not sent;
     /// after, it is delivered anyway and its outcome logged.
     pub async fn send_telemetry(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = reply();
         self.inner
             .tel
             .send(Box::new((message.into(), tx)))
             .await
             .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        answer(rx).await
     }
 
     /// Reads the full twin (desired and reported sections).
@@ -174,16 +165,14 @@ impl Client {
         self.call(|tx| Command::UpdateReported(json, tx)).await
     }
 
-    /// Subscribes: the driver's router feeds `item(value)` to a new
-    /// stream.
-    async fn subscribe<T: Send + 'static, U: 'static>(
+    /// Subscribes: the driver's router feeds a new stream.
+    async fn subscribe<T: Send + 'static>(
         &self,
-        kind: fn(iothub_net::Outlet<U>) -> Subscriber,
-        mut item: impl FnMut(U) -> T + Send + 'static,
+        make: impl FnOnce(Sink<T>) -> Subscribe,
     ) -> Result<Events<T>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let outlet = kind(Box::new(move |u| tx.send(item(u)).is_ok()));
-        self.call(|reply| Command::Subscribe(outlet, reply)).await?;
+        let sink = make(Sink::new(move |item| tx.send(item).is_ok()));
+        self.call(|reply| Command::Enable(sink, reply)).await?;
         Ok(Events { rx })
     }
 
@@ -192,7 +181,7 @@ impl Client {
     /// patches. Subscribes on first use; a second call ends the first
     /// stream.
     pub async fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
-        self.subscribe(Subscriber::Desired, |u| u).await
+        self.subscribe(Subscribe::Desired).await
     }
 
     /// Direct method calls. Subscribes on first use; a second call ends
@@ -201,11 +190,15 @@ impl Client {
         // A weak sender: streams and calls in flight do not keep the driver
         // alive once every handle is gone.
         let ctl = self.inner.ctl.downgrade();
-        self.subscribe(Subscriber::Methods, move |call: MethodCall| MethodRequest {
-            name: call.name,
-            payload: call.payload,
-            id: Some(call.id),
-            ctl: ctl.upgrade(),
+        self.subscribe(|sink| {
+            Subscribe::methods(sink, move |call| {
+                let (name, payload, responder) = Responder::split(call, ctl.upgrade());
+                MethodRequest {
+                    name,
+                    payload,
+                    responder,
+                }
+            })
         })
         .await
     }
@@ -216,13 +209,13 @@ impl Client {
     /// keep the stream alive, or messages received meanwhile are lost
     /// (and logged).
     pub async fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
-        self.subscribe(Subscriber::C2d, |m| m).await
+        self.subscribe(Subscribe::C2d).await
     }
 
     /// IoT Edge module input messages (module identities); acknowledged
     /// like [`c2d_messages`](Self::c2d_messages).
     pub async fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
-        self.subscribe(Subscriber::Inputs, |m| m).await
+        self.subscribe(Subscribe::Inputs).await
     }
 
     /// Acknowledges a message in manual-ack mode.
@@ -271,15 +264,7 @@ impl Client {
     /// the driver has ended. What could not finish is failed (each future
     /// gets its error). Calling it again, or after a stop, returns at once.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .inner
-            .ctl
-            .send(Box::new(Command::Shutdown(timeout, tx)))
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        let _ = self.call(|tx| Command::Shutdown(timeout, tx)).await;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use iothub_net::transport::Endpoint;
 use iothub_net::{ClientOptions, Clock, Error, OptionsError, ProvisioningOptions};
 use iothub_proto::provisioning::{
     Config, Event, Registration, ReprovisionPolicy, Session, TransportCommand,
@@ -26,7 +27,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::Client;
 use crate::driver::{Opening, opened, read};
-use crate::transport::{self, Conn, Endpoint};
+use crate::transport::{self, Conn};
 
 /// What provisioning gave: the assignment, and the options of a client for
 /// the assigned hub ([`ProvisioningOptions::client_options`]).
@@ -66,8 +67,7 @@ impl Provisioned {
 /// # Ok(()) }
 /// ```
 pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Error> {
-    let tls = options.prepare()?;
-    let endpoint = Endpoint::provisioning(options, tls).map_err(OptionsError::from)?;
+    let endpoint = dps_endpoint(options)?;
     let span = info_span!(
         "dps",
         registration_id = %options.config.registration_id,
@@ -81,6 +81,18 @@ pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Err
         registration,
         options: client,
     })
+}
+
+/// The Device Provisioning Service's endpoint (options checked, TLS
+/// configuration built).
+fn dps_endpoint(options: &ProvisioningOptions) -> Result<Endpoint, OptionsError> {
+    Endpoint::new(
+        (options.host(), options.port()),
+        options.transport,
+        options.prepare()?,
+        options.proxy.clone(),
+        (options.open_timeout, options.write_timeout),
+    )
 }
 
 /// Provisions, then starts a client for the assigned hub.
