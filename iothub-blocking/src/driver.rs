@@ -24,7 +24,7 @@ use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, Clock, Error};
 use iothub_proto::time::Instant;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::transport::{self, Link};
 
@@ -225,15 +225,8 @@ impl Driver {
         self.link = None;
         self.next_id += 1;
         let id = self.next_id;
-        let ep = &self.endpoint;
-        info!(
-            attempt = self.core.attempts(),
-            host = %ep.host,
-            port = ep.port,
-            transport = ?ep.transport,
-            "opening transport"
-        );
-        match transport::spawn(ep.clone(), id, self.tx.clone()) {
+        let span = self.endpoint.open_span(self.core.attempts());
+        match transport::spawn(self.endpoint.clone(), id, self.tx.clone(), span) {
             Ok(()) => self.opening = Some(id),
             Err(e) => {
                 let now = self.now();

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
-use iothub_net::driver::{Command, MethodCall, Reply, Sink, Subscribe, Telemetry};
+use iothub_net::driver::{Command, Reply, Responder, Sink, Subscribe, Telemetry};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
-use iothub_proto::session::{AckToken, InboundMessage, Message, MethodId, Twin};
+use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
 
 use crate::driver::Driver;
@@ -40,8 +40,7 @@ pub struct MethodRequest {
     pub name: String,
     /// The request body (JSON or empty).
     pub payload: Bytes,
-    id: Option<MethodId>,
-    ctl: Option<Sender<Box<Command>>>,
+    responder: Responder<Sender<Box<Command>>>,
 }
 
 impl MethodRequest {
@@ -49,21 +48,12 @@ impl MethodRequest {
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
     /// if the connection the call came on is gone.
     pub async fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
-        let (Some(id), Some(ctl)) = (self.id.take(), self.ctl.take()) else {
-            return Err(Error::Closed);
-        };
         let (tx, rx) = reply();
-        let cmd = Command::Respond(id, status, payload.into(), tx);
+        let (ctl, cmd) = (self.responder)
+            .respond(status, payload.into(), tx)
+            .ok_or(Error::Closed)?;
         ctl.send(Box::new(cmd)).await.map_err(|_| Error::Closed)?;
         answer(rx).await
-    }
-}
-
-impl Drop for MethodRequest {
-    fn drop(&mut self) {
-        if self.id.is_some() {
-            tracing::warn!(method = %self.name, "method request dropped without an answer");
-        }
     }
 }
 
@@ -192,15 +182,15 @@ impl Client {
     /// the first stream.
     pub async fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
         let ctl = self.inner.ctl.downgrade();
-        self.subscribe(|methods: Sink<MethodRequest>| {
-            Subscribe::Methods(Sink::new(move |call: MethodCall| {
-                methods.deliver(MethodRequest {
-                    name: call.name,
-                    payload: call.payload,
-                    id: Some(call.id),
-                    ctl: ctl.upgrade(),
-                })
-            }))
+        self.subscribe(|sink| {
+            Subscribe::methods(sink, move |call| {
+                let (name, payload, responder) = Responder::split(call, ctl.upgrade());
+                MethodRequest {
+                    name,
+                    payload,
+                    responder,
+                }
+            })
         })
         .await
     }

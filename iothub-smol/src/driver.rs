@@ -12,18 +12,16 @@ use async_channel::{Receiver, TryRecvError};
 use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::FutureExt as _;
-use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
+use iothub_net::driver::{Command, DriverCore, Ready, Step, Telemetry};
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, Clock, Error};
-use tracing::{Instrument as _, debug, info, info_span};
+use tracing::{Instrument as _, debug};
 
 use crate::transport::{self, Conn};
 
 /// Bytes read per call at most (stream transports).
 const READ_CHUNK: usize = 8 * 1024;
-/// Commands taken per wake-up at most (then the loop transmits).
-const COMMANDS_PER_TURN: usize = 1024;
 
 type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
 
@@ -54,9 +52,7 @@ struct State {
     conn: Option<Conn>,
     opening: Option<Opening>,
     ctl: Receiver<Box<Command>>,
-    ctl_open: bool,
     tel: Receiver<Telemetry>,
-    tel_open: bool,
     status: Arc<StatusWatch>,
     chunk: Vec<u8>,
 }
@@ -85,9 +81,7 @@ impl Driver {
             conn: None,
             opening: None,
             ctl,
-            ctl_open: true,
             tel,
-            tel_open: true,
             status: status.clone(),
             chunk: vec![0; READ_CHUNK],
         };
@@ -125,10 +119,7 @@ impl State {
                 _ => break,
             };
             self.status.set(self.core.status());
-            // Backpressure: telemetry stays in its channel while the
-            // session's queue is full.
-            let room = self.tel_open && self.core.accepts_telemetry();
-            let wake = self.wait(deadline, room).await;
+            let wake = self.wait(deadline).await;
             let now = self.now();
             match wake {
                 Wake::Read(Ok(data)) => self.core.handle_input(now, &data),
@@ -143,12 +134,14 @@ impl State {
                         Err(f) => self.core.transport_closed(now, &f),
                     }
                 }
-                Wake::Command(c) => self.on_command(c),
-                Wake::Telemetry(Some(t)) => self.core.telemetry(now, t),
-                Wake::Telemetry(None) => self.tel_open = false,
+                Wake::Command(c) => self.core.received_command(now, c.map(|c| *c)),
+                Wake::Telemetry(t) => self.core.received_telemetry(now, t),
                 Wake::Timer => self.core.timeout(now),
             }
-            self.take_ready_commands();
+            let now = self.now();
+            let (ctl, tel) = (&self.ctl, &self.tel);
+            self.core
+                .take_ready(now, || ready(ctl.try_recv()), || ready(tel.try_recv()));
         }
         self.refuse_late_commands();
         if let Some(conn) = self.conn.take() {
@@ -159,13 +152,15 @@ impl State {
     }
 
     /// Waits for the first ready of, in this order: inbound bytes, the
-    /// opening transport, a command, telemetry, the timer.
-    async fn wait(&mut self, deadline: Option<std::time::Instant>, room: bool) -> Wake {
+    /// opening transport, a command, telemetry (only while the session
+    /// has room: backpressure), the timer.
+    async fn wait(&mut self, deadline: Option<std::time::Instant>) -> Wake {
+        let commands = self.core.takes_commands();
+        let room = self.core.accepts_telemetry();
         let State {
             conn,
             opening,
             ctl,
-            ctl_open,
             tel,
             chunk,
             ..
@@ -183,7 +178,7 @@ impl State {
             }
         };
         let command = async {
-            match ctl_open {
+            match commands {
                 true => Wake::Command(ctl.recv().await.ok()),
                 false => pending().await,
             }
@@ -204,43 +199,6 @@ impl State {
             }
         };
         read.or(opened).or(command).or(telemetry).or(timer).await
-    }
-
-    fn on_command(&mut self, c: Option<Box<Command>>) {
-        let now = self.now();
-        match c {
-            Some(c) => self.core.command(now, *c),
-            None => {
-                // Every handle is gone: drain briefly and stop.
-                self.ctl_open = false;
-                self.core.handles_dropped(now);
-            }
-        }
-    }
-
-    fn take_ready_commands(&mut self) {
-        for _ in 0..COMMANDS_PER_TURN {
-            match self.ctl.try_recv() {
-                Ok(c) => self.on_command(Some(c)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => {
-                    if self.ctl_open {
-                        self.on_command(None);
-                    }
-                    break;
-                }
-            }
-        }
-        while self.tel_open && self.core.accepts_telemetry() {
-            match self.tel.try_recv() {
-                Ok(t) => {
-                    let now = self.now();
-                    self.core.telemetry(now, t);
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => self.tel_open = false,
-            }
-        }
     }
 
     /// Once stopped, no command or telemetry will be taken again: closes
@@ -281,17 +239,19 @@ impl State {
     fn open(&mut self) {
         self.conn = None;
         let ep = self.endpoint.clone();
-        let span = info_span!(
-            "connect",
-            attempt = self.core.attempts(),
-            host = %ep.host,
-            port = ep.port,
-            transport = ?ep.transport,
-        );
-        span.in_scope(|| info!("opening transport"));
+        let span = ep.open_span(self.core.attempts());
         self.opening = Some(Box::pin(
             async move { transport::open(&ep).await }.instrument(span),
         ));
+    }
+}
+
+/// An `async_channel` `try_recv` as the core sees it.
+fn ready<T>(r: Result<T, TryRecvError>) -> Ready<T> {
+    match r {
+        Ok(item) => Ready::Item(item),
+        Err(TryRecvError::Empty) => Ready::Empty,
+        Err(TryRecvError::Closed) => Ready::Closed,
     }
 }
 
@@ -320,9 +280,7 @@ mod tests {
             conn: None,
             opening: None,
             ctl,
-            ctl_open: true,
             tel,
-            tel_open: true,
             status,
             chunk: Vec::new(),
         };
