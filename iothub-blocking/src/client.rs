@@ -77,6 +77,14 @@ pub struct MethodRequest {
 }
 
 impl MethodRequest {
+    fn new(name: String, payload: Bytes, responder: Responder<Sender<Input>>) -> MethodRequest {
+        MethodRequest {
+            name,
+            payload,
+            responder,
+        }
+    }
+
     /// Answers with a status and a body (JSON or empty). Fails with
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
     /// if the connection the call came on is gone.
@@ -265,14 +273,7 @@ impl Client {
     pub fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
         let ctl = self.inner.ctl.clone();
         self.subscribe(|sink| {
-            Subscribe::methods(sink, move |call| {
-                let (name, payload, responder) = Responder::split(call, Some(ctl.clone()));
-                MethodRequest {
-                    name,
-                    payload,
-                    responder,
-                }
-            })
+            Subscribe::methods(sink, move || Some(ctl.clone()), MethodRequest::new)
         })
     }
 

@@ -112,11 +112,7 @@ impl Driver {
         loop {
             let deadline = match self.core.poll() {
                 Step::Write(data) => {
-                    if let Some((_, link)) = &mut self.link {
-                        if let Err(f) = link.write(data) {
-                            self.transport_failed(&f);
-                        }
-                    }
+                    self.write(data);
                     continue;
                 }
                 Step::Open => {
@@ -124,11 +120,7 @@ impl Driver {
                     continue;
                 }
                 Step::Close => {
-                    self.opening = None;
-                    if let Some((_, link)) = self.link.take() {
-                        debug!("closing the transport");
-                        link.close();
-                    }
+                    self.close();
                     continue;
                 }
                 Step::Wait(deadline) => deadline,
@@ -190,13 +182,7 @@ impl Driver {
             Input::HandlesDropped => self.core.handles_dropped(now),
             Input::Opened(id, r) if Some(id) == self.opening => {
                 self.opening = None;
-                match r {
-                    Ok(link) => {
-                        self.link = Some((id, link));
-                        self.core.transport_opened(now);
-                    }
-                    Err(f) => self.core.transport_closed(now, &f),
-                }
+                self.link = self.core.opened(now, r).map(|link| (id, link));
             }
             // A connection the session no longer wants: dropping its link
             // shuts the socket down and ends its thread.
@@ -212,6 +198,22 @@ impl Driver {
             }
             Input::Closed(id, f) if Some(id) == current => self.transport_failed(&f),
             Input::Read(..) | Input::Closed(..) => {}
+        }
+    }
+
+    fn write(&mut self, data: bytes::Bytes) {
+        if let Some((_, link)) = &mut self.link {
+            if let Err(f) = link.write(data) {
+                self.transport_failed(&f);
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.opening = None;
+        if let Some((_, link)) = self.link.take() {
+            debug!("closing the transport");
+            link.close();
         }
     }
 

@@ -112,17 +112,6 @@ pub struct Responder<C> {
 }
 
 impl<C> Responder<C> {
-    /// Splits a call into its name, its payload and the responder that
-    /// answers it over `ctl`.
-    pub fn split(call: MethodCall, ctl: Option<C>) -> (String, Bytes, Responder<C>) {
-        let responder = Responder {
-            name: call.name.clone(),
-            id: Some(call.id),
-            ctl,
-        };
-        (call.name, call.payload, responder)
-    }
-
     /// The command that answers the call, and the sender to put it on;
     /// `None` when the client is gone (the caller reports
     /// [`Error::Closed`]). Only the first call yields it.
@@ -160,13 +149,23 @@ pub enum Subscribe {
 }
 
 impl Subscribe {
-    /// Direct method calls, each wrapped by `wrap` (into the adapter's
-    /// `MethodRequest`) before it goes to `sink`.
-    pub fn methods<R: 'static>(
+    /// Direct method calls: each is split into its name, its payload and
+    /// a [`Responder`] over `ctl()` (the adapter's command sender, `None`
+    /// once the client is gone), which `wrap` makes into the adapter's
+    /// `MethodRequest` for `sink`.
+    pub fn methods<R: 'static, C: 'static>(
         sink: Sink<R>,
-        wrap: impl Fn(MethodCall) -> R + Send + 'static,
+        ctl: impl Fn() -> Option<C> + Send + 'static,
+        wrap: fn(String, Bytes, Responder<C>) -> R,
     ) -> Subscribe {
-        Subscribe::Methods(Sink::new(move |call| sink.deliver(wrap(call))))
+        Subscribe::Methods(Sink::new(move |call: MethodCall| {
+            let responder = Responder {
+                name: call.name.clone(),
+                id: Some(call.id),
+                ctl: ctl(),
+            };
+            sink.deliver(wrap(call.name, call.payload, responder))
+        }))
     }
 }
 
@@ -349,6 +348,23 @@ impl DriverCore {
         debug!("transport open");
         self.session
             .handle_transport_connected(now, Clock::unix_secs());
+    }
+
+    /// The outcome of opening the transport asked for by [`Step::Open`]:
+    /// reports it ([`transport_opened`](Self::transport_opened) or
+    /// [`transport_closed`](Self::transport_closed)) and gives the open
+    /// connection back to keep.
+    pub fn opened<C>(&mut self, now: Instant, r: Result<C, Failure>) -> Option<C> {
+        match r {
+            Ok(conn) => {
+                self.transport_opened(now);
+                Some(conn)
+            }
+            Err(f) => {
+                self.transport_closed(now, &f);
+                None
+            }
+        }
     }
 
     /// The transport failed, the peer closed it, or opening it failed.
@@ -578,5 +594,37 @@ mod tests {
         assert!(matches!(done.try_recv(), Ok(Ok(()))));
         assert!(matches!(twin.try_recv(), Ok(Err(Error::Request(_)))));
         assert_eq!(core.status().state, ConnectionState::Stopped);
+    }
+
+    #[test]
+    fn take_ready_takes_what_waits_and_notices_closed_channels() {
+        let mut core = core();
+        let now = Instant::from_millis(0);
+        let (r, twin) = reply();
+        let mut commands = vec![Ready::Closed, Ready::Item(Box::new(Command::GetTwin(r)))];
+        let (r, sent) = reply();
+        let message = Box::new((Message::new(&b"x"[..]), r));
+        let mut telemetry = vec![Ready::Empty, Ready::Item(message)];
+        core.take_ready(now, || commands.pop().unwrap(), || telemetry.pop().unwrap());
+        assert!(commands.is_empty() && telemetry.is_empty());
+        // Every handle gone: a short drain, no more waiting on commands.
+        assert!(!core.takes_commands());
+        assert!(core.accepts_telemetry());
+        core.received_telemetry(now, None);
+        assert!(!core.accepts_telemetry());
+        // Not connected: the drain ends, and with it the twin and the
+        // telemetry fail.
+        let mut stopped = false;
+        for t in 1..100 {
+            core.timeout(Instant::from_millis(t * 1_000));
+            if matches!(core.poll(), Step::Stopped) {
+                stopped = true;
+                break;
+            }
+        }
+        assert!(stopped, "the drain ends");
+        core.finish();
+        assert!(twin.try_recv().unwrap().is_err());
+        assert!(sent.try_recv().unwrap().is_err());
     }
 }

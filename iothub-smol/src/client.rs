@@ -44,6 +44,18 @@ pub struct MethodRequest {
 }
 
 impl MethodRequest {
+    fn new(
+        name: String,
+        payload: Bytes,
+        responder: Responder<Sender<Box<Command>>>,
+    ) -> MethodRequest {
+        MethodRequest {
+            name,
+            payload,
+            responder,
+        }
+    }
+
     /// Answers with a status and a body (JSON or empty). Fails with
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
     /// if the connection the call came on is gone.
@@ -182,17 +194,8 @@ impl Client {
     /// the first stream.
     pub async fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
         let ctl = self.inner.ctl.downgrade();
-        self.subscribe(|sink| {
-            Subscribe::methods(sink, move |call| {
-                let (name, payload, responder) = Responder::split(call, ctl.upgrade());
-                MethodRequest {
-                    name,
-                    payload,
-                    responder,
-                }
-            })
-        })
-        .await
+        self.subscribe(|sink| Subscribe::methods(sink, move || ctl.upgrade(), MethodRequest::new))
+            .await
     }
 
     /// Cloud-to-device messages (device identities), acknowledged to the

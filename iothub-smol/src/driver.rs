@@ -97,64 +97,58 @@ impl State {
 
     async fn run(mut self) {
         loop {
-            let deadline = match self.core.poll() {
-                Step::Write(data) => {
-                    self.write(data).await;
-                    continue;
-                }
-                Step::Open => {
-                    self.open();
-                    continue;
-                }
-                Step::Close => {
-                    self.opening = None;
-                    if let Some(conn) = self.conn.take() {
-                        debug!("closing the transport");
-                        conn.close().await;
-                    }
-                    continue;
-                }
-                Step::Wait(deadline) => deadline.map(|at| self.clock.deadline(at)),
+            match self.core.poll() {
+                Step::Write(data) => self.write(data).await,
+                Step::Open => self.open(),
+                Step::Close => self.close().await,
+                Step::Wait(deadline) => self.wait(deadline).await,
                 // Step::Stopped
                 _ => break,
-            };
-            self.status.set(self.core.status());
-            let wake = self.wait(deadline).await;
-            let now = self.now();
-            match wake {
-                Wake::Read(Ok(data)) => self.core.handle_input(now, &data),
-                Wake::Read(Err(f)) => self.transport_failed(&f),
-                Wake::Opened(r) => {
-                    self.opening = None;
-                    match r {
-                        Ok(conn) => {
-                            self.conn = Some(conn);
-                            self.core.transport_opened(now);
-                        }
-                        Err(f) => self.core.transport_closed(now, &f),
-                    }
-                }
-                Wake::Command(c) => self.core.received_command(now, c.map(|c| *c)),
-                Wake::Telemetry(t) => self.core.received_telemetry(now, t),
-                Wake::Timer => self.core.timeout(now),
             }
-            let now = self.now();
-            let (ctl, tel) = (&self.ctl, &self.tel);
-            self.core
-                .take_ready(now, || ready(ctl.try_recv()), || ready(tel.try_recv()));
         }
         self.refuse_late_commands();
-        if let Some(conn) = self.conn.take() {
-            conn.close().await;
-        }
+        self.close().await;
         self.status.set(self.core.status());
         self.core.finish();
+    }
+
+    /// [`Step::Wait`]: publishes the status, waits, hands what woke the
+    /// driver to the core, then takes what else is ready.
+    async fn wait(&mut self, deadline: Option<iothub_proto::time::Instant>) {
+        self.status.set(self.core.status());
+        let deadline = deadline.map(|at| self.clock.deadline(at));
+        let wake = self.next_wake(deadline).await;
+        let now = self.now();
+        match wake {
+            Wake::Read(Ok(data)) => self.core.handle_input(now, &data),
+            Wake::Read(Err(f)) => self.transport_failed(&f),
+            Wake::Opened(r) => {
+                self.opening = None;
+                self.conn = self.core.opened(now, r);
+            }
+            Wake::Command(c) => self.core.received_command(now, c.map(|c| *c)),
+            Wake::Telemetry(t) => self.core.received_telemetry(now, t),
+            Wake::Timer => self.core.timeout(now),
+        }
+        let now = self.now();
+        let (ctl, tel) = (&self.ctl, &self.tel);
+        self.core
+            .take_ready(now, || ready(ctl.try_recv()), || ready(tel.try_recv()));
+    }
+
+    /// [`Step::Close`], and the end: closes the transport if open.
+    async fn close(&mut self) {
+        self.opening = None;
+        if let Some(conn) = self.conn.take() {
+            debug!("closing the transport");
+            conn.close().await;
+        }
     }
 
     /// Waits for the first ready of, in this order: inbound bytes, the
     /// opening transport, a command, telemetry (only while the session
     /// has room: backpressure), the timer.
-    async fn wait(&mut self, deadline: Option<std::time::Instant>) -> Wake {
+    async fn next_wake(&mut self, deadline: Option<std::time::Instant>) -> Wake {
         let commands = self.core.takes_commands();
         let room = self.core.accepts_telemetry();
         let State {

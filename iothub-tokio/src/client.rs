@@ -42,6 +42,18 @@ pub struct MethodRequest {
 }
 
 impl MethodRequest {
+    fn new(
+        name: String,
+        payload: Bytes,
+        responder: Responder<mpsc::UnboundedSender<Box<Command>>>,
+    ) -> MethodRequest {
+        MethodRequest {
+            name,
+            payload,
+            responder,
+        }
+    }
+
     /// Answers with a status and a body (JSON or empty). Fails with
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable) if the connection the
     /// call came on is gone (the hub accepts answers only there).
@@ -190,17 +202,8 @@ impl Client {
         // A weak sender: streams and calls in flight do not keep the driver
         // alive once every handle is gone.
         let ctl = self.inner.ctl.downgrade();
-        self.subscribe(|sink| {
-            Subscribe::methods(sink, move |call| {
-                let (name, payload, responder) = Responder::split(call, ctl.upgrade());
-                MethodRequest {
-                    name,
-                    payload,
-                    responder,
-                }
-            })
-        })
-        .await
+        self.subscribe(|sink| Subscribe::methods(sink, move || ctl.upgrade(), MethodRequest::new))
+            .await
     }
 
     /// Cloud-to-device messages (device identities). Each is acknowledged

@@ -44,6 +44,9 @@ pub(crate) struct Driver {
     tel: mpsc::Receiver<Telemetry>,
     status: watch::Sender<Status>,
     rbuf: Vec<u8>,
+    /// The one timer, and the instant it is set to if it is armed.
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: Option<tokio::time::Instant>,
 }
 
 impl Driver {
@@ -65,6 +68,8 @@ impl Driver {
             tel,
             status,
             rbuf: Vec::new(),
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: None,
         };
         Ok((driver, status_rx, span))
     }
@@ -75,80 +80,78 @@ impl Driver {
 
     /// The loop; ends when the session has stopped.
     pub(crate) async fn run(mut self) {
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
-        // The instant the sleep is set to, if it is armed.
-        let mut armed: Option<tokio::time::Instant> = None;
         loop {
-            let deadline = match self.core.poll() {
-                Step::Write(data) => {
-                    self.write(data).await;
-                    continue;
-                }
-                Step::Open => {
-                    self.open();
-                    continue;
-                }
-                Step::Close => {
-                    self.opening = None;
-                    if let Some(conn) = self.conn.take() {
-                        debug!("closing the transport");
-                        conn.close().await;
-                    }
-                    continue;
-                }
-                Step::Wait(deadline) => deadline,
+            match self.core.poll() {
+                Step::Write(data) => self.write(data).await,
+                Step::Open => self.open(),
+                Step::Close => self.close().await,
+                Step::Wait(deadline) => self.wait(deadline).await,
                 // Step::Stopped
                 _ => break,
-            };
-            self.publish_status();
-            // The timer. Moved only when the session's next wake-up is
-            // earlier: waking early is harmless (the core fires only due
-            // timers, then the timer is set again), and the keep-alive
-            // deadline moves later with every write, so resetting the
-            // timer wheel on every turn would cost more than an early wake.
-            match deadline {
-                Some(at) => {
-                    let at = tokio::time::Instant::from_std(self.clock.deadline(at));
-                    if armed.is_none_or(|current| at < current) {
-                        sleep.as_mut().reset(at);
-                        armed = Some(at);
-                    }
-                }
-                None => armed = None,
             }
-            let commands = self.core.takes_commands();
-            // Backpressure: telemetry stays in its channel while the
-            // session's queue is full.
-            let room = self.core.accepts_telemetry();
-            tokio::select! {
-                biased;
-                r = read(self.conn.as_mut(), &mut self.rbuf) => self.on_read(r),
-                r = opened(self.opening.as_mut()) => self.on_opened(r),
-                c = self.ctl.recv(), if commands => {
-                    let now = self.now();
-                    self.core.received_command(now, c.map(|c| *c));
-                }
-                t = self.tel.recv(), if room => {
-                    let now = self.now();
-                    self.core.received_telemetry(now, t);
-                }
-                () = &mut sleep, if armed.is_some() => {
-                    armed = None;
-                    let now = self.now();
-                    self.core.timeout(now);
-                }
-            }
-            let now = self.now();
-            let (ctl, tel) = (&mut self.ctl, &mut self.tel);
-            self.core
-                .take_ready(now, || ready(ctl.try_recv()), || ready(tel.try_recv()));
         }
-        if let Some(conn) = self.conn.take() {
-            conn.close().await;
-        }
+        self.close().await;
         self.publish_status();
         self.core.finish();
+    }
+
+    /// [`Step::Wait`]: publishes the status, waits for one of read, open,
+    /// command, telemetry (only while the core accepts it: backpressure)
+    /// and the timer, then takes what else is ready.
+    async fn wait(&mut self, deadline: Option<Instant>) {
+        self.publish_status();
+        // The timer. Moved only when the session's next wake-up is
+        // earlier: waking early is harmless (the core fires only due
+        // timers, then the timer is set again), and the keep-alive
+        // deadline moves later with every write, so resetting the timer
+        // wheel on every turn would cost more than an early wake.
+        match deadline {
+            Some(at) => {
+                let at = tokio::time::Instant::from_std(self.clock.deadline(at));
+                if self.armed.is_none_or(|current| at < current) {
+                    self.sleep.as_mut().reset(at);
+                    self.armed = Some(at);
+                }
+            }
+            None => self.armed = None,
+        }
+        let commands = self.core.takes_commands();
+        let room = self.core.accepts_telemetry();
+        tokio::select! {
+            biased;
+            r = read(self.conn.as_mut(), &mut self.rbuf) => self.on_read(r),
+            r = opened(self.opening.as_mut()) => {
+                self.opening = None;
+                let now = self.now();
+                self.conn = self.core.opened(now, r);
+            }
+            c = self.ctl.recv(), if commands => {
+                let now = self.now();
+                self.core.received_command(now, c.map(|c| *c));
+            }
+            t = self.tel.recv(), if room => {
+                let now = self.now();
+                self.core.received_telemetry(now, t);
+            }
+            () = &mut self.sleep, if self.armed.is_some() => {
+                self.armed = None;
+                let now = self.now();
+                self.core.timeout(now);
+            }
+        }
+        let now = self.now();
+        let (ctl, tel) = (&mut self.ctl, &mut self.tel);
+        self.core
+            .take_ready(now, || ready(ctl.try_recv()), || ready(tel.try_recv()));
+    }
+
+    /// [`Step::Close`], and the end: closes the transport if open.
+    async fn close(&mut self) {
+        self.opening = None;
+        if let Some(conn) = self.conn.take() {
+            debug!("closing the transport");
+            conn.close().await;
+        }
     }
 
     fn on_read(&mut self, r: Result<(), Failure>) {
@@ -167,18 +170,6 @@ impl Driver {
         self.conn = None;
         let now = self.now();
         self.core.transport_closed(now, f);
-    }
-
-    fn on_opened(&mut self, r: Result<Conn, Failure>) {
-        self.opening = None;
-        let now = self.now();
-        match r {
-            Ok(conn) => {
-                self.conn = Some(conn);
-                self.core.transport_opened(now);
-            }
-            Err(f) => self.core.transport_closed(now, &f),
-        }
     }
 
     async fn write(&mut self, data: Bytes) {
