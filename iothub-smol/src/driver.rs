@@ -8,11 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_channel::{Receiver, TryRecvError};
 use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::FutureExt as _;
-use iothub_net::driver::{Command, DriverCore, Ready, Step, Telemetry};
+use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
+use iothub_net::handle::Inbox;
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, Clock, Error};
@@ -51,8 +51,7 @@ struct State {
     endpoint: Arc<Endpoint>,
     conn: Option<Conn>,
     opening: Option<Opening>,
-    ctl: Receiver<Box<Command>>,
-    tel: Receiver<Telemetry>,
+    inbox: Inbox,
     status: Arc<StatusWatch>,
     chunk: Vec<u8>,
 }
@@ -69,8 +68,7 @@ enum Wake {
 impl Driver {
     pub(crate) fn new(
         options: ClientOptions,
-        ctl: Receiver<Box<Command>>,
-        tel: Receiver<Telemetry>,
+        inbox: Inbox,
     ) -> Result<(Driver, Arc<StatusWatch>), Error> {
         let (core, endpoint, span) = DriverCore::start(options)?;
         let status = Arc::new(StatusWatch::new(core.status()));
@@ -80,8 +78,7 @@ impl Driver {
             endpoint: Arc::new(endpoint),
             conn: None,
             opening: None,
-            ctl,
-            tel,
+            inbox,
             status: status.clone(),
             chunk: vec![0; READ_CHUNK],
         };
@@ -106,7 +103,7 @@ impl State {
                 _ => break,
             }
         }
-        self.refuse_late_commands();
+        self.inbox.refuse_late();
         self.close().await;
         self.status.set(self.core.status());
         self.core.finish();
@@ -131,9 +128,7 @@ impl State {
             Wake::Timer => self.core.timeout(now),
         }
         let now = self.now();
-        let (ctl, tel) = (&self.ctl, &self.tel);
-        self.core
-            .take_ready(now, || ready(ctl.try_recv()), || ready(tel.try_recv()));
+        self.inbox.take_ready(&mut self.core, now);
     }
 
     /// [`Step::Close`], and the end: closes the transport if open.
@@ -154,8 +149,7 @@ impl State {
         let State {
             conn,
             opening,
-            ctl,
-            tel,
+            inbox,
             chunk,
             ..
         } = self;
@@ -173,13 +167,13 @@ impl State {
         };
         let command = async {
             match commands {
-                true => Wake::Command(ctl.recv().await.ok()),
+                true => Wake::Command(inbox.commands.recv().await.ok()),
                 false => pending().await,
             }
         };
         let telemetry = async {
             match room {
-                true => Wake::Telemetry(tel.recv().await.ok()),
+                true => Wake::Telemetry(inbox.telemetry.recv().await.ok()),
                 false => pending().await,
             }
         };
@@ -193,26 +187,6 @@ impl State {
             }
         };
         read.or(opened).or(command).or(telemetry).or(timer).await
-    }
-
-    /// Once stopped, no command or telemetry will be taken again: closes
-    /// both channels, so later sends fail at once ([`Error::Closed`]), and
-    /// drops what is already queued, so its replies end (also
-    /// [`Error::Closed`]). Dropping the receivers is not enough: an
-    /// `async_channel` keeps its queued items while any sender (the
-    /// client's handles) lives, so a command sent after the stop but
-    /// before the driver's end would wait for an answer forever.
-    fn refuse_late_commands(&mut self) {
-        self.ctl.close();
-        self.tel.close();
-        while let Ok(c) = self.ctl.try_recv() {
-            debug!("command after the stop: refused");
-            drop(c);
-        }
-        while let Ok(t) = self.tel.try_recv() {
-            debug!("telemetry after the stop: refused");
-            drop(t);
-        }
     }
 
     fn transport_failed(&mut self, f: &Failure) {
@@ -237,56 +211,5 @@ impl State {
         self.opening = Some(Box::pin(
             async move { transport::open(&ep).await }.instrument(span),
         ));
-    }
-}
-
-/// An `async_channel` `try_recv` as the core sees it.
-fn ready<T>(r: Result<T, TryRecvError>) -> Ready<T> {
-    match r {
-        Ok(item) => Ready::Item(item),
-        Err(TryRecvError::Empty) => Ready::Empty,
-        Err(TryRecvError::Closed) => Ready::Closed,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::reply;
-
-    const CS: &str = "HostName=hub.azure-devices.net;DeviceId=dev1;\
-                      SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-    /// The end of `every_api_over_tls`: a command sent after the stop but
-    /// before the driver's end (the client's handles still alive) is
-    /// answered with `Closed`, and later sends fail at once.
-    #[test]
-    fn a_command_queued_at_the_stop_is_answered_closed() {
-        let (ctl_tx, ctl) = async_channel::bounded(8);
-        let (tel_tx, tel) = async_channel::bounded(8);
-        let (core, endpoint, _span) =
-            DriverCore::start(ClientOptions::from_connection_string(CS).unwrap()).unwrap();
-        let status = Arc::new(StatusWatch::new(core.status()));
-        let mut state = State {
-            core,
-            clock: Clock::new(),
-            endpoint: Arc::new(endpoint),
-            conn: None,
-            opening: None,
-            ctl,
-            tel,
-            status,
-            chunk: Vec::new(),
-        };
-        let (tx, rx) = reply::<iothub_proto::session::Twin>();
-        ctl_tx.try_send(Box::new(Command::GetTwin(tx))).unwrap();
-        state.refuse_late_commands();
-        assert!(matches!(
-            futures_lite::future::block_on(crate::client::answer(rx)),
-            Err(Error::Closed)
-        ));
-        let (tx, _rx) = reply::<iothub_proto::session::Twin>();
-        assert!(ctl_tx.try_send(Box::new(Command::GetTwin(tx))).is_err());
-        assert!(tel_tx.is_closed());
     }
 }

@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::driver::{Command, DriverCore, Ready, Step, Telemetry};
+use iothub_net::driver::{DriverCore, Step};
+use iothub_net::handle::Inbox;
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::{ClientOptions, Clock, Error, Status};
 use iothub_proto::time::Instant;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{Instrument as _, debug};
 
 use crate::transport::{self, Conn};
@@ -40,8 +40,7 @@ pub(crate) struct Driver {
     endpoint: Arc<Endpoint>,
     conn: Option<Conn>,
     opening: Option<Opening>,
-    ctl: mpsc::UnboundedReceiver<Box<Command>>,
-    tel: mpsc::Receiver<Telemetry>,
+    inbox: Inbox,
     status: watch::Sender<Status>,
     rbuf: Vec<u8>,
     /// The one timer, and the instant it is set to if it is armed.
@@ -53,8 +52,7 @@ impl Driver {
     /// The driver, the receiver of its status, and the span to run it in.
     pub(crate) fn new(
         options: ClientOptions,
-        ctl: mpsc::UnboundedReceiver<Box<Command>>,
-        tel: mpsc::Receiver<Telemetry>,
+        inbox: Inbox,
     ) -> Result<(Driver, watch::Receiver<Status>, tracing::Span), Error> {
         let (core, endpoint, span) = DriverCore::start(options)?;
         let (status, status_rx) = watch::channel(core.status());
@@ -64,8 +62,7 @@ impl Driver {
             endpoint: Arc::new(endpoint),
             conn: None,
             opening: None,
-            ctl,
-            tel,
+            inbox,
             status,
             rbuf: Vec::new(),
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
@@ -90,6 +87,7 @@ impl Driver {
                 _ => break,
             }
         }
+        self.inbox.refuse_late();
         self.close().await;
         self.publish_status();
         self.core.finish();
@@ -125,13 +123,13 @@ impl Driver {
                 let now = self.now();
                 self.conn = self.core.opened(now, r);
             }
-            c = self.ctl.recv(), if commands => {
+            c = self.inbox.commands.recv(), if commands => {
                 let now = self.now();
-                self.core.received_command(now, c.map(|c| *c));
+                self.core.received_command(now, c.ok().map(|c| *c));
             }
-            t = self.tel.recv(), if room => {
+            t = self.inbox.telemetry.recv(), if room => {
                 let now = self.now();
-                self.core.received_telemetry(now, t);
+                self.core.received_telemetry(now, t.ok());
             }
             () = &mut self.sleep, if self.armed.is_some() => {
                 self.armed = None;
@@ -140,9 +138,7 @@ impl Driver {
             }
         }
         let now = self.now();
-        let (ctl, tel) = (&mut self.ctl, &mut self.tel);
-        self.core
-            .take_ready(now, || ready(ctl.try_recv()), || ready(tel.try_recv()));
+        self.inbox.take_ready(&mut self.core, now);
     }
 
     /// [`Step::Close`], and the end: closes the transport if open.
@@ -197,15 +193,6 @@ impl Driver {
             }
             changed
         });
-    }
-}
-
-/// A tokio `try_recv` as the core sees it.
-fn ready<T>(r: Result<T, TryRecvError>) -> Ready<T> {
-    match r {
-        Ok(item) => Ready::Item(item),
-        Err(TryRecvError::Empty) => Ready::Empty,
-        Err(TryRecvError::Disconnected) => Ready::Closed,
     }
 }
 
