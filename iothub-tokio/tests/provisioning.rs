@@ -37,33 +37,14 @@ async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
         .expect("in time")
 }
 
-/// Options for the emulator's DPS over `transport`, with its CA and the
-/// hub port of that transport; quick reconnections for the hub client.
+/// Options for the emulator's DPS over `transport` (shared with the
+/// blocking and smol suites).
 fn options(
     emu: &EmulatorHandle,
     base: ProvisioningOptions,
     transport: Transport,
 ) -> ProvisioningOptions {
-    let (dps, hub) = match transport {
-        Transport::WebSocket => (emu.dps_ws_addr().port(), emu.ws_addr().port()),
-        Transport::PlainTcp => (
-            emu.plain_dps_addr().unwrap().port(),
-            emu.plain_addr().unwrap().port(),
-        ),
-        _ => (emu.dps_addr().port(), emu.mqtt_addr().port()),
-    };
-    base.with_endpoint("localhost")
-        .unwrap()
-        .with_transport(transport)
-        .with_port(dps)
-        .with_hub_port(hub)
-        .with_ca_pem(emu.ca_pem().unwrap().as_bytes().to_vec())
-        .with_client(|c| {
-            c.with_session(|s| {
-                s.with_backoff_min(Duration::from_millis(50))
-                    .with_backoff_max(Duration::from_millis(200))
-            })
-        })
+    iothub_testkit::provisioning_options(emu, base, transport)
 }
 
 /// Waits for telemetry from `device` with `body`.
