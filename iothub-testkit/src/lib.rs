@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod device_cli;
+pub mod provision_cli;
 
 pub use iothub_emulator::{
     DeviceAuthentication, Emulator, EmulatorError, EmulatorHandle, EnrollmentSpec, MethodReply,
