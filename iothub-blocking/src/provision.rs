@@ -95,7 +95,7 @@ const REPROVISION_DRAIN: Duration = Duration::from_secs(2);
 /// # fn demo(options: iothub_blocking::ProvisioningOptions) -> Result<(), iothub_blocking::Error> {
 /// use iothub_blocking::{Message, ReprovisionPolicy, run_provisioned};
 ///
-/// run_provisioned(&options, ReprovisionPolicy::default(), |client, registration| {
+/// run_provisioned(options, ReprovisionPolicy::default(), |client, registration| {
 ///     println!("connected as {} at {}", registration.device_id, registration.assigned_hub);
 ///     loop {
 ///         client.send_telemetry(Message::new(&b"{\"t\":21}"[..]))?;
@@ -105,7 +105,7 @@ const REPROVISION_DRAIN: Duration = Duration::from_secs(2);
 /// # }
 /// ```
 pub fn run_provisioned<F>(
-    options: &ProvisioningOptions,
+    options: ProvisioningOptions,
     policy: ReprovisionPolicy,
     mut run: F,
 ) -> Result<(), Error>
@@ -113,7 +113,7 @@ where
     F: FnMut(Client, Registration) -> Result<(), Error>,
 {
     loop {
-        let (client, registration) = provision_and_connect(options)?;
+        let (client, registration) = provision_and_connect(&options)?;
         let watch = client.watch_reprovision(policy)?;
         let handle = client.clone();
         let watcher = std::thread::Builder::new()

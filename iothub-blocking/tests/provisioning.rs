@@ -154,7 +154,7 @@ fn a_device_deleted_at_the_hub_provisions_again() {
     let opts = emu.provisioning(base, Transport::Mqtt);
     let runs = AtomicU32::new(0);
     run_provisioned(
-        &opts,
+        opts,
         ReprovisionPolicy::default(),
         |client, registration| {
             assert_eq!(registration.device_id.as_str(), "phoenix");

@@ -103,7 +103,7 @@ const REPROVISION_DRAIN: Duration = Duration::from_secs(2);
 /// # async fn demo(options: iothub_smol::ProvisioningOptions) -> Result<(), iothub_smol::Error> {
 /// use iothub_smol::{Message, ReprovisionPolicy, run_provisioned};
 ///
-/// run_provisioned(&options, ReprovisionPolicy::default(), |client, registration| async move {
+/// run_provisioned(options, ReprovisionPolicy::default(), |client, registration| async move {
 ///     println!("connected as {} at {}", registration.device_id, registration.assigned_hub);
 ///     loop {
 ///         client.send_telemetry(Message::new(&b"{\"t\":21}"[..])).await?;
@@ -114,7 +114,7 @@ const REPROVISION_DRAIN: Duration = Duration::from_secs(2);
 /// # }
 /// ```
 pub async fn run_provisioned<F, Fut>(
-    options: &ProvisioningOptions,
+    options: ProvisioningOptions,
     policy: ReprovisionPolicy,
     mut run: F,
 ) -> Result<(), Error>
@@ -127,7 +127,7 @@ where
         Reprovision(Result<iothub_proto::provisioning::ReprovisionReason, Error>),
     }
     loop {
-        let (client, mut driver, registration) = provision_and_connect(options).await?;
+        let (client, mut driver, registration) = provision_and_connect(&options).await?;
         let work = run(client.clone(), registration);
         let ended = async { Ended::Run(work.await) }
             .or(async { Ended::Reprovision(client.reprovision_needed(policy).await) });
