@@ -182,27 +182,6 @@ impl ProvisioningCore {
     }
 }
 
-impl ProvisioningOptions {
-    /// Checks the options ([`prepare`](Self::prepare)) and gathers what
-    /// the transport needs to reach DPS: the same [`Endpoint`] a hub
-    /// connection opens, so adapters open both with one function.
-    pub fn endpoint(&self) -> Result<Endpoint, OptionsError> {
-        let tls = match self.prepare()? {
-            Some(config) => Some((config, crate::tls::server_name(self.host())?)),
-            None => None,
-        };
-        Ok(Endpoint {
-            host: self.host().to_owned(),
-            port: self.port(),
-            transport: self.transport,
-            tls,
-            proxy: self.proxy.clone(),
-            open_timeout: self.open_timeout,
-            write_timeout: self.write_timeout,
-        })
-    }
-}
-
 fn log(event: &Event) {
     match event {
         Event::Connected => info!("connected to DPS"),

@@ -10,10 +10,9 @@
 //! and sets one timer.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::pin::Pin;
 
 use iothub_net::provision_driver::{ProvisioningCore, Step};
 use iothub_net::transport::Failure;
