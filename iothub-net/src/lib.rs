@@ -14,7 +14,8 @@
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
 //! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
 //! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session; it routes the session's events through a [`Router`] (used by the blocking and smol adapters) |
-//! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
+//! | [`provision_driver`] | [`ProvisioningCore`](provision_driver::ProvisioningCore): the fixed order of the provisioning driver's steps around the DPS session, its events logged (every adapter's `provision`) |
+//! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open (for the hub and for DPS), the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
 //! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core: used by the tokio adapter directly, and by the blocking and smol adapters through [`driver`]) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
@@ -27,6 +28,7 @@ pub mod api;
 pub mod clock;
 pub mod driver;
 pub mod options;
+pub mod provision_driver;
 pub mod provisioning;
 pub mod proxy;
 pub mod router;

@@ -11,10 +11,11 @@ use bytes::Bytes;
 use iothub_proto::session::TransportClosed;
 use rustls_pki_types::ServerName;
 
-use crate::{ClientOptions, OptionsError, Proxy, Transport, tls};
+use crate::{ClientOptions, OptionsError, ProvisioningOptions, Proxy, Transport, tls};
 
-/// How to reach the hub; built once per client by
-/// [`ClientOptions::endpoint`].
+/// How to reach the hub, or DPS; built once per client by
+/// [`ClientOptions::endpoint`], once per provisioning by
+/// [`ProvisioningOptions::endpoint`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -56,18 +57,54 @@ impl ClientOptions {
     /// Checks the options ([`prepare`](Self::prepare)) and gathers what
     /// the transport needs. Adapters call it once, when the client is made.
     pub fn endpoint(&self) -> Result<Endpoint, OptionsError> {
-        let tls = match self.prepare()? {
-            Some(config) => Some((config, tls::server_name(self.host())?)),
+        Endpoint::new(
+            self.prepare()?,
+            self.host(),
+            self.port(),
+            self.transport,
+            self.proxy.clone(),
+            (self.open_timeout, self.write_timeout),
+        )
+    }
+}
+
+impl ProvisioningOptions {
+    /// Checks the options ([`prepare`](Self::prepare)) and gathers what
+    /// the transport needs to reach DPS: the same [`Endpoint`] as a hub
+    /// connection's, so an adapter opens both with one function.
+    pub fn endpoint(&self) -> Result<Endpoint, OptionsError> {
+        Endpoint::new(
+            self.prepare()?,
+            self.host(),
+            self.port(),
+            self.transport,
+            self.proxy.clone(),
+            (self.open_timeout, self.write_timeout),
+        )
+    }
+}
+
+impl Endpoint {
+    fn new(
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+        host: &str,
+        port: u16,
+        transport: Transport,
+        proxy: Option<Proxy>,
+        (open_timeout, write_timeout): (Duration, Duration),
+    ) -> Result<Endpoint, OptionsError> {
+        let tls = match tls_config {
+            Some(config) => Some((config, tls::server_name(host)?)),
             None => None,
         };
         Ok(Endpoint {
-            host: self.host().to_owned(),
-            port: self.port(),
-            transport: self.transport,
+            host: host.to_owned(),
+            port,
+            transport,
             tls,
-            proxy: self.proxy.clone(),
-            open_timeout: self.open_timeout,
-            write_timeout: self.write_timeout,
+            proxy,
+            open_timeout,
+            write_timeout,
         })
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use iothub_net::driver::{Command, MethodCall, Reply, Sink, Subscribe, Telemetry};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, MethodId, Twin};
 use serde_json::Value;
 
@@ -220,6 +221,20 @@ impl Client {
     /// Acknowledges a message in manual-ack mode.
     pub async fn ack(&self, token: AckToken) -> Result<(), Error> {
         self.call(|tx| Command::Ack(token, tx)).await
+    }
+
+    /// Resolves when `policy` says the device should be provisioned again
+    /// ([`ReprovisionPolicy`]: the hub refused the credentials, or so many
+    /// connection attempts failed in a row), with the reason; then shut
+    /// this client down and provision
+    /// ([`run_provisioned`](crate::run_provisioned) does both). Fails with
+    /// [`Error::Closed`] when the client stops first. The watch starts
+    /// when the future is first polled.
+    pub async fn reprovision_needed(
+        &self,
+        policy: ReprovisionPolicy,
+    ) -> Result<ReprovisionReason, Error> {
+        self.call(|tx| Command::WatchReprovision(policy, tx)).await
     }
 
     /// The connection state now.
