@@ -11,6 +11,7 @@ use bytes::Bytes;
 use iothub_net::driver::{Command, Reply, Responder, Sink, Subscribe, Telemetry};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
 
@@ -292,6 +293,30 @@ impl Client {
     /// Acknowledges a message in manual-ack mode.
     pub fn ack(&self, token: AckToken) -> Result<(), Error> {
         self.command(|r| Command::Ack(token, r))?.wait()
+    }
+
+    /// Asks the driver to watch for the need to provision again under
+    /// `policy` ([`ReprovisionPolicy`]: the hub refused the credentials,
+    /// or so many connection attempts failed in a row) and returns at
+    /// once with a receipt for the [`ReprovisionReason`]. The receipt
+    /// ends with [`Error::Closed`] when the client stops first. The
+    /// driver has the watch before any later command of this handle.
+    pub fn watch_reprovision(
+        &self,
+        policy: ReprovisionPolicy,
+    ) -> Result<Receipt<ReprovisionReason>, Error> {
+        self.command(|r| Command::WatchReprovision(policy, r))
+    }
+
+    /// Blocks until `policy` says the device should be provisioned again
+    /// (see [`watch_reprovision`](Self::watch_reprovision)); then
+    /// shut this client down and provision
+    /// ([`run_provisioned`](crate::run_provisioned) does both).
+    pub fn reprovision_needed(
+        &self,
+        policy: ReprovisionPolicy,
+    ) -> Result<ReprovisionReason, Error> {
+        self.watch_reprovision(policy)?.wait()
     }
 
     /// The connection state now.

@@ -53,17 +53,124 @@ const INPUTS_PER_TURN: usize = 1024;
 pub struct Driver {
     core: DriverCore,
     clock: Clock,
-    endpoint: Arc<Endpoint>,
     span: tracing::Span,
     inputs: Receiver<Input>,
-    /// Given to each connection thread.
-    tx: Sender<Input>,
     telemetry: Receiver<Telemetry>,
     status: Arc<StatusWatch>,
+    conn: Connection,
+}
+
+/// The connection of a driver (the client's, or provisioning's): the one
+/// open [`Link`], or the id of the one being opened by its thread, and
+/// which of the [`Input`]s that connection threads send still matter.
+pub(crate) struct Connection {
+    endpoint: Arc<Endpoint>,
+    /// Given to each connection thread.
+    tx: Sender<Input>,
     link: Option<(u64, Box<Link>)>,
     /// The id of the connection being opened, if one is.
     opening: Option<u64>,
     next_id: u64,
+}
+
+/// What an input from a connection thread means for the session.
+pub(crate) enum Transported {
+    /// The transport asked for is open.
+    Opened,
+    /// MQTT bytes arrived.
+    Data(Vec<u8>),
+    /// The transport (or its opening) failed.
+    Failed(Failure),
+    /// Nothing: a connection the session no longer wants.
+    Stale,
+}
+
+impl Connection {
+    pub(crate) fn new(endpoint: Arc<Endpoint>, tx: Sender<Input>) -> Connection {
+        Connection {
+            endpoint,
+            tx,
+            link: None,
+            opening: None,
+            next_id: 0,
+        }
+    }
+
+    /// A connection to `endpoint` and the channel its inputs arrive on
+    /// (for a driver that takes nothing else: provisioning).
+    pub(crate) fn channel(endpoint: Endpoint) -> (Connection, Receiver<Input>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (Connection::new(Arc::new(endpoint), tx), rx)
+    }
+
+    /// Drops the current link and starts a connection thread for a new
+    /// one; its outcome comes back as an [`Input::Opened`].
+    pub(crate) fn open(&mut self, attempt: u64) -> Result<(), Failure> {
+        self.link = None;
+        self.next_id += 1;
+        let id = self.next_id;
+        let span = self.endpoint.open_span(attempt);
+        transport::spawn(self.endpoint.clone(), id, self.tx.clone(), span)
+            .map_err(|e| Failure::connect(format!("cannot start a connection thread: {e}")))?;
+        self.opening = Some(id);
+        Ok(())
+    }
+
+    /// Closes the transport (after its last bytes), or forgets the one
+    /// being opened.
+    pub(crate) fn close(&mut self) {
+        self.opening = None;
+        if let Some((_, link)) = self.link.take() {
+            debug!("closing the transport");
+            link.close();
+        }
+    }
+
+    /// Writes MQTT bytes; without a link they are dropped (the session
+    /// knows the transport is gone). On failure the link is dropped.
+    pub(crate) fn write(&mut self, data: bytes::Bytes) -> Result<(), Failure> {
+        let Some((_, link)) = &mut self.link else {
+            return Ok(());
+        };
+        link.write(data).inspect_err(|_| self.link = None)
+    }
+
+    /// What an input of a connection thread means (`Stale` for one of a
+    /// connection the session gave up).
+    pub(crate) fn transported(&mut self, input: Input) -> Transported {
+        let current = self.link.as_ref().map(|(id, _)| *id);
+        match input {
+            Input::Opened(id, r) if Some(id) == self.opening => {
+                self.opening = None;
+                match r {
+                    Ok(link) => {
+                        self.link = Some((id, link));
+                        Transported::Opened
+                    }
+                    Err(f) => Transported::Failed(f),
+                }
+            }
+            Input::Read(id, raw) if Some(id) == current => {
+                let Some((_, link)) = &mut self.link else {
+                    return Transported::Stale;
+                };
+                match link.input(&raw) {
+                    Ok(mqtt) => Transported::Data(mqtt),
+                    Err(f) => {
+                        self.link = None;
+                        Transported::Failed(f)
+                    }
+                }
+            }
+            Input::Closed(id, f) if Some(id) == current => {
+                self.link = None;
+                Transported::Failed(f)
+            }
+            // A connection the session no longer wants: dropping its link
+            // shuts the socket down and ends its thread.
+            _ => Transported::Stale,
+        }
+    }
 }
 
 impl std::fmt::Debug for Driver {
@@ -86,15 +193,11 @@ impl Driver {
         let driver = Driver {
             core,
             clock: Clock::new(),
-            endpoint: Arc::new(endpoint),
             span,
             inputs,
-            tx,
             telemetry,
             status: status.clone(),
-            link: None,
-            opening: None,
-            next_id: 0,
+            conn: Connection::new(Arc::new(endpoint), tx),
         };
         Ok((driver, status))
     }
@@ -112,15 +215,19 @@ impl Driver {
         loop {
             let deadline = match self.core.poll() {
                 Step::Write(data) => {
-                    self.write(data);
+                    if let Err(f) = self.conn.write(data) {
+                        self.transport_failed(&f);
+                    }
                     continue;
                 }
                 Step::Open => {
-                    self.open();
+                    if let Err(f) = self.conn.open(self.core.attempts()) {
+                        self.transport_failed(&f);
+                    }
                     continue;
                 }
                 Step::Close => {
-                    self.close();
+                    self.conn.close();
                     continue;
                 }
                 Step::Wait(deadline) => deadline,
@@ -166,75 +273,28 @@ impl Driver {
                 self.core.telemetry(now, t);
             }
         }
-        if let Some((_, link)) = self.link.take() {
-            link.close();
-        }
+        self.conn.close();
         self.status.set(self.core.status());
         self.core.finish();
     }
 
     fn on_input(&mut self, input: Input) {
         let now = self.now();
-        let current = self.link.as_ref().map(|(id, _)| *id);
         match input {
             Input::Command(c) => self.core.command(now, c),
             Input::Telemetry => {} // taken after the inputs
             Input::HandlesDropped => self.core.handles_dropped(now),
-            Input::Opened(id, r) if Some(id) == self.opening => {
-                self.opening = None;
-                self.link = self.core.opened(now, r).map(|link| (id, link));
-            }
-            // A connection the session no longer wants: dropping its link
-            // shuts the socket down and ends its thread.
-            Input::Opened(..) => {}
-            Input::Read(id, raw) if Some(id) == current => {
-                let Some((_, link)) = &mut self.link else {
-                    return;
-                };
-                match link.input(&raw) {
-                    Ok(mqtt) => self.core.handle_input(now, &mqtt),
-                    Err(f) => self.transport_failed(&f),
-                }
-            }
-            Input::Closed(id, f) if Some(id) == current => self.transport_failed(&f),
-            Input::Read(..) | Input::Closed(..) => {}
-        }
-    }
-
-    fn write(&mut self, data: bytes::Bytes) {
-        if let Some((_, link)) = &mut self.link {
-            if let Err(f) = link.write(data) {
-                self.transport_failed(&f);
-            }
-        }
-    }
-
-    fn close(&mut self) {
-        self.opening = None;
-        if let Some((_, link)) = self.link.take() {
-            debug!("closing the transport");
-            link.close();
+            transport => match self.conn.transported(transport) {
+                Transported::Opened => self.core.transport_opened(now),
+                Transported::Data(mqtt) => self.core.handle_input(now, &mqtt),
+                Transported::Failed(f) => self.core.transport_closed(now, &f),
+                Transported::Stale => {}
+            },
         }
     }
 
     fn transport_failed(&mut self, f: &Failure) {
-        self.link = None;
         let now = self.now();
         self.core.transport_closed(now, f);
-    }
-
-    fn open(&mut self) {
-        self.link = None;
-        self.next_id += 1;
-        let id = self.next_id;
-        let span = self.endpoint.open_span(self.core.attempts());
-        match transport::spawn(self.endpoint.clone(), id, self.tx.clone(), span) {
-            Ok(()) => self.opening = Some(id),
-            Err(e) => {
-                let now = self.now();
-                let f = Failure::connect(format!("cannot start a connection thread: {e}"));
-                self.core.transport_closed(now, &f);
-            }
-        }
     }
 }

@@ -62,6 +62,25 @@
 //! the reader thread forwards. WebSocket is tungstenite over an in-memory
 //! buffer, so it needs no socket of its own.
 //!
+//! ## Provisioning
+//!
+//! [`provision`] registers the device with the Device Provisioning
+//! Service (DPS) on the calling thread, over the same transports, and
+//! returns the assigned hub with the options of a client for it;
+//! [`run_provisioned`] provisions again whenever the hub stops accepting
+//! the device ([`Client::reprovision_needed`]).
+//!
+//! ```no_run
+//! # fn run() -> Result<(), iothub_blocking::Error> {
+//! use iothub_blocking::{Message, ProvisioningOptions, provision};
+//!
+//! let options = ProvisioningOptions::group_key("0ne00000A0A", "sensor-7", "<group key>")?;
+//! let provisioned = provision(&options)?; // assigned_hub, device_id
+//! let client = provisioned.connect()?;
+//! client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..]))?;
+//! # Ok(()) }
+//! ```
+//!
 //! To run the driver on a thread of your own, use
 //! [`Client::with_driver`] and call [`Driver::run`].
 //!
@@ -70,16 +89,20 @@
 
 mod client;
 mod driver;
+mod provision;
 mod transport;
 
 pub use client::{Client, Events, MethodRequest, Receipt};
 pub use driver::Driver;
 pub use iothub_net::{
-    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Proxy, Status, Transport,
+    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, ProvisioningOptions, Proxy,
+    Status, Transport,
 };
 /// The sans-IO core, for every other type (errors, identities, options).
 pub use iothub_proto as proto;
 pub use iothub_proto::properties::MessageProperties;
+pub use iothub_proto::provisioning::{Registration, ReprovisionPolicy, ReprovisionReason};
 pub use iothub_proto::session::{
     AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
 };
+pub use provision::{Provisioned, provision, provision_and_connect, run_provisioned};

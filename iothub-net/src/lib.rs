@@ -15,7 +15,8 @@
 //! | [`proxy`] | the HTTP `CONNECT` request, an incremental parser of its answer and the handshake ([`Tunnel`](proxy::Tunnel)) every adapter drives |
 //! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session; it routes the session's events through a [`Router`]; the answer of a method call ([`Responder`](driver::Responder)) and the channels taken without waiting ([`DriverCore::take_ready`](driver::DriverCore::take_ready)) (every adapter's driver runs on it) |
 //! | [`handle`] | [`Handle`](handle::Handle): the async client calls over `async-channel` (commands, telemetry with backpressure, replies), the [`Events`](handle::Events) streams and the [`MethodRequest`](handle::MethodRequest) of the async adapters (tokio, smol) |
-//! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open, the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
+//! | [`provision_driver`] | [`ProvisioningCore`](provision_driver::ProvisioningCore): the fixed order of the provisioning driver's steps around the DPS session, its events logged (every adapter's `provision`) |
+//! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open (for the hub and for DPS), the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
 //! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core, used through [`driver`]) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod driver;
 pub mod handle;
 pub mod options;
+pub mod provision_driver;
 pub mod provisioning;
 pub mod proxy;
 pub mod router;

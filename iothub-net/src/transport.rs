@@ -11,10 +11,11 @@ use bytes::Bytes;
 use iothub_proto::session::TransportClosed;
 use rustls_pki_types::ServerName;
 
-use crate::{ClientOptions, OptionsError, Proxy, Transport, tls};
+use crate::{ClientOptions, OptionsError, ProvisioningOptions, Proxy, Transport, tls};
 
-/// How to reach the hub; built once per client by
-/// [`ClientOptions::endpoint`].
+/// How to reach the hub, or DPS; built once per client by
+/// [`ClientOptions::endpoint`], once per provisioning by
+/// [`ProvisioningOptions::endpoint`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -96,6 +97,21 @@ impl Endpoint {
 impl ClientOptions {
     /// Checks the options ([`prepare`](Self::prepare)) and gathers what
     /// the transport needs. Adapters call it once, when the client is made.
+    pub fn endpoint(&self) -> Result<Endpoint, OptionsError> {
+        Endpoint::new(
+            (self.host(), self.port()),
+            self.transport,
+            self.prepare()?,
+            self.proxy.clone(),
+            (self.open_timeout, self.write_timeout),
+        )
+    }
+}
+
+impl ProvisioningOptions {
+    /// Checks the options ([`prepare`](Self::prepare)) and gathers what
+    /// the transport needs to reach DPS: the same [`Endpoint`] as a hub
+    /// connection's, so an adapter opens both with one function.
     pub fn endpoint(&self) -> Result<Endpoint, OptionsError> {
         Endpoint::new(
             (self.host(), self.port()),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use iothub_net::handle::Handle;
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
 
@@ -99,6 +100,20 @@ impl Client {
     /// Acknowledges a message in manual-ack mode.
     pub async fn ack(&self, token: AckToken) -> Result<(), Error> {
         self.inner.handle.ack(token).await
+    }
+
+    /// Resolves when `policy` says the device should be provisioned again
+    /// ([`ReprovisionPolicy`]: the hub refused the credentials, or so many
+    /// connection attempts failed in a row), with the reason; then shut
+    /// this client down and provision
+    /// ([`run_provisioned`](crate::run_provisioned) does both). Fails with
+    /// [`Error::Closed`] when the client stops first. The watch starts
+    /// when the future is first polled.
+    pub async fn reprovision_needed(
+        &self,
+        policy: ReprovisionPolicy,
+    ) -> Result<ReprovisionReason, Error> {
+        self.inner.handle.reprovision_needed(policy).await
     }
 
     /// The connection state now.

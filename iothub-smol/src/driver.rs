@@ -21,9 +21,10 @@ use tracing::{Instrument as _, debug};
 use crate::transport::{self, Conn};
 
 /// Bytes read per call at most (stream transports).
-const READ_CHUNK: usize = 8 * 1024;
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
 
-type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
+/// A transport being opened.
+pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
 
 /// The driver of one client: a future to spawn on any executor (smol,
 /// async-std, …). It ends when the client has stopped.
@@ -57,7 +58,7 @@ struct State {
 }
 
 /// What ended a wait.
-enum Wake {
+pub(crate) enum Wake {
     Read(Result<Bytes, Failure>),
     Opened(Result<Conn, Failure>),
     Command(Option<Box<Command>>),
@@ -153,18 +154,6 @@ impl State {
             chunk,
             ..
         } = self;
-        let read = async {
-            match conn {
-                Some(c) => Wake::Read(c.read(chunk).await),
-                None => pending().await,
-            }
-        };
-        let opened = async {
-            match opening {
-                Some(f) => Wake::Opened(f.await),
-                None => pending().await,
-            }
-        };
         let command = async {
             match commands {
                 true => Wake::Command(inbox.commands.recv().await.ok()),
@@ -177,16 +166,11 @@ impl State {
                 false => pending().await,
             }
         };
-        let timer = async {
-            match deadline {
-                Some(at) => {
-                    Timer::at(at).await;
-                    Wake::Timer
-                }
-                None => pending().await,
-            }
-        };
-        read.or(opened).or(command).or(telemetry).or(timer).await
+        transport(conn.as_mut(), opening.as_mut(), chunk)
+            .or(command)
+            .or(telemetry)
+            .or(timer(deadline))
+            .await
     }
 
     fn transport_failed(&mut self, f: &Failure) {
@@ -206,10 +190,47 @@ impl State {
 
     fn open(&mut self) {
         self.conn = None;
-        let ep = self.endpoint.clone();
-        let span = ep.open_span(self.core.attempts());
-        self.opening = Some(Box::pin(
-            async move { transport::open(&ep).await }.instrument(span),
-        ));
+        self.opening = Some(open(&self.endpoint, self.core.attempts()));
+    }
+}
+
+/// Starts opening a transport to `ep`, in a `connect` span: the hub's and
+/// DPS's alike.
+pub(crate) fn open(ep: &Arc<Endpoint>, attempt: u64) -> Opening {
+    let ep = ep.clone();
+    let span = ep.open_span(attempt);
+    Box::pin(async move { transport::open(&ep).await }.instrument(span))
+}
+
+/// The first of: bytes read on `conn`, the transport being opened; never
+/// without either.
+pub(crate) async fn transport(
+    conn: Option<&mut Conn>,
+    opening: Option<&mut Opening>,
+    chunk: &mut [u8],
+) -> Wake {
+    let read = async {
+        match conn {
+            Some(c) => Wake::Read(c.read(chunk).await),
+            None => pending().await,
+        }
+    };
+    let opened = async {
+        match opening {
+            Some(f) => Wake::Opened(f.await),
+            None => pending().await,
+        }
+    };
+    read.or(opened).await
+}
+
+/// [`Wake::Timer`] at `deadline`; never without one.
+pub(crate) async fn timer(deadline: Option<std::time::Instant>) -> Wake {
+    match deadline {
+        Some(at) => {
+            Timer::at(at).await;
+            Wake::Timer
+        }
+        None => pending().await,
     }
 }

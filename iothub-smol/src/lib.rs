@@ -38,21 +38,45 @@
 //!           StatusWatch
 //! ```
 //!
+//! ## Provisioning
+//!
+//! [`provision`] registers the device with the Device Provisioning
+//! Service (DPS) inside the caller's future, over the same transports,
+//! and returns the assigned hub with the options of a client for it;
+//! [`run_provisioned`] provisions again whenever the hub stops accepting
+//! the device ([`Client::reprovision_needed`]).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), iothub_smol::Error> {
+//! use iothub_smol::{Message, ProvisioningOptions, provision};
+//!
+//! let options = ProvisioningOptions::group_key("0ne00000A0A", "sensor-7", "<group key>")?;
+//! let provisioned = provision(&options).await?; // assigned_hub, device_id
+//! let (client, driver) = provisioned.connect()?;
+//! smol::spawn(driver).detach();
+//! client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..])).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! Logging: `tracing`; the driver runs in a span `iothub{client_id}`.
 #![forbid(unsafe_code)]
 
 mod client;
 mod driver;
+mod provision;
 mod transport;
 
 pub use client::{Client, Events, MethodRequest};
 pub use driver::Driver;
 pub use iothub_net::{
-    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, Proxy, Status, Transport,
+    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, ProvisioningOptions, Proxy,
+    Status, Transport,
 };
 /// The sans-IO core, for every other type (errors, identities, options).
 pub use iothub_proto as proto;
 pub use iothub_proto::properties::MessageProperties;
+pub use iothub_proto::provisioning::{Registration, ReprovisionPolicy, ReprovisionReason};
 pub use iothub_proto::session::{
     AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
 };
+pub use provision::{Provisioned, provision, provision_and_connect, run_provisioned};

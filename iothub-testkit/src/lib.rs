@@ -15,12 +15,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod device_cli;
+pub mod provision_cli;
 
 pub use iothub_emulator::{
-    DeviceAuthentication, Emulator, EmulatorError, EmulatorHandle, MethodReply, ReceivedMessage,
-    key_from_base64,
+    DeviceAuthentication, Emulator, EmulatorError, EmulatorHandle, EnrollmentSpec, MethodReply,
+    ReceivedMessage, key_from_base64,
 };
-use iothub_net::ClientOptions;
+use iothub_net::{ClientOptions, ProvisioningOptions, Transport};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 /// A SAS key no emulator device has.
@@ -82,6 +83,26 @@ impl Emu {
             handle: Arc::new(handle),
             rt,
         }
+    }
+
+    /// An in-memory emulator with plain-TCP listeners for the hub and DPS
+    /// as well (provisioning over every transport).
+    pub fn start_with_plain() -> Emu {
+        Emu::start_with(
+            Emulator::builder()
+                .in_memory()
+                .plain_mqtt(true)
+                .plain_dps(true),
+        )
+    }
+
+    /// See [`provisioning_options`].
+    pub fn provisioning(
+        &self,
+        base: ProvisioningOptions,
+        transport: Transport,
+    ) -> ProvisioningOptions {
+        provisioning_options(&self.handle, base, transport)
     }
 
     /// Runs an emulator future to completion, blocking this thread.
@@ -168,6 +189,53 @@ impl Emu {
             .map(|m| u32::from_be_bytes(m.body.as_ref().try_into().expect("a u32 body")))
             .collect()
     }
+}
+
+/// Options for the emulator's DPS over `transport` (plain TCP needs
+/// [`Emu::start_with_plain`]), with its CA and the hub port of that
+/// transport; quick reconnections for the hub client.
+pub fn provisioning_options(
+    emu: &EmulatorHandle,
+    base: ProvisioningOptions,
+    transport: Transport,
+) -> ProvisioningOptions {
+    let (dps, hub) = match transport {
+        Transport::WebSocket => (emu.dps_ws_addr().port(), emu.ws_addr().port()),
+        Transport::PlainTcp => (
+            emu.plain_dps_addr().expect("plain DPS").port(),
+            emu.plain_addr().expect("plain MQTT").port(),
+        ),
+        _ => (emu.dps_addr().port(), emu.mqtt_addr().port()),
+    };
+    base.with_endpoint("localhost")
+        .expect("host")
+        .with_transport(transport)
+        .with_port(dps)
+        .with_hub_port(hub)
+        .with_ca_pem(emu.ca_pem().expect("generated CA").as_bytes().to_vec())
+        .with_client(|c| {
+            c.with_session(|s| {
+                s.with_backoff_min(Duration::from_millis(50))
+                    .with_backoff_max(Duration::from_millis(200))
+            })
+        })
+}
+
+/// An individual X.509 enrollment of `registration_id` at the emulator's
+/// DPS, with a new self-signed certificate: its chain and key (PEM).
+pub fn x509_enrollment(emu: &EmulatorHandle, registration_id: &str) -> (String, String) {
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec![registration_id.to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let print = iothub_emulator::thumbprint(cert.der());
+    emu.put_enrollment(
+        registration_id,
+        EnrollmentSpec::default().with_x509_thumbprints(&print, None),
+    )
+    .expect("enrollment");
+    (cert.pem(), key.serialize_pem())
 }
 
 /// A CA and a server certificate for `localhost` and `127.0.0.1`.

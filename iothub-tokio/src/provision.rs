@@ -3,27 +3,21 @@
 //! over the client's transports (MQTT over TLS, WebSocket over TLS, plain
 //! TCP for tests), then a [`Client`] for the hub it assigned. Every
 //! protocol decision (register, poll after `retry-after`, retries,
-//! backoff, the overall timeout) is the core's; this loop moves bytes and
-//! sets one timer.
-//!
-//! ```text
-//! loop {
-//!     drain   poll_transmit → write;  poll_transport → open / close;  poll_event → log
-//!     done?   outcome() → the Registration (or the error)
-//!     wait    bytes read | transport opened | poll_timeout
-//! }
-//! ```
+//! backoff, the overall timeout) is the core's, and the order of the
+//! steps around it is `iothub-net`'s
+//! [`ProvisioningCore`](iothub_net::provision_driver::ProvisioningCore)
+//! (shared with the blocking and smol adapters); this loop moves bytes
+//! and sets one timer.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use iothub_net::provision_driver::{ProvisioningCore, Step};
 use iothub_net::transport::Endpoint;
-use iothub_net::{ClientOptions, Clock, Error, OptionsError, ProvisioningOptions};
-use iothub_proto::provisioning::{
-    Config, Event, Registration, ReprovisionPolicy, Session, TransportCommand,
-};
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use iothub_net::{ClientOptions, Clock, Error, ProvisioningOptions};
+use iothub_proto::provisioning::{Registration, ReprovisionPolicy};
+use tracing::{Instrument as _, warn};
 
 use crate::Client;
 use crate::driver::{Opening, opened, read};
@@ -67,13 +61,10 @@ impl Provisioned {
 /// # Ok(()) }
 /// ```
 pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Error> {
-    let endpoint = dps_endpoint(options)?;
-    let span = info_span!(
-        "dps",
-        registration_id = %options.config.registration_id,
-        id_scope = %options.config.id_scope,
-    );
-    let registration = run(options.config.clone(), Arc::new(endpoint))
+    let clock = Clock::starting_at(tokio::time::Instant::now().into_std());
+    let now = clock.instant(tokio::time::Instant::now().into_std());
+    let (core, endpoint, span) = ProvisioningCore::start(options, now)?;
+    let registration = run(core, clock, Arc::new(endpoint))
         .instrument(span)
         .await?;
     let client = options.client_options(&registration)?;
@@ -81,18 +72,6 @@ pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Err
         registration,
         options: client,
     })
-}
-
-/// The Device Provisioning Service's endpoint (options checked, TLS
-/// configuration built).
-fn dps_endpoint(options: &ProvisioningOptions) -> Result<Endpoint, OptionsError> {
-    Endpoint::new(
-        (options.host(), options.port()),
-        options.transport,
-        options.prepare()?,
-        options.proxy.clone(),
-        (options.open_timeout, options.write_timeout),
-    )
 }
 
 /// Provisions, then starts a client for the assigned hub.
@@ -151,98 +130,76 @@ where
     }
 }
 
-/// The loop of the module docs.
-async fn run(config: Config, endpoint: Arc<Endpoint>) -> Result<Registration, Error> {
-    let clock = Clock::starting_at(tokio::time::Instant::now().into_std());
+/// The loop of the module docs: [`ProvisioningCore`]'s steps carried
+/// out with this adapter's transport.
+async fn run(
+    mut core: ProvisioningCore,
+    clock: Clock,
+    endpoint: Arc<Endpoint>,
+) -> Result<Registration, Error> {
     let now = || clock.instant(tokio::time::Instant::now().into_std());
-    let mut session = Session::new(config, now())
-        .map_err(|e| Error::Options(OptionsError::ProvisioningConfig(e)))?;
     let mut conn: Option<Conn> = None;
     let mut opening: Option<Opening> = None;
     let mut rbuf = Vec::new();
-    let mut attempts = 0u64;
     loop {
-        loop {
-            let mut moved = false;
-            while let Some(bytes) = session.poll_transmit() {
-                moved = true;
-                let Some(c) = conn.as_mut() else { continue };
-                if let Err(f) = c.write(bytes, endpoint.write_timeout).await {
-                    warn!(error = %f, "transport closed");
-                    conn = None;
-                    session.handle_transport_closed(now(), f.kind);
-                }
-            }
-            while let Some(cmd) = session.poll_transport() {
-                moved = true;
-                match cmd {
-                    TransportCommand::Open => {
-                        attempts += 1;
+        let wake = match core.poll() {
+            Step::Write(bytes) => {
+                if let Some(c) = conn.as_mut() {
+                    if let Err(f) = c.write(bytes, endpoint.write_timeout).await {
                         conn = None;
-                        let span = info_span!(
-                            "connect",
-                            attempt = attempts,
-                            host = %endpoint.host,
-                            port = endpoint.port,
-                            transport = ?endpoint.transport,
-                        );
-                        span.in_scope(|| info!("opening transport"));
-                        opening =
-                            Some(Box::pin(transport::open(endpoint.clone()).instrument(span)));
-                    }
-                    TransportCommand::Close => {
-                        opening = None;
-                        if let Some(c) = conn.take() {
-                            c.close().await;
-                        }
+                        core.transport_closed(now(), &f);
                     }
                 }
+                continue;
             }
-            while let Some(event) = session.poll_event() {
-                moved = true;
-                log(&event);
+            Step::Open => {
+                conn = None;
+                let span = endpoint.open_span(core.attempts());
+                opening = Some(Box::pin(transport::open(endpoint.clone()).instrument(span)));
+                continue;
             }
-            if !moved {
-                break;
+            Step::Close => {
+                opening = None;
+                if let Some(c) = conn.take() {
+                    c.close().await;
+                }
+                continue;
             }
-        }
-        if let Some(outcome) = session.outcome() {
-            if let Some(c) = conn.take() {
-                c.close().await;
+            Step::Wait(at) => at.map(|at| tokio::time::Instant::from_std(clock.deadline(at))),
+            // Step::Done
+            step => {
+                if let Some(c) = conn.take() {
+                    c.close().await;
+                }
+                return match step {
+                    Step::Done(r) => r,
+                    _ => Err(Error::Closed),
+                };
             }
-            return outcome.clone().map_err(Error::Provisioning);
-        }
-        let wake = session
-            .poll_timeout()
-            .map(|at| tokio::time::Instant::from_std(clock.deadline(at)));
+        };
         tokio::select! {
             biased;
             r = read(conn.as_mut(), &mut rbuf) => match r {
                 Ok(()) => {
-                    session.handle_input(now(), &rbuf);
+                    core.handle_input(now(), &rbuf);
                     rbuf.clear();
                 }
                 Err(f) => {
-                    warn!(error = %f, "transport closed");
                     conn = None;
-                    session.handle_transport_closed(now(), f.kind);
+                    core.transport_closed(now(), &f);
                 }
             },
             r = opened(opening.as_mut()) => {
                 opening = None;
                 match r {
                     Ok(c) => {
-                        debug!("transport open");
                         conn = Some(c);
-                        session.handle_transport_connected(now(), Clock::unix_secs());
+                        core.transport_opened(now());
                     }
-                    Err(f) => {
-                        warn!(error = %f, "could not open the transport");
-                        session.handle_transport_closed(now(), f.kind);
-                    }
+                    Err(f) => core.transport_closed(now(), &f),
                 }
             }
-            () = sleep_until(wake) => session.handle_timeout(now(), Clock::unix_secs()),
+            () = sleep_until(wake) => core.timeout(now()),
         }
     }
 }
@@ -252,42 +209,4 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn log(event: &Event) {
-    match event {
-        Event::Connected => info!("connected to DPS"),
-        Event::Disconnected { reason } => debug!(%reason, "DPS connection ended"),
-        Event::ReconnectScheduled { delay } => {
-            info!(
-                delay_ms = millis(*delay),
-                "reconnecting to DPS after a delay"
-            );
-        }
-        Event::Assigning {
-            operation_id,
-            retry_after,
-        } => debug!(%operation_id, retry_after_ms = millis(*retry_after), "assigning"),
-        Event::Throttled {
-            status,
-            retry_after,
-        } => warn!(
-            status,
-            retry_after_ms = millis(*retry_after),
-            "DPS throttled the request"
-        ),
-        Event::UnexpectedPublish { topic, error } => {
-            warn!(%topic, %error, "unexpected PUBLISH from DPS");
-        }
-        Event::Assigned(r) => info!(
-            hub = %r.assigned_hub, device_id = %r.device_id, substatus = ?r.substatus,
-            "assigned"
-        ),
-        Event::Failed(e) => warn!(error = %e, "provisioning failed"),
-        _ => debug!(?event, "DPS event"),
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

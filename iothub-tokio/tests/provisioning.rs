@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -37,33 +36,14 @@ async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
         .expect("in time")
 }
 
-/// Options for the emulator's DPS over `transport`, with its CA and the
-/// hub port of that transport; quick reconnections for the hub client.
+/// Options for the emulator's DPS over `transport` (shared with the
+/// blocking and smol suites).
 fn options(
     emu: &EmulatorHandle,
     base: ProvisioningOptions,
     transport: Transport,
 ) -> ProvisioningOptions {
-    let (dps, hub) = match transport {
-        Transport::WebSocket => (emu.dps_ws_addr().port(), emu.ws_addr().port()),
-        Transport::PlainTcp => (
-            emu.plain_dps_addr().unwrap().port(),
-            emu.plain_addr().unwrap().port(),
-        ),
-        _ => (emu.dps_addr().port(), emu.mqtt_addr().port()),
-    };
-    base.with_endpoint("localhost")
-        .unwrap()
-        .with_transport(transport)
-        .with_port(dps)
-        .with_hub_port(hub)
-        .with_ca_pem(emu.ca_pem().unwrap().as_bytes().to_vec())
-        .with_client(|c| {
-            c.with_session(|s| {
-                s.with_backoff_min(Duration::from_millis(50))
-                    .with_backoff_max(Duration::from_millis(200))
-            })
-        })
+    iothub_testkit::provisioning_options(emu, base, transport)
 }
 
 /// Waits for telemetry from `device` with `body`.
@@ -328,100 +308,23 @@ async fn registered<F: std::future::Future>(
     client.get_twin().await.unwrap();
 }
 
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples")
-        .join(format!("provision{}", std::env::consts::EXE_SUFFIX))
-}
-
-#[tokio::test]
-async fn the_provision_example_end_to_end() {
-    if !example().exists() {
+/// The `provision` example end to end: the scenario every adapter's
+/// example runs (`iothub_testkit::provision_cli`), with its own emulator
+/// runtime (so not a tokio test).
+#[test]
+fn the_provision_example_end_to_end() {
+    let binary = iothub_testkit::device_cli::example_binary("provision");
+    if !binary.exists() {
         // `cargo test` builds the examples first; a filtered run may not.
         let status = std::process::Command::new(env!("CARGO"))
             .args(["build", "-p", "iothub-tokio", "--example", "provision"])
             .status()
             .expect("run cargo");
         assert!(
-            status.success() && example().exists(),
+            status.success() && binary.exists(),
             "{} not built",
-            example().display()
+            binary.display()
         );
     }
-    let emu = emulator().await;
-    let g = emu.create_enrollment_group("cli-fleet").unwrap();
-    let e = emu.create_enrollment("cli-dev").unwrap();
-    let ca_file =
-        std::env::temp_dir().join(format!("iothub-provision-ca-{}.pem", emu.dps_addr().port()));
-    std::fs::write(&ca_file, emu.ca_pem().unwrap()).unwrap();
-    let run = |args: Vec<String>| async {
-        let out = within(
-            30,
-            tokio::process::Command::new(example())
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let common = |rid: &str| {
-        vec![
-            "--id-scope".to_owned(),
-            emu.id_scope(),
-            "--registration-id".to_owned(),
-            rid.to_owned(),
-            "--global-endpoint".to_owned(),
-            format!("localhost:{}", emu.dps_addr().port()),
-            "--hub-port".to_owned(),
-            emu.mqtt_addr().port().to_string(),
-            "--ca-file".to_owned(),
-            ca_file.display().to_string(),
-        ]
-    };
-    // An individual key.
-    let mut args = common("cli-dev");
-    args.extend([
-        "--key".to_owned(),
-        e.primary_key().unwrap(),
-        "--message".to_owned(),
-        "from the example".to_owned(),
-    ]);
-    let (ok, out, err) = run(args).await;
-    assert!(ok, "{out}\n{err}");
-    let assignment: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(assignment["assignedHub"], "localhost");
-    assert_eq!(assignment["deviceId"], "cli-dev");
-    assert_eq!(assignment["substatus"], "initialAssignment");
-    received(&emu, "cli-dev", "from the example").await;
-    // A group key, over WebSocket.
-    let mut args = common("cli-member");
-    args[5] = format!("localhost:{}", emu.dps_ws_addr().port());
-    args[7] = emu.ws_addr().port().to_string();
-    args.extend([
-        "--group-key".to_owned(),
-        g.primary_key().unwrap(),
-        "--websocket".to_owned(),
-    ]);
-    let (ok, out, err) = run(args).await;
-    assert!(ok, "{out}\n{err}");
-    received(&emu, "cli-member", r#"{"provisioned":true}"#).await;
-    // A wrong key: exit 1 with the reason.
-    let mut args = common("cli-dev");
-    args.extend(["--key".to_owned(), g.primary_key().unwrap()]);
-    let (ok, _, err) = run(args).await;
-    assert!(!ok);
-    assert!(err.contains("refused"), "{err}");
-    // Usage errors: exit 2.
-    let (ok, _, err) = run(vec!["--id-scope".into(), "x".into()]).await;
-    assert!(!ok && err.contains("usage"), "{err}");
-    let _ = std::fs::remove_file(&ca_file);
-    emu.shutdown().await;
+    iothub_testkit::provision_cli::provision_cli_end_to_end(&binary);
 }
