@@ -303,16 +303,8 @@ impl DriverCore {
     #[must_use]
     pub fn poll(&mut self) -> Step {
         loop {
-            let mut batch: Option<Vec<u8>> = None;
-            while let Some(bytes) = self.session.poll_transmit() {
-                let b = batch.get_or_insert_with(Vec::new);
-                b.extend_from_slice(&bytes);
-                if b.len() >= BATCH {
-                    break;
-                }
-            }
-            if let Some(b) = batch {
-                return Step::Write(b.into());
+            if let Some(b) = gather(|| self.session.poll_transmit()) {
+                return Step::Write(b);
             }
             match self.session.poll_transport() {
                 Some(TransportCommand::Open) => {
@@ -515,6 +507,26 @@ impl DriverCore {
     }
 }
 
+/// The bytes `next` hands out, gathered into one write of at most about
+/// [`BATCH`] bytes; `None` if it has none.
+pub(crate) fn gather(mut next: impl FnMut() -> Option<Bytes>) -> Option<Bytes> {
+    let first = next()?;
+    if first.len() >= BATCH {
+        return Some(first);
+    }
+    let Some(second) = next() else {
+        return Some(first); // one packet: no copy
+    };
+    let mut batch = [first, second].concat();
+    while batch.len() < BATCH {
+        match next() {
+            Some(bytes) => batch.extend_from_slice(&bytes),
+            None => break,
+        }
+    }
+    Some(batch.into())
+}
+
 /// The router's completion for a [`Reply`]: whether anyone still waits.
 fn done<T: 'static>(reply: Reply<T>) -> Done<T> {
     Box::new(move |r| reply.send(r).is_ok())
@@ -626,5 +638,19 @@ mod tests {
         core.finish();
         assert!(twin.try_recv().unwrap().is_err());
         assert!(sent.try_recv().unwrap().is_err());
+    }
+
+    #[test]
+    fn gather_batches_up_to_the_limit_and_passes_one_packet_through() {
+        let one = Bytes::from_static(b"ab");
+        let mut q = vec![one.clone()];
+        let got = gather(|| q.pop()).unwrap();
+        assert_eq!(got.as_ptr(), one.as_ptr(), "not copied");
+        assert!(gather(|| None).is_none());
+        let chunk = Bytes::from(vec![7u8; BATCH / 2 + 1]);
+        let mut q = vec![chunk.clone(), chunk.clone(), chunk.clone()];
+        let first = gather(|| q.pop()).unwrap();
+        assert_eq!(first.len(), 2 * chunk.len(), "stops once over the limit");
+        assert_eq!(q.len(), 1);
     }
 }

@@ -34,7 +34,7 @@ use iothub_proto::provisioning::{Config, Event, Registration, Session, Transport
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::driver::BATCH;
+use crate::driver::gather;
 use crate::transport::{Endpoint, Failure};
 use crate::{Clock, Error, OptionsError, ProvisioningOptions};
 
@@ -42,7 +42,7 @@ use crate::{Clock, Error, OptionsError, ProvisioningOptions};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Step {
-    /// Write these bytes (one write; at most [`BATCH`] bytes gathered).
+    /// Write these bytes (one write; at most [`BATCH`](crate::driver::BATCH) bytes gathered).
     /// Without an open transport, drop them: the session knows.
     Write(Bytes),
     /// Open a new transport to the [`Endpoint`] (dropping any current
@@ -124,16 +124,8 @@ impl ProvisioningCore {
     #[must_use]
     pub fn poll(&mut self) -> Step {
         loop {
-            let mut batch: Option<Vec<u8>> = None;
-            while let Some(bytes) = self.session.poll_transmit() {
-                let b = batch.get_or_insert_with(Vec::new);
-                b.extend_from_slice(&bytes);
-                if b.len() >= BATCH {
-                    break;
-                }
-            }
-            if let Some(b) = batch {
-                return Step::Write(b.into());
+            if let Some(b) = gather(|| self.session.poll_transmit()) {
+                return Step::Write(b);
             }
             match self.session.poll_transport() {
                 Some(TransportCommand::Open) => {
