@@ -32,6 +32,10 @@
 //! | Opening, AwaitingConnack, Backoff | DisconnectRequested | Stopped(Requested) |
 //! | any live state | Fatal(reason) | Stopped(reason) |
 //!
+//! Entering Opening asks for a transport, except with an external signer
+//! ([`Credential::ExternalSigner`]) and no fresh token: then it asks for a
+//! token and holds the transport back until it comes (`token.rs`).
+//!
 //! Any other pair is ignored (`next` returns `None`).
 
 use alloc::vec::Vec;
