@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod device_cli;
+#[cfg(unix)]
+pub mod workload;
 
 pub use iothub_emulator::{
     DeviceAuthentication, Emulator, EmulatorError, EmulatorHandle, MethodReply, ReceivedMessage,
