@@ -43,6 +43,8 @@
 
 mod client;
 mod driver;
+#[cfg(unix)]
+pub mod edge;
 mod transport;
 
 pub use client::{Client, Events, MethodRequest};
