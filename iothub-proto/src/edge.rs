@@ -236,15 +236,14 @@ pub fn parse_http_response(data: &[u8], eof: bool) -> Result<Option<HttpResponse
     }
     let mut rest = data;
     loop {
-        let Some(end) = find(rest, b"\r\n\r\n") else {
+        let Some((head, body)) = split_at_seq(rest, b"\r\n\r\n") else {
             return if eof {
                 Err(WorkloadError::MalformedHttp)
             } else {
                 Ok(None)
             };
         };
-        let head = core::str::from_utf8(&rest[..end]).map_err(|_| WorkloadError::MalformedHttp)?;
-        let body = &rest[end + 4..];
+        let head = core::str::from_utf8(head).map_err(|_| WorkloadError::MalformedHttp)?;
         let mut lines = head.split("\r\n");
         let status = parse_status_line(lines.next().unwrap_or(""))?;
         let mut length = None;
@@ -274,7 +273,7 @@ pub fn parse_http_response(data: &[u8], eof: bool) -> Result<Option<HttpResponse
         } else if chunked {
             dechunk(body)?
         } else if let Some(n) = length {
-            (body.len() >= n).then(|| body[..n].to_vec())
+            body.get(..n).map(<[u8]>::to_vec)
         } else if eof {
             Some(body.to_vec())
         } else {
@@ -288,8 +287,11 @@ pub fn parse_http_response(data: &[u8], eof: bool) -> Result<Option<HttpResponse
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The bytes before and after the first `needle`.
+fn split_at_seq<'a>(hay: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = hay.windows(needle.len()).position(|w| w == needle)?;
+    let (before, after) = hay.split_at_checked(at)?;
+    Some((before, after.get(needle.len()..)?))
 }
 
 /// `HTTP/1.1 200 OK` → 200.
@@ -310,25 +312,26 @@ fn parse_status_line(line: &str) -> Result<u16, WorkloadError> {
 fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, WorkloadError> {
     let mut body = Vec::new();
     loop {
-        let Some(eol) = find(data, b"\r\n") else {
+        let Some((line, rest)) = split_at_seq(data, b"\r\n") else {
             return Ok(None);
         };
-        let line = core::str::from_utf8(&data[..eol]).map_err(|_| WorkloadError::MalformedHttp)?;
+        let line = core::str::from_utf8(line).map_err(|_| WorkloadError::MalformedHttp)?;
         let size = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size, 16).map_err(|_| WorkloadError::MalformedHttp)?;
-        data = &data[eol + 2..];
         if size == 0 {
             // Trailers, then an empty line.
-            return Ok(find(data, b"\r\n").map(|_| body));
+            return Ok(split_at_seq(rest, b"\r\n").map(|_| body));
         }
-        if data.len() < size + 2 {
+        let Some((chunk, after)) = rest.split_at_checked(size) else {
             return Ok(None);
+        };
+        match after.get(..2) {
+            None => return Ok(None),
+            Some(b"\r\n") => {}
+            Some(_) => return Err(WorkloadError::MalformedHttp),
         }
-        if &data[size..size + 2] != b"\r\n" {
-            return Err(WorkloadError::MalformedHttp);
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        body.extend_from_slice(chunk);
+        data = after.get(2..).unwrap_or_default();
     }
 }
 
