@@ -146,6 +146,18 @@ pub fn module_options(env: &EdgeEnvironment, trust_bundle_pem: Option<String>) -
     }
 }
 
+/// `options` with tokens from outside the session
+/// ([`Credential::ExternalSigner`](iothub_proto::auth::Credential::ExternalSigner)),
+/// whatever credential they had: what every adapter's `new_edge_module`
+/// starts from.
+#[must_use]
+pub fn with_external_signer(options: ClientOptions) -> ClientOptions {
+    options.with_session(|mut c| {
+        c.credential = iothub_proto::auth::Credential::ExternalSigner;
+        c
+    })
+}
+
 /// One workload API call: the request bytes to write and the response
 /// read so far. Built and parsed by the core; the adapter moves bytes.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _, FutureExt as _};
 use iothub_net::driver::Command;
 use iothub_net::edge::{
     EdgeError, TokenCommand, TokenSource, WORKLOAD_TIMEOUT, WorkloadCall, edge_environment,
-    workload_socket,
+    with_external_signer, workload_socket,
 };
 use iothub_net::{ClientOptions, Clock};
 use iothub_proto::auth::SasToken;
@@ -112,10 +112,7 @@ impl Client {
         options: ClientOptions,
         env: EdgeEnvironment,
     ) -> Result<(Client, Driver), EdgeError> {
-        let options = options.with_session(|mut c| {
-            c.credential = iothub_proto::auth::Credential::ExternalSigner;
-            c
-        });
+        let options = with_external_signer(options);
         let (client, driver) = Client::new(options).map_err(EdgeError::Client)?;
         let ctl = client.control();
         let source = token_source(env, ctl.downgrade());

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use iothub_net::edge::{
     EdgeError, TokenCommand, TokenSource, WORKLOAD_TIMEOUT, WorkloadCall, edge_environment,
-    workload_socket,
+    with_external_signer, workload_socket,
 };
 use iothub_net::{ClientOptions, Clock};
 use iothub_proto::auth::SasToken;
@@ -106,10 +106,7 @@ impl Client {
         options: ClientOptions,
         env: EdgeEnvironment,
     ) -> Result<Client, EdgeError> {
-        let options = options.with_session(|mut c| {
-            c.credential = iothub_proto::auth::Credential::ExternalSigner;
-            c
-        });
+        let options = with_external_signer(options);
         let client = Client::new(options).map_err(EdgeError::Client)?;
         let source = token_source(env, client.weak_control());
         client

@@ -14,6 +14,7 @@
 //! | [`handle_input`](Session::handle_input) | bytes were read from the transport |
 //! | [`handle_timeout`](Session::handle_timeout) | the instant of [`poll_timeout`](Session::poll_timeout) has come |
 //! | [`handle_transport_closed`](Session::handle_transport_closed) | the transport failed or the peer closed it (or opening it failed) |
+//! | [`provide_token`](Session::provide_token) / [`token_unavailable`](Session::token_unavailable) | the answer to [`Event::TokenRequested`] ([`Credential::ExternalSigner`] only) |
 //!
 //! | output | what to do |
 //! |---|---|
@@ -315,6 +316,10 @@ impl Session {
     /// `unix_secs` is the wall-clock time in seconds since the Unix epoch.
     /// With a fixed token that has expired, the session reports
     /// [`Event::TokenExpired`], asks to close the transport and stops.
+    /// With an external signer whose token is past its renewal point (the
+    /// transport took that long), no CONNECT is written: the session asks
+    /// to close the transport and for a new token
+    /// ([`Event::TokenRequested`]).
     /// Ignored when no transport was asked for.
     pub fn handle_transport_connected(&mut self, now: Instant, unix_secs: u64) {
         let now = self.observe(now, Some(unix_secs));
