@@ -2418,3 +2418,26 @@ fn stopping_while_waiting_for_a_token_ends_the_request() {
     );
     assert!(h.commands().is_empty());
 }
+
+#[test]
+fn a_unix_time_jump_asks_an_external_signer_early() {
+    let mut h = Harness::new(external_config());
+    h.events();
+    h.provide();
+    h.open();
+    h.feed(Connack::new(false, ConnectReturnCode::Accepted));
+    h.events();
+    // The host slept past the renewal point: asked at the next wake-up,
+    // once, while the connection goes on.
+    h.unix_skew = 90;
+    h.advance(secs(1));
+    assert_eq!(token_requests(&h.events()), vec![secs(100)]);
+    h.advance(secs(1));
+    assert!(token_requests(&h.events()).is_empty());
+    assert_eq!(h.s.state(), ConnectionState::Connected);
+    let fresh = h.provide();
+    assert_eq!(h.sent(), vec![Packet::Disconnect]);
+    h.cmds.clear();
+    h.cmds.push(TransportCommand::Open);
+    assert_eq!(password_of(&h.open()), fresh.expose_secret().as_bytes());
+}
