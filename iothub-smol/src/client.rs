@@ -132,6 +132,12 @@ impl Client {
         Client::new(ClientOptions::from_connection_string(cs)?)
     }
 
+    /// The driver's command channel (the IoT Edge token route).
+    #[cfg(unix)]
+    pub(crate) fn control(&self) -> &Sender<Box<Command>> {
+        &self.inner.ctl
+    }
+
     async fn call<T: Send + 'static>(
         &self,
         make: impl FnOnce(Reply<T>) -> Command,

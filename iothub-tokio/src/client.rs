@@ -284,6 +284,18 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends a command that needs no answer (the IoT Edge token route).
+    pub(crate) fn control(&self, c: Command) -> Result<(), Error> {
+        self.inner.ctl.send(Box::new(c)).map_err(|_| Error::Closed)
+    }
+
+    /// The command channel, held weakly (does not keep the driver up).
+    pub(crate) fn weak_control(&self) -> mpsc::WeakUnboundedSender<Box<Command>> {
+        self.inner.ctl.downgrade()
+    }
+}
+
 /// Telemetry messages waiting for room in the session's queue.
 const TELEMETRY_CHANNEL: usize = 64;
 

@@ -47,6 +47,7 @@ pub(crate) enum Command {
     Ack(AckToken, Reply<()>),
     Shutdown(Duration, oneshot::Sender<()>),
     WatchReprovision(ReprovisionPolicy, Reply<ReprovisionReason>),
+    Token(iothub_net::edge::TokenCommand),
 }
 
 /// The router's completion for a oneshot: whether anyone still waits.
@@ -270,6 +271,9 @@ impl Driver {
             Command::WatchReprovision(policy, reply) => {
                 self.router.watch_reprovision(policy, done(reply));
             }
+            Command::Token(t) => self
+                .router
+                .token(&mut self.session, now, Clock::unix_secs(), t),
         }
     }
 
