@@ -237,7 +237,7 @@ impl State {
     /// Drains the engine's outputs; whether telemetry arrived.
     fn flush(&mut self) -> bool {
         // DPS first: an assignment adds a hub device, journaled below.
-        self.dps.flush(&mut self.hub);
+        self.dps.flush(&mut self.hub, self.store.as_ref());
         while let Some(conn) = self.hub.poll_ready() {
             let data = self.hub.poll_transmit(conn);
             let closed = self.hub.is_closed(conn);
@@ -266,6 +266,12 @@ impl State {
             if let Some(tx) = self.methods.remove(result.request_id.as_str()) {
                 let _ = tx.send(result.outcome);
             }
+        }
+        for f in self.hub.take_route_failures() {
+            tracing::warn!(
+                route = %f.route, from = %f.from, to = %f.to,
+                "a routed message was not queued: {}", f.error
+            );
         }
         let received = self.hub.take_telemetry();
         let any = !received.is_empty();

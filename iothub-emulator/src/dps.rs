@@ -12,7 +12,7 @@
 //! id — so that it can connect with the key it provisioned with.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::EmulatorError;
 use crate::core::{Core, Out};
 use crate::service::generate_key;
+use crate::store::Store;
 
 /// The ID scope of the emulator's DPS unless configured otherwise.
 pub const DEFAULT_ID_SCOPE: &str = "0ne00000001";
@@ -348,7 +349,7 @@ fn storage_key(kind: EnrollmentKind, id: &str) -> String {
 }
 
 /// A device the DPS endpoint assigned (the latest registration of each
-/// registration id).
+/// registration id; kept in storage with a data directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DpsRegistration {
@@ -368,6 +369,39 @@ pub struct DpsRegistration {
     pub request_payload: Option<Value>,
     /// When it was assigned.
     pub assigned_at: SystemTime,
+}
+
+impl DpsRegistration {
+    /// The stored form.
+    fn encode(&self) -> Vec<u8> {
+        let at_ms = self
+            .assigned_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let doc = json!({
+            "registrationId": self.registration_id, "deviceId": self.device_id,
+            "assignedHub": self.assigned_hub, "enrollmentGroupId": self.enrollment_group_id,
+            "operationId": self.operation_id, "substatus": self.substatus,
+            "payload": self.request_payload, "assignedAtUnixMs": at_ms,
+        });
+        serde_json::to_vec(&doc).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<DpsRegistration> {
+        let doc: Value = serde_json::from_slice(bytes).ok()?;
+        let text = |k: &str| doc[k].as_str().map(str::to_owned);
+        Some(DpsRegistration {
+            registration_id: text("registrationId")?,
+            device_id: text("deviceId")?,
+            assigned_hub: text("assignedHub")?,
+            enrollment_group_id: text("enrollmentGroupId"),
+            operation_id: text("operationId")?,
+            substatus: text("substatus")?,
+            request_payload: Some(doc["payload"].clone()).filter(|p| !p.is_null()),
+            assigned_at: UNIX_EPOCH
+                + std::time::Duration::from_millis(doc["assignedAtUnixMs"].as_u64()?),
+        })
+    }
 }
 
 /// A connection of the DPS listeners.
@@ -526,9 +560,14 @@ impl DpsState {
         }
     }
 
-    /// Delivers the engine's output and turns assignments into hub
-    /// devices (their changes are then journaled by the hub).
-    pub(crate) fn flush(&mut self, hub: &mut Hub) {
+    /// Turns assignments into hub devices (their changes are then
+    /// journaled by the hub) and registration records (stored), then
+    /// delivers the engine's output: a device told `assigned` is in the
+    /// hub's registry before the answer leaves.
+    pub(crate) fn flush(&mut self, hub: &mut Hub, store: Option<&Store>) {
+        for a in self.svc.take_assignments() {
+            self.assign(hub, &a, store);
+        }
         for (&conn, link) in &mut self.conns {
             while let Some(data) = self.svc.poll_transmit(conn) {
                 let _ = link.tx.send(Out::Data(data));
@@ -538,12 +577,21 @@ impl DpsState {
                 let _ = link.tx.send(Out::Close);
             }
         }
-        for a in self.svc.take_assignments() {
-            self.assign(hub, &a);
+    }
+
+    /// Puts back the stored registration records (at start).
+    pub(crate) fn restore_registrations(&mut self, stored: &[(String, Vec<u8>)]) {
+        for (k, v) in stored {
+            match DpsRegistration::decode(v) {
+                Some(r) => {
+                    self.registrations.insert(r.registration_id.clone(), r);
+                }
+                None => tracing::warn!(registration = %k, "unreadable stored registration skipped"),
+            }
         }
     }
 
-    fn assign(&mut self, hub: &mut Hub, a: &Assignment) {
+    fn assign(&mut self, hub: &mut Hub, a: &Assignment, store: Option<&Store>) {
         let rid = a.registration_id.as_str();
         let enrollment = match &a.group {
             Some(g) => self.enrollments.get(&(EnrollmentKind::Group, g.clone())),
@@ -583,19 +631,20 @@ impl DpsState {
             registration = rid, device = %a.device_id, hub = %a.assigned_hub,
             group = ?a.group, "DPS assigned a device"
         );
-        self.registrations.insert(
-            rid.to_owned(),
-            DpsRegistration {
-                registration_id: rid.to_owned(),
-                device_id: a.device_id.as_str().to_owned(),
-                assigned_hub: a.assigned_hub.as_str().to_owned(),
-                enrollment_group_id: a.group.clone(),
-                operation_id: a.operation_id.clone(),
-                substatus: a.substatus.as_str().to_owned(),
-                request_payload: a.request_payload.clone(),
-                assigned_at: SystemTime::now(),
-            },
-        );
+        let registration = DpsRegistration {
+            registration_id: rid.to_owned(),
+            device_id: a.device_id.as_str().to_owned(),
+            assigned_hub: a.assigned_hub.as_str().to_owned(),
+            enrollment_group_id: a.group.clone(),
+            operation_id: a.operation_id.clone(),
+            substatus: a.substatus.as_str().to_owned(),
+            request_payload: a.request_payload.clone(),
+            assigned_at: SystemTime::now(),
+        };
+        if let Some(store) = store {
+            store.put_registration(rid, registration.encode());
+        }
+        self.registrations.insert(rid.to_owned(), registration);
     }
 }
 

@@ -10,6 +10,8 @@
 //! | `GET/PATCH /twins/{id}/modules/{mid}` | module twin |
 //! | `POST /twins/{id}/methods`, `POST /twins/{id}/modules/{mid}/methods` | direct method |
 //! | `POST /devices/{id}/messages/deviceBound` | C2D: body, `iothub-messageid`, `iothub-app-{name}` headers |
+//! | `POST /devices/{id}/modules/{mid}/messages/inputs/{input}` | a message for a module's input: body and headers as C2D |
+//! | `PUT/GET/DELETE /routes/{name}`, `GET /routes` | IoT Edge routes between modules: `{"route":"FROM … INTO …"}` |
 //! | `GET /devices/{id}/messages/events`, `GET /devices/{id}/modules/{mid}/messages/events` | stored telemetry (`?base64=true` forces base64 bodies) |
 //! | `POST /devices/{id}/faults`, `POST /devices/{id}/modules/{mid}/faults` | fault injection |
 //! | `PUT/GET/DELETE /enrollments/{registrationId}`, `GET /enrollments` | DPS individual enrollments |
@@ -28,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use iothub_proto::auth::Identity;
 use iothub_proto::hub::Authentication;
+use iothub_proto::hub::routes::Route;
 use iothub_proto::mqtt::ConnectReturnCode;
 use iothub_proto::properties::{Ack, MessageProperties};
 use serde_json::{Value, json};
@@ -294,19 +297,14 @@ async fn invoke_module(
     invoke(&core, identity(&d, Some(&m))?, &body).await
 }
 
-/// C2D: the body is the payload; `iothub-messageid`, `iothub-correlationid`,
-/// `iothub-userid`, `iothub-contenttype`, `iothub-contentencoding`,
-/// `iothub-expiry`, `iothub-ack` set system properties and every
-/// `iothub-app-{name}` header an application property.
-async fn send_c2d(
-    State(core): Shared,
-    Path(d): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    let id = identity(&d, None)?;
+/// The properties of a C2D or module input message from the request
+/// headers: `iothub-messageid`, `iothub-correlationid`, `iothub-userid`,
+/// `iothub-contenttype`, `iothub-contentencoding`, `iothub-expiry`,
+/// `iothub-ack` set system properties and every `iothub-app-{name}`
+/// header an application property.
+fn message_properties(headers: &HeaderMap) -> Result<MessageProperties, ApiError> {
     let mut p = MessageProperties::new();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         let value = value
             .to_str()
             .map_err(|_| bad(format!("header {name} is not text")))?
@@ -333,8 +331,76 @@ async fn send_c2d(
             }
         }
     }
+    Ok(p)
+}
+
+/// C2D: the body is the payload, the headers the properties
+/// ([`message_properties`]).
+async fn send_c2d(
+    State(core): Shared,
+    Path(d): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let id = identity(&d, None)?;
+    let p = message_properties(&headers)?;
     core.send_c2d(id.device_id(), p, body)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A message for a module's input, as an IoT Edge route would send it:
+/// the body is the payload, the headers the properties
+/// ([`message_properties`]).
+async fn send_module_input(
+    State(core): Shared,
+    Path((d, m, input)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let id = identity(&d, Some(&m))?;
+    let p = message_properties(&headers)?;
+    core.send_module_input(&id, &input, p, body)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------
+// IoT Edge routes between modules
+
+fn route_json(name: &str, route: &Route) -> Value {
+    json!({"name": name, "route": route.to_string()})
+}
+
+/// `PUT /routes/{name}` with `{"route":"FROM … INTO …"}`.
+async fn put_route(State(core): Shared, Path(name): Path<String>, body: Bytes) -> Reply {
+    let body = parse_body(&body)?;
+    let text = body["route"]
+        .as_str()
+        .ok_or_else(|| bad(r#"the body is {"route":"FROM … INTO …"}"#))?;
+    let route = core.set_route(&name, text)?;
+    ok_json(route_json(&name, &route))
+}
+
+async fn get_route(State(core): Shared, Path(name): Path<String>) -> Reply {
+    let routes = core.routes();
+    let (n, r) = routes
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no route {name:?}")))?;
+    ok_json(route_json(n, r))
+}
+
+async fn delete_route(State(core): Shared, Path(name): Path<String>) -> Reply {
+    core.remove_route(&name)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_routes(State(core): Shared) -> Reply {
+    ok_json(Value::Array(
+        core.routes()
+            .iter()
+            .map(|(n, r)| route_json(n, r))
+            .collect(),
+    ))
 }
 
 fn events(core: &Core, id: &Identity, q: &HashMap<String, String>) -> Reply {
@@ -649,6 +715,15 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/twins/{id}/methods", post(invoke_device))
         .route("/twins/{id}/modules/{mid}/methods", post(invoke_module))
         .route("/devices/{id}/messages/deviceBound", post(send_c2d))
+        .route(
+            "/devices/{id}/modules/{mid}/messages/inputs/{input}",
+            post(send_module_input),
+        )
+        .route("/routes", get(list_routes))
+        .route(
+            "/routes/{name}",
+            put(put_route).get(get_route).delete(delete_route),
+        )
         .route("/devices/{id}/messages/events", get(device_events))
         .route(
             "/devices/{id}/modules/{mid}/messages/events",

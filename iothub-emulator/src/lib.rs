@@ -75,6 +75,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use iothub_proto::auth::{Identity, SharedAccessKey};
+use iothub_proto::hub::routes::Route;
 use iothub_proto::hub::{Authentication, Hub, Twin};
 use iothub_proto::mqtt::ConnectReturnCode;
 use iothub_proto::properties::MessageProperties;
@@ -273,6 +274,7 @@ pub struct EmulatorBuilder {
     dps_retry_after: u32,
     enrollments: Vec<String>,
     enrollment_groups: Vec<String>,
+    routes: Vec<(String, String)>,
 }
 
 impl Default for EmulatorBuilder {
@@ -295,6 +297,7 @@ impl Default for EmulatorBuilder {
             dps_retry_after: DEFAULT_DPS_RETRY_AFTER_SECS,
             enrollments: Vec::new(),
             enrollment_groups: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -451,6 +454,17 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Set the IoT Edge route `name` at start (replacing a stored route of
+    /// that name), e.g. `FROM /messages/modules/filter/outputs/out1 INTO
+    /// BrokeredEndpoint("/modules/sink/inputs/in1")`; see
+    /// [`EmulatorHandle::set_route`]. An invalid route makes
+    /// [`start`](Self::start) fail with [`EmulatorError::Config`].
+    #[must_use]
+    pub fn route(mut self, name: impl Into<String>, route: impl Into<String>) -> Self {
+        self.routes.push((name.into(), route.into()));
+        self
+    }
+
     /// Binds every listener, restores the stored state and starts serving.
     pub async fn start(self) -> Result<EmulatorHandle, EmulatorError> {
         if !self.bind.is_loopback() && !self.allow_non_loopback {
@@ -494,6 +508,15 @@ impl EmulatorBuilder {
                 hub.restore_identity(s);
             }
             dps.restore(&stored.enrollments);
+            dps.restore_registrations(&stored.registrations);
+            for (name, text) in &stored.routes {
+                match Route::parse(text) {
+                    Ok(route) => {
+                        hub.set_route(name, route);
+                    }
+                    Err(e) => tracing::warn!(route = %name, "stored route skipped: {e}"),
+                }
+            }
             store
         });
         let core = Core::new(hub, dps, store);
@@ -505,6 +528,12 @@ impl EmulatorBuilder {
         }
         for id in &self.enrollment_groups {
             core.ensure_enrollment(EnrollmentKind::Group, id)?;
+        }
+        for (name, text) in &self.routes {
+            core.set_route(name, text).map_err(|e| match e {
+                EmulatorError::BadRequest(m) => EmulatorError::Config(m),
+                other => other,
+            })?;
         }
 
         let bind = |port| TcpListener::bind(SocketAddr::new(self.bind, port));
@@ -734,8 +763,8 @@ impl EmulatorHandle {
         self.core.delete_enrollment(EnrollmentKind::Group, group_id)
     }
 
-    /// The latest DPS assignment of `registration_id`, if it provisioned
-    /// since the emulator started.
+    /// The latest DPS assignment of `registration_id`, if it ever
+    /// provisioned (kept across restarts with a data directory).
     #[must_use]
     pub fn dps_registration(&self, registration_id: &str) -> Option<DpsRegistration> {
         self.core.dps_registration(registration_id)
@@ -885,6 +914,60 @@ impl EmulatorHandle {
         }
         self.core
             .send_c2d(identity.device_id(), properties, body.into())
+    }
+
+    /// Queues a message for the input `input` of a module (`"dev/mod"`),
+    /// as an IoT Edge route would (≤ 64 KB with its properties, ≤ 50
+    /// pending); it is delivered on `devices/{d}/modules/{m}/inputs/{input}/…`
+    /// while the module is connected and subscribed, and kept until its
+    /// PUBACK. [`EmulatorError::NotFound`] for an unregistered module,
+    /// [`EmulatorError::BadRequest`] for a device target or an input name
+    /// that is empty or holds `/`.
+    pub fn send_module_input(
+        &self,
+        target: &str,
+        input: &str,
+        body: impl Into<Bytes>,
+        properties: MessageProperties,
+    ) -> Result<(), EmulatorError> {
+        let identity = service::parse_target(target)?;
+        self.core
+            .send_module_input(&identity, input, properties, body.into())
+    }
+
+    /// Adds or replaces the IoT Edge route `name` (1 to 128 ASCII letters,
+    /// digits and `- . _`), kept in storage:
+    ///
+    /// ```text
+    /// FROM /messages/modules/{m}/outputs/{output} INTO BrokeredEndpoint("/modules/{m2}/inputs/{input}")
+    /// FROM /messages/modules/{m}/outputs/*        INTO BrokeredEndpoint("/modules/{m2}/inputs/{input}")
+    /// FROM /messages/modules/{m}/outputs/{output} INTO $upstream
+    /// ```
+    ///
+    /// A telemetry message that module `m` of any device sends with
+    /// `$.on` = an output the route takes goes to the input of module `m2`
+    /// of the same device (with `$.cdid` / `$.cmid` naming the sender); a
+    /// module output no route takes is stored as telemetry. The rules are
+    /// the engine's: [`Hub::set_route`](iothub_proto::hub::Hub::set_route).
+    /// [`EmulatorError::BadRequest`] names what is wrong with an invalid
+    /// route. Returns the route's canonical text.
+    pub fn set_route(&self, name: &str, route: &str) -> Result<String, EmulatorError> {
+        Ok(self.core.set_route(name, route)?.to_string())
+    }
+
+    /// Removes a route ([`EmulatorError::NotFound`] if there is none).
+    pub fn remove_route(&self, name: &str) -> Result<(), EmulatorError> {
+        self.core.remove_route(name)
+    }
+
+    /// The routes: name and canonical text, ordered by name.
+    #[must_use]
+    pub fn routes(&self) -> Vec<(String, String)> {
+        self.core
+            .routes()
+            .into_iter()
+            .map(|(n, r)| (n, r.to_string()))
+            .collect()
     }
 
     /// Every telemetry message received so far (the last 100,000).
