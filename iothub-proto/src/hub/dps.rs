@@ -69,6 +69,13 @@
 //! ([`EnrollmentOptions::failure`]) or `disabled`. An unknown operation, or
 //! another registration's, is 404. A PUBLISH to any other topic closes the
 //! connection.
+//!
+//! **Faults.** Refused CONNECTs ([`refuse_connects`](DpsService::refuse_connects)),
+//! 429 with `retry-after` ([`throttle_next`](DpsService::throttle_next)),
+//! any error status ([`fail_next_requests`](DpsService::fail_next_requests)),
+//! no answers ([`silence_responses`](DpsService::silence_responses)), slow
+//! assignments ([`delay_assignments`](DpsService::delay_assignments)) and
+//! dropped connections ([`drop_connection`](DpsService::drop_connection)).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -291,6 +298,8 @@ struct Faults {
     throttle: (u32, Option<u32>),
     fail_requests: (u32, u16),
     silent: bool,
+    /// Extra `assigning` polls of every registration started meanwhile.
+    extra_polls: u32,
 }
 
 /// An in-memory Device Provisioning Service; see the [module docs](self).
@@ -706,6 +715,15 @@ impl DpsService {
         self.faults.silent = silent;
     }
 
+    /// A slow assignment: registrations started from now on are answered
+    /// `assigning` (202, with `retry-after`) for `polls` more polls before
+    /// their result, on top of the enrollment's
+    /// [`assigning_polls`](EnrollmentOptions::assigning_polls). 0 turns
+    /// this off.
+    pub fn delay_assignments(&mut self, polls: u32) {
+        self.faults.extra_polls = polls;
+    }
+
     // -----------------------------------------------------------------------
     // Packets
 
@@ -974,7 +992,8 @@ impl DpsService {
         };
         let polls_left = self
             .options(&client.source, &client.registration_id)
-            .map_or(0, |o| o.assigning_polls);
+            .map_or(0, |o| o.assigning_polls)
+            .saturating_add(self.faults.extra_polls);
         self.next_operation = self.next_operation.saturating_add(1);
         let n = self.next_operation;
         let operation_id = format!(

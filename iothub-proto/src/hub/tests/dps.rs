@@ -698,3 +698,31 @@ fn protocol_rules() {
     assert!(d.svc.counters().protocol_violations >= 3);
     assert_eq!(d.svc.id_scope(), SCOPE);
 }
+
+#[test]
+fn delayed_assignments_answer_assigning_for_more_polls() {
+    let mut d = Dps::new();
+    d.svc.add_individual_enrollment(
+        rid("dev-1"),
+        key(1),
+        EnrollmentOptions::default().with_assigning_polls(1),
+    );
+    let conn = d.ready("dev-1", &sym(1));
+    d.svc.delay_assignments(2);
+    let op = op_of(&d.register(conn, "dev-1", None)).operation_id;
+    // The enrollment's one poll plus the injected two.
+    for _ in 0..3 {
+        let a = d.poll(conn, &op);
+        assert_eq!((a.status, a.retry_after), (202, Some(3)));
+        assert_eq!(op_of(&a).status, RegistrationStatus::Assigning);
+    }
+    assert_eq!(
+        op_of(&d.poll(conn, &op)).status,
+        RegistrationStatus::Assigned
+    );
+    // Off again: back to the enrollment's own polls.
+    d.svc.delay_assignments(0);
+    let op = op_of(&d.register(conn, "dev-1", None)).operation_id;
+    assert_eq!(d.poll(conn, &op).status, 202);
+    assert_eq!(d.poll(conn, &op).status, 200);
+}
