@@ -19,6 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use iothub_proto::auth::{DeviceId, HostName, Identity, RegistrationId, SharedAccessKey};
 use iothub_proto::hub::dps::{Assignment, DpsService, EnrollmentOptions};
 use iothub_proto::hub::{Authentication, ConnId, Hub};
+use iothub_proto::mqtt::ConnectReturnCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -757,6 +758,66 @@ impl Core {
         }
         self.flush_store();
         Ok(())
+    }
+
+    /// Fault: the next `n` DPS requests are answered 429 with
+    /// `retry_after`.
+    pub(crate) fn dps_throttle_next(&self, n: u32, retry_after: Option<u32>) {
+        self.step(|st, _, _| st.dps.svc.throttle_next(n, retry_after));
+    }
+
+    /// Fault: the next `n` DPS requests are answered `status` (400–599).
+    pub(crate) fn dps_fail_next_requests(&self, n: u32, status: u16) -> Result<(), EmulatorError> {
+        if !(400..=599).contains(&status) {
+            return Err(EmulatorError::BadRequest(format!(
+                "status {status}: an injected failure is 400 to 599"
+            )));
+        }
+        self.step(|st, _, _| st.dps.svc.fail_next_requests(n, status));
+        Ok(())
+    }
+
+    /// Fault: the next `n` DPS CONNECTs are refused with `code`
+    /// (`Accepted` turns it off).
+    pub(crate) fn dps_refuse_connects(&self, n: u32, code: ConnectReturnCode) {
+        self.step(|st, _, _| st.dps.svc.refuse_connects(n, code));
+    }
+
+    /// Fault: registrations started from now on answer `assigning` for
+    /// `polls` more polls.
+    pub(crate) fn dps_delay_assignments(&self, polls: u32) {
+        self.step(|st, _, _| st.dps.svc.delay_assignments(polls));
+    }
+
+    /// Fault: while `silent`, DPS requests are acknowledged, not answered.
+    pub(crate) fn dps_silence(&self, silent: bool) {
+        self.step(|st, _, _| st.dps.svc.silence_responses(silent));
+    }
+
+    /// Fault: closes the open DPS connections (of one registration id, or
+    /// all) without a word; how many.
+    pub(crate) fn dps_drop_connections(&self, registration_id: Option<&str>) -> usize {
+        self.step(|st, _, _| {
+            let doomed: Vec<ConnId> = st
+                .dps
+                .conns
+                .keys()
+                .copied()
+                .filter(|&c| !st.dps.svc.is_closed(c))
+                .filter(|&c| {
+                    registration_id.is_none_or(|r| {
+                        st.dps
+                            .svc
+                            .connection_registration(c)
+                            .is_some_and(|x| x.as_str() == r)
+                    })
+                })
+                .collect();
+            for &c in &doomed {
+                st.dps.svc.drop_connection(c);
+            }
+            doomed.len()
+        })
     }
 
     pub(crate) fn dps_registration(&self, registration_id: &str) -> Option<DpsRegistration> {

@@ -17,6 +17,7 @@
 //! | `PUT/GET/DELETE /enrollments/{registrationId}`, `GET /enrollments` | DPS individual enrollments |
 //! | `PUT/GET/DELETE /enrollmentGroups/{id}`, `GET /enrollmentGroups` | DPS enrollment groups |
 //! | `GET /registrations/{registrationId}` | the latest DPS assignment of a registration id |
+//! | `POST /dps/faults` | DPS fault injection |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -694,6 +695,114 @@ async fn get_registration(State(core): Shared, Path(id): Path<String>) -> Reply 
     ok_json(registration_json(&r))
 }
 
+/// `POST /dps/faults`: any subset of `{"throttle":{"count":n,"retryAfter":s},
+/// "failRequests":{"count":n,"status":500}, "refuseConnects":{"count":n,
+/// "returnCode":3}, "delayAssignmentPolls":n, "silence":bool,
+/// "dropConnections":true | "{registrationId}"}`. Unknown members are
+/// refused. Answers `{"dropped": n}`.
+async fn dps_faults(State(core): Shared, body: Bytes) -> Reply {
+    let body = parse_body(&body)?;
+    let Some(f) = body.as_object() else {
+        return Err(bad("the body is a JSON object of faults"));
+    };
+    const KNOWN: [&str; 6] = [
+        "throttle",
+        "failRequests",
+        "refuseConnects",
+        "delayAssignmentPolls",
+        "silence",
+        "dropConnections",
+    ];
+    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(bad(format!("unknown fault {k:?}: one of {KNOWN:?}")));
+    }
+    let count = |v: &Value, what: &str| -> Result<u32, ApiError> {
+        match &v["count"] {
+            Value::Null => Ok(1),
+            c => c
+                .as_u64()
+                .and_then(|c| u32::try_from(c).ok())
+                .ok_or_else(|| bad(format!("{what}.count must be an integer"))),
+        }
+    };
+    // Read everything first, so that a bad member applies nothing.
+    let throttle = f
+        .get("throttle")
+        .map(|t| -> Result<_, ApiError> {
+            let retry = match &t["retryAfter"] {
+                Value::Null => None,
+                r => Some(
+                    r.as_u64()
+                        .and_then(|r| u32::try_from(r).ok())
+                        .ok_or_else(|| bad("throttle.retryAfter must be an integer"))?,
+                ),
+            };
+            Ok((count(t, "throttle")?, retry))
+        })
+        .transpose()?;
+    let fail = f
+        .get("failRequests")
+        .map(|t| -> Result<_, ApiError> {
+            let status = t["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (400..=599).contains(s))
+                .ok_or_else(|| bad("failRequests.status must be 400 to 599"))?;
+            Ok((count(t, "failRequests")?, status))
+        })
+        .transpose()?;
+    let refuse = f
+        .get("refuseConnects")
+        .map(|t| -> Result<_, ApiError> {
+            let code = t["returnCode"].as_u64().unwrap_or(3);
+            let code = u8::try_from(code)
+                .ok()
+                .and_then(ConnectReturnCode::from_u8)
+                .filter(|c| !c.is_accepted())
+                .ok_or_else(|| bad("refuseConnects.returnCode must be 1-5"))?;
+            Ok((count(t, "refuseConnects")?, code))
+        })
+        .transpose()?;
+    let delay = f
+        .get("delayAssignmentPolls")
+        .map(|d| {
+            d.as_u64()
+                .and_then(|d| u32::try_from(d).ok())
+                .ok_or_else(|| bad("delayAssignmentPolls must be an integer"))
+        })
+        .transpose()?;
+    let silence = f
+        .get("silence")
+        .map(|s| {
+            s.as_bool()
+                .ok_or_else(|| bad("silence must be true or false"))
+        })
+        .transpose()?;
+    let drop_which = match f.get("dropConnections") {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(None),
+        Some(Value::String(r)) => Some(Some(r.clone())),
+        Some(_) => return Err(bad("dropConnections is true or a registration id")),
+    };
+    if let Some((n, retry)) = throttle {
+        core.dps_throttle_next(n, retry);
+    }
+    if let Some((n, status)) = fail {
+        core.dps_fail_next_requests(n, status)?;
+    }
+    if let Some((n, code)) = refuse {
+        core.dps_refuse_connects(n, code);
+    }
+    if let Some(polls) = delay {
+        core.dps_delay_assignments(polls);
+    }
+    if let Some(silent) = silence {
+        core.dps_silence(silent);
+    }
+    let dropped = drop_which.map_or(0, |r| core.dps_drop_connections(r.as_deref()));
+    ok_json(json!({"dropped": dropped}))
+}
+
 /// The router of the service API.
 pub(crate) fn router(core: Arc<Core>) -> Router {
     Router::new()
@@ -746,6 +855,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
                 .delete(delete_enrollment_group),
         )
         .route("/registrations/{id}", get(get_registration))
+        .route("/dps/faults", post(dps_faults))
         .with_state(core)
 }
 

@@ -770,6 +770,45 @@ impl EmulatorHandle {
         self.core.dps_registration(registration_id)
     }
 
+    /// DPS fault: the next `n` register or poll requests are answered 429
+    /// (with `retry-after` when given) and not processed.
+    pub fn dps_throttle_next(&self, n: u32, retry_after: Option<u32>) {
+        self.core.dps_throttle_next(n, retry_after);
+    }
+
+    /// DPS fault: the next `n` register or poll requests are answered
+    /// `status` (400–599: 401, 500, 503, …) with an error body and not
+    /// processed; [`EmulatorError::BadRequest`] for another status.
+    pub fn dps_fail_next_requests(&self, n: u32, status: u16) -> Result<(), EmulatorError> {
+        self.core.dps_fail_next_requests(n, status)
+    }
+
+    /// DPS fault: the next `n` CONNECTs to the DPS endpoint are refused
+    /// with `code` (`ConnectReturnCode::Accepted` or `n == 0` turns it
+    /// off).
+    pub fn dps_refuse_connects(&self, n: u32, code: ConnectReturnCode) {
+        self.core.dps_refuse_connects(n, code);
+    }
+
+    /// DPS fault, a slow assignment: registrations started from now on
+    /// are answered `assigning` (202 with `retry-after`) for `polls` more
+    /// polls before their result (0 turns it off).
+    pub fn dps_delay_assignments(&self, polls: u32) {
+        self.core.dps_delay_assignments(polls);
+    }
+
+    /// DPS fault: while `silent`, requests are acknowledged but never
+    /// answered.
+    pub fn dps_silence(&self, silent: bool) {
+        self.core.dps_silence(silent);
+    }
+
+    /// DPS fault: closes the open DPS connections without a word — those
+    /// of `registration_id`, or every one with `None`; returns how many.
+    pub fn dps_drop_connections(&self, registration_id: Option<&str>) -> usize {
+        self.core.dps_drop_connections(registration_id)
+    }
+
     /// The PEM of the generated CA that signed the server certificate
     /// (`None` with user-provided certificates).
     #[must_use]
