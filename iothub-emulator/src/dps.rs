@@ -405,6 +405,23 @@ impl DpsRegistration {
     }
 }
 
+/// The output of a DPS connection held back until storage has committed
+/// the assignment it announces.
+#[derive(Debug)]
+pub(crate) struct Held {
+    tx: mpsc::UnboundedSender<Out>,
+    out: Vec<Out>,
+}
+
+impl Held {
+    /// Hands the output to the connection.
+    pub(crate) fn send(self) {
+        for o in self.out {
+            let _ = self.tx.send(o);
+        }
+    }
+}
+
 /// A connection of the DPS listeners.
 #[derive(Debug)]
 struct DpsLink {
@@ -564,20 +581,43 @@ impl DpsState {
     /// Turns assignments into hub devices (their changes are then
     /// journaled by the hub) and registration records (stored), then
     /// delivers the engine's output: a device told `assigned` is in the
-    /// hub's registry before the answer leaves.
-    pub(crate) fn flush(&mut self, hub: &mut Hub, store: Option<&Store>) {
+    /// hub's registry before the answer leaves. With storage, the output
+    /// of a connection that was just assigned is returned instead of
+    /// sent: the caller sends it once the device and its registration are
+    /// committed ([`Held`]).
+    pub(crate) fn flush(&mut self, hub: &mut Hub, store: Option<&Store>) -> Vec<Held> {
+        let mut hold = Vec::new();
         for a in self.svc.take_assignments() {
             self.assign(hub, &a, store);
+            if store.is_some() {
+                hold.push(a.conn);
+            }
         }
+        let mut held = Vec::new();
         for (&conn, link) in &mut self.conns {
+            let mut out = Vec::new();
             while let Some(data) = self.svc.poll_transmit(conn) {
-                let _ = link.tx.send(Out::Data(data));
+                out.push(Out::Data(data));
             }
             if !link.close_sent && self.svc.is_closed(conn) {
                 link.close_sent = true;
-                let _ = link.tx.send(Out::Close);
+                out.push(Out::Close);
+            }
+            if out.is_empty() {
+                continue;
+            }
+            if hold.contains(&conn) {
+                held.push(Held {
+                    tx: link.tx.clone(),
+                    out,
+                });
+            } else {
+                for o in out {
+                    let _ = link.tx.send(o);
+                }
             }
         }
+        held
     }
 
     /// Puts back the stored registration records (at start).

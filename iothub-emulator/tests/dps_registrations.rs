@@ -149,3 +149,63 @@ async fn registration_records_survive_a_restart() {
     assert_eq!(r.json()["enrollmentGroupId"], "fleet");
     emu.shutdown().await;
 }
+
+/// The real binary on a data directory, killed with SIGKILL the moment
+/// its DPS endpoint says `assigned`: the device and the registration are
+/// already on disk when the answer leaves.
+#[tokio::test]
+async fn an_assignment_is_on_disk_before_the_device_hears_of_it() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iothub-emulator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--mqtt-port", "0", "--ws-port", "0", "--http-port", "0"])
+        .args(["--dps-port", "0", "--dps-ws-port", "0"])
+        .args(["--plain-dps-port", "0", "--enrollment", "dev-1"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut dps, mut key_b64) = (None, None);
+    while dps.is_none() || key_b64.is_none() {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "exited early");
+        let line = line.trim_end();
+        if let Some(a) = line.strip_prefix("plain-dps ") {
+            dps = Some(a.parse::<std::net::SocketAddr>().unwrap());
+        }
+        if let Some(k) = line.split("SymmetricKey=").nth(1) {
+            key_b64 = Some(k.to_owned());
+        }
+    }
+    let mut c = Client::plain(dps.unwrap()).await;
+    let attestation = ProvisioningAttestation::SymmetricKey(key(key_b64.as_ref().unwrap()));
+    let ack = c
+        .connect_packet(dps_connect(DEFAULT_ID_SCOPE, "dev-1", &attestation))
+        .await;
+    assert!(ack.code().is_accepted());
+    c.dps_subscribe().await;
+    let (_, last) = c.dps_provision("dev-1").await;
+    assert_eq!(last.body["status"], "assigned");
+    child.kill().unwrap(); // SIGKILL: no graceful shutdown.
+    child.wait().unwrap();
+
+    let emu = Emulator::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        emu.device("dev-1").unwrap().primary_key().as_deref(),
+        key_b64.as_deref()
+    );
+    let r = emu
+        .dps_registration("dev-1")
+        .expect("the registration record");
+    assert_eq!(r.operation_id, last.body["operationId"].as_str().unwrap());
+    emu.shutdown().await;
+}
