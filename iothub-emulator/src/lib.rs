@@ -51,8 +51,16 @@
 //! # let _ = hello; Ok(()) }
 //! ```
 //!
+//! **Modules.** Module identities have their own twins, methods and
+//! telemetry; their input messages come from
+//! [`EmulatorHandle::send_module_input`] and from IoT Edge routes between
+//! modules ([`EmulatorHandle::set_route`], [`EmulatorBuilder::route`], the
+//! service API's `/routes`), applied by the engine
+//! ([`Hub::set_route`](iothub_proto::hub::Hub::set_route)).
+//!
 //! Storage: with a data directory, the registry, twins, kept sessions,
-//! pending C2D messages and DPS enrollments are kept in a redb database (`emulator.redb`), and
+//! pending C2D and module input messages, routes, and DPS enrollments and
+//! registration records are kept in a redb database (`emulator.redb`), and
 //! the generated TLS material in `tls/`; a restart loses none of them.
 //! Telemetry is kept in memory only (the last 100,000 messages).
 #![forbid(unsafe_code)]

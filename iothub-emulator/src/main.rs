@@ -1,8 +1,9 @@
 //! `iothub-emulator`: a local Azure IoT Hub device endpoint.
 //!
 //! Prints, one per line on stdout, the addresses it bound, the DPS ID
-//! scope, the CA file, a connection string per `--device` and the
-//! provisioning values per `--enrollment` / `--enrollment-group`; logs go
+//! scope, the CA file, a connection string per `--device`, the
+//! provisioning values per `--enrollment` / `--enrollment-group` and each
+//! route (`route {name} {route}`); logs go
 //! to stderr through `tracing` (`RUST_LOG` filters them).
 #![forbid(unsafe_code)]
 
