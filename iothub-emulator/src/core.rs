@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use iothub_proto::hub::{Change, ConnId, Hub, MethodOutcome};
+use rustls_pki_types::CertificateDer;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::dps::{DpsState, Held};
@@ -140,20 +141,22 @@ impl Core {
     }
 
     /// A new transport connection to `service`: its id and the channel
-    /// of what to write to it.
+    /// of what to write to it. `chain` is the client's certificate chain (empty without one): the
+    /// hub checks its thumbprint, DPS also its chain for X.509 CA groups.
     pub(crate) fn open(
         &self,
         service: Service,
-        thumbprint: Option<String>,
+        chain: Vec<CertificateDer<'static>>,
     ) -> (Link, mpsc::UnboundedReceiver<Out>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let thumbprint = chain.first().map(|c| crate::tls::thumbprint(c));
         let id = self.step(|st, _, _| match service {
             Service::Hub => {
                 let conn = st.hub.accept_with_thumbprint(thumbprint);
                 st.conns.insert(conn, tx);
                 conn
             }
-            Service::Dps => st.dps.open(thumbprint, tx),
+            Service::Dps => st.dps.open(thumbprint, &chain, tx),
         });
         (Link { service, id }, rx)
     }

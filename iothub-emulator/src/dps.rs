@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use iothub_proto::auth::{DeviceId, HostName, Identity, RegistrationId, SharedAccessKey};
-use iothub_proto::hub::dps::{Assignment, DpsService, EnrollmentOptions};
+use iothub_proto::hub::dps::{Assignment, DpsService, EnrollmentOptions, VerifiedCertificate};
 use iothub_proto::hub::{Authentication, ConnId, Hub};
 use iothub_proto::mqtt::ConnectReturnCode;
 use serde_json::{Value, json};
@@ -27,6 +27,8 @@ use crate::EmulatorError;
 use crate::core::{Core, Out};
 use crate::service::generate_key;
 use crate::store::Store;
+use crate::x509ca;
+use rustls_pki_types::CertificateDer;
 
 /// The ID scope of the emulator's DPS unless configured otherwise.
 pub const DEFAULT_ID_SCOPE: &str = "0ne00000001";
@@ -75,6 +77,16 @@ pub enum EnrollmentAttestation {
         /// The secondary thumbprint, accepted too.
         secondary_thumbprint: Option<String>,
     },
+    /// A CA certificate (PEM); enrollment groups only. A device whose
+    /// client certificate chains to it (verified with rustls-webpki:
+    /// signatures, validity now, CA constraints, client-authentication
+    /// usage) registers as its certificate's subject common name, without
+    /// a password, and is created at the hub as an X.509 device with its
+    /// certificate's thumbprint.
+    X509Ca {
+        /// The CA certificate, PEM.
+        ca_pem: String,
+    },
 }
 
 impl PartialEq for EnrollmentAttestation {
@@ -98,6 +110,10 @@ impl PartialEq for EnrollmentAttestation {
                     secondary_thumbprint: s,
                 },
             ) => primary_thumbprint == p && secondary_thumbprint == s,
+            (
+                EnrollmentAttestation::X509Ca { ca_pem },
+                EnrollmentAttestation::X509Ca { ca_pem: other },
+            ) => ca_pem == other,
             _ => false,
         }
     }
@@ -117,6 +133,7 @@ impl std::fmt::Debug for EnrollmentAttestation {
                 .field("primary_thumbprint", primary_thumbprint)
                 .field("secondary_thumbprint", secondary_thumbprint)
                 .finish(),
+            EnrollmentAttestation::X509Ca { .. } => f.write_str("X509Ca"),
         }
     }
 }
@@ -159,6 +176,15 @@ impl EnrollmentSpec {
         secondary: Option<SharedAccessKey>,
     ) -> Self {
         self.attestation = Some(EnrollmentAttestation::SymmetricKey { primary, secondary });
+        self
+    }
+
+    /// An X.509 CA certificate, PEM (enrollment groups).
+    #[must_use]
+    pub fn with_x509_ca_pem(mut self, ca_pem: &str) -> Self {
+        self.attestation = Some(EnrollmentAttestation::X509Ca {
+            ca_pem: ca_pem.to_owned(),
+        });
         self
     }
 
@@ -227,7 +253,7 @@ impl EnrollmentInfo {
     pub fn primary_key(&self) -> Option<String> {
         match &self.attestation {
             EnrollmentAttestation::SymmetricKey { primary, .. } => Some(b64(primary)),
-            EnrollmentAttestation::X509 { .. } => None,
+            _ => None,
         }
     }
 
@@ -254,13 +280,18 @@ impl EnrollmentInfo {
             (EnrollmentAttestation::SymmetricKey { primary, .. }, EnrollmentKind::Group) => {
                 Some(b64(&primary.derive_for_registration(registration_id)))
             }
-            (EnrollmentAttestation::X509 { .. }, _) => None,
+            _ => None,
         }
     }
 
-    /// The hub authentication of a device it admits as `registration_id`.
-    fn device_authentication(&self, registration_id: &str) -> Authentication {
-        match &self.attestation {
+    /// The hub authentication of a device it admits as `registration_id`
+    /// (presenting a client certificate with `thumbprint`, if any).
+    fn device_authentication(
+        &self,
+        registration_id: &str,
+        thumbprint: Option<&str>,
+    ) -> Option<Authentication> {
+        Some(match &self.attestation {
             EnrollmentAttestation::SymmetricKey { primary, secondary } => match self.kind {
                 EnrollmentKind::Individual => Authentication::Sas {
                     primary: primary.clone(),
@@ -280,7 +311,11 @@ impl EnrollmentInfo {
                 primary_thumbprint: primary_thumbprint.clone(),
                 secondary_thumbprint: secondary_thumbprint.clone(),
             },
-        }
+            EnrollmentAttestation::X509Ca { .. } => Authentication::X509 {
+                primary_thumbprint: thumbprint?.to_owned(),
+                secondary_thumbprint: None,
+            },
+        })
     }
 
     fn storage_key(&self) -> String {
@@ -300,6 +335,9 @@ impl EnrollmentInfo {
             } => json!({
                 "type": "x509", "primaryThumbprint": primary_thumbprint,
                 "secondaryThumbprint": secondary_thumbprint,
+            }),
+            EnrollmentAttestation::X509Ca { ca_pem } => json!({
+                "type": "x509CA", "caPem": ca_pem,
             }),
         };
         let doc = json!({
@@ -329,6 +367,9 @@ impl EnrollmentInfo {
             "x509" => EnrollmentAttestation::X509 {
                 primary_thumbprint: a["primaryThumbprint"].as_str()?.to_owned(),
                 secondary_thumbprint: a["secondaryThumbprint"].as_str().map(str::to_owned),
+            },
+            "x509CA" => EnrollmentAttestation::X509Ca {
+                ca_pem: a["caPem"].as_str()?.to_owned(),
             },
             _ => return None,
         };
@@ -438,6 +479,8 @@ pub(crate) struct DpsState {
     conns: HashMap<ConnId, DpsLink>,
     enrollments: BTreeMap<(EnrollmentKind, String), EnrollmentInfo>,
     registrations: BTreeMap<String, DpsRegistration>,
+    /// The CA certificate of each X.509 CA group.
+    ca_groups: BTreeMap<String, CertificateDer<'static>>,
 }
 
 /// Checks an enrollment group id: 1 to 128 ASCII letters, digits and
@@ -475,6 +518,7 @@ impl DpsState {
             conns: HashMap::new(),
             enrollments: BTreeMap::new(),
             registrations: BTreeMap::new(),
+            ca_groups: BTreeMap::new(),
         })
     }
 
@@ -516,6 +560,11 @@ impl DpsState {
                         self.svc
                             .set_individual_secondary_key(&info.id, secondary.clone());
                     }
+                    EnrollmentAttestation::X509Ca { .. } => {
+                        return Err(EmulatorError::BadRequest(
+                            "a CA certificate attests an enrollment group, not an individual enrollment".into(),
+                        ));
+                    }
                     EnrollmentAttestation::X509 {
                         primary_thumbprint,
                         secondary_thumbprint,
@@ -531,16 +580,25 @@ impl DpsState {
             }
             EnrollmentKind::Group => {
                 check_group_id(&info.id)?;
-                let EnrollmentAttestation::SymmetricKey { primary, secondary } = &info.attestation
-                else {
-                    return Err(EmulatorError::BadRequest(
-                        "enrollment groups take symmetric keys only".into(),
-                    ));
-                };
-                self.svc
-                    .add_group_enrollment(&info.id, primary.clone(), options);
-                self.svc
-                    .set_group_secondary_key(&info.id, secondary.clone());
+                match &info.attestation {
+                    EnrollmentAttestation::SymmetricKey { primary, secondary } => {
+                        self.svc
+                            .add_group_enrollment(&info.id, primary.clone(), options);
+                        self.svc
+                            .set_group_secondary_key(&info.id, secondary.clone());
+                        self.ca_groups.remove(&info.id);
+                    }
+                    EnrollmentAttestation::X509Ca { ca_pem } => {
+                        let ca = x509ca::ca_certificate(ca_pem)?;
+                        self.svc.add_x509_ca_group_enrollment(&info.id, options);
+                        self.ca_groups.insert(info.id.clone(), ca);
+                    }
+                    EnrollmentAttestation::X509 { .. } => {
+                        return Err(EmulatorError::BadRequest(
+                            "an enrollment group takes symmetric keys or a CA certificate, not client thumbprints".into(),
+                        ));
+                    }
+                }
             }
         }
         self.enrollments.insert((info.kind, info.id.clone()), info);
@@ -550,12 +608,29 @@ impl DpsState {
     // -----------------------------------------------------------------
     // Connections
 
+    /// A new connection; its client certificate chain (empty without
+    /// one) is verified against the CA of every X.509 CA group.
     pub(crate) fn open(
         &mut self,
         thumbprint: Option<String>,
+        chain: &[CertificateDer<'static>],
         tx: mpsc::UnboundedSender<Out>,
     ) -> ConnId {
-        let conn = self.svc.accept_with_thumbprint(thumbprint);
+        let groups: Vec<String> = self
+            .ca_groups
+            .iter()
+            .filter(|(_, ca)| x509ca::verifies(chain, ca))
+            .map(|(g, _)| g.clone())
+            .collect();
+        let verified = match (groups.is_empty(), chain.first()) {
+            (false, Some(leaf)) => {
+                x509ca::common_name(leaf).map(|cn| VerifiedCertificate::new(&cn, groups))
+            }
+            _ => None,
+        };
+        let conn = self
+            .svc
+            .accept_with_verified_certificate(thumbprint, verified);
         self.conns.insert(
             conn,
             DpsLink {
@@ -641,12 +716,16 @@ impl DpsState {
                 .get(&(EnrollmentKind::Individual, rid.to_owned())),
         };
         let auth = match (enrollment, &a.key) {
-            (Some(e), _) => e.device_authentication(rid),
-            (None, Some(key)) => Authentication::sas(key.clone()),
-            (None, None) => {
-                tracing::warn!(registration = rid, "assignment without an enrollment");
-                return;
-            }
+            (Some(e), _) => e.device_authentication(rid, a.thumbprint.as_deref()),
+            (None, Some(key)) => Some(Authentication::sas(key.clone())),
+            (None, None) => None,
+        };
+        let Some(auth) = auth else {
+            tracing::warn!(
+                registration = rid,
+                "assignment without an enrollment or a certificate"
+            );
+            return;
         };
         let initial_twin = enrollment.and_then(|e| e.initial_twin.clone());
         if a.assigned_hub
@@ -790,7 +869,10 @@ impl Core {
             }
             match kind {
                 EnrollmentKind::Individual => st.dps.svc.remove_individual_enrollment(id),
-                EnrollmentKind::Group => st.dps.svc.remove_group_enrollment(id),
+                EnrollmentKind::Group => {
+                    st.dps.ca_groups.remove(id);
+                    st.dps.svc.remove_group_enrollment(id)
+                }
             };
             if let Some(store) = &st.store {
                 store.delete_enrollment(storage_key(kind, id));
@@ -907,6 +989,12 @@ mod tests {
                     secondary_thumbprint: None,
                 },
             ),
+            info(
+                EnrollmentKind::Group,
+                EnrollmentAttestation::X509Ca {
+                    ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+                },
+            ),
         ] {
             let back = EnrollmentInfo::decode(&e.encode(), "0ne00000001", "localhost");
             assert_eq!(back.as_ref(), Some(&e));
@@ -929,11 +1017,11 @@ mod tests {
             Some(b64(&primary.derive_for_registration("r-9")))
         );
         assert_eq!(
-            group.device_authentication("r-9"),
-            Authentication::Sas {
+            group.device_authentication("r-9", None),
+            Some(Authentication::Sas {
                 primary: primary.derive_for_registration("r-9"),
                 secondary: Some(secondary.derive_for_registration("r-9")),
-            }
+            })
         );
         let individual = info(EnrollmentKind::Individual, attestation);
         assert_eq!(individual.device_key("anything"), Some(b64(&primary)));

@@ -508,6 +508,17 @@ fn enrollment_json(e: &EnrollmentInfo) -> Value {
                 }},
             })
         }
+        EnrollmentAttestation::X509Ca { ca_pem } => {
+            let thumb = crate::x509ca::ca_certificate(ca_pem)
+                .ok()
+                .map(|der| thumbprint(&der));
+            json!({
+                "type": "x509",
+                "x509": {"signingCertificates": {
+                    "primary": {"certificate": ca_pem, "info": {"sha256Thumbprint": thumb}},
+                }},
+            })
+        }
     };
     let mut v = json!({
         "attestation": attestation,
@@ -572,6 +583,18 @@ fn enrollment_spec(core: &Core, body: &Value) -> Result<EnrollmentSpec, ApiError
                 (None, Some(_)) => return Err(bad("a secondaryKey needs a primaryKey")),
                 (None, None) => {}
             }
+        }
+        Some("x509") if !a["x509"]["signingCertificates"].is_null() => {
+            if !a["x509"]["clientCertificates"].is_null() {
+                return Err(bad(
+                    "x509: clientCertificates (individual) or signingCertificates (group), not both",
+                ));
+            }
+            let ca = a["x509"]["signingCertificates"]["primary"]["certificate"]
+                .as_str()
+                .ok_or_else(|| bad("x509.signingCertificates.primary.certificate is required"))?;
+            let der = crate::x509ca::ca_certificate(ca)?;
+            spec = spec.with_x509_ca_pem(&crate::x509ca::pem(&der));
         }
         Some("x509") => {
             let certs = &a["x509"]["clientCertificates"];

@@ -73,6 +73,7 @@ mod service;
 mod store;
 mod telemetry;
 mod tls;
+mod x509ca;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -725,8 +726,10 @@ impl EmulatorHandle {
             .put_enrollment(EnrollmentKind::Individual, registration_id, spec)
     }
 
-    /// Creates or replaces the enrollment group `group_id` (symmetric keys
-    /// only).
+    /// Creates or replaces the enrollment group `group_id`: symmetric
+    /// keys, or an X.509 CA certificate
+    /// ([`EnrollmentSpec::with_x509_ca_pem`]; a device whose certificate
+    /// chains to it registers as the certificate's common name).
     pub fn put_enrollment_group(
         &self,
         group_id: &str,
