@@ -205,6 +205,12 @@ impl Client {
         Client::new(ClientOptions::from_connection_string(cs)?)
     }
 
+    /// The driver's input channel (the IoT Edge token route).
+    #[cfg(unix)]
+    pub(crate) fn inputs(&self) -> Sender<Input> {
+        self.inner.ctl.clone()
+    }
+
     fn command<T: Send + 'static>(
         &self,
         make: impl FnOnce(Reply<T>) -> Command,

@@ -15,8 +15,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
+use rustls_pki_types::CertificateDer;
+
 use crate::core::{Core, Link, Out, Service};
-use crate::tls;
 
 /// The WebSocket path the hub serves MQTT on.
 pub const WEBSOCKET_PATH: &str = "/$iothub/websocket";
@@ -64,15 +65,15 @@ pub(crate) async fn listen(
         tokio::spawn(async move {
             tracing::debug!(%peer, ?service, ?kind, "connection");
             match kind {
-                Kind::Plain => serve_stream(core, service, stream, None).await,
+                Kind::Plain => serve_stream(core, service, stream, Vec::new()).await,
                 Kind::Tls => {
-                    if let Some((tls, thumbprint)) = tls_accept(&acceptor, stream).await {
-                        serve_stream(core, service, tls, thumbprint).await;
+                    if let Some((tls, chain)) = tls_accept(&acceptor, stream).await {
+                        serve_stream(core, service, tls, chain).await;
                     }
                 }
                 Kind::WebSocket => {
-                    if let Some((tls, thumbprint)) = tls_accept(&acceptor, stream).await {
-                        serve_websocket(core, service, tls, thumbprint).await;
+                    if let Some((tls, chain)) = tls_accept(&acceptor, stream).await {
+                        serve_websocket(core, service, tls, chain).await;
                     }
                 }
             }
@@ -83,16 +84,18 @@ pub(crate) async fn listen(
 async fn tls_accept(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
-) -> Option<(TlsStream<TcpStream>, Option<String>)> {
+) -> Option<(TlsStream<TcpStream>, Vec<CertificateDer<'static>>)> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
-            let thumbprint = tls
+            // The client's certificate first, then the intermediates it
+            // sent (empty without a client certificate).
+            let chain = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| tls::thumbprint(c));
-            Some((tls, thumbprint))
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            Some((tls, chain))
         }
         Ok(Err(e)) => {
             tracing::debug!("TLS handshake failed: {e}");
@@ -103,11 +106,15 @@ async fn tls_accept(
 }
 
 /// Moves bytes between a byte stream and the core until either side ends.
-async fn serve_stream<S>(core: Arc<Core>, service: Service, stream: S, thumbprint: Option<String>)
-where
+async fn serve_stream<S>(
+    core: Arc<Core>,
+    service: Service,
+    stream: S,
+    chain: Vec<CertificateDer<'static>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (conn, mut rx) = core.open(service, thumbprint);
+    let (conn, mut rx) = core.open(service, chain);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
@@ -148,7 +155,7 @@ async fn serve_websocket(
     core: Arc<Core>,
     service: Service,
     tls: TlsStream<TcpStream>,
-    thumbprint: Option<String>,
+    chain: Vec<CertificateDer<'static>>,
 ) {
     // The callback's signature is tungstenite's, large error and all.
     #[allow(clippy::result_large_err)]
@@ -186,7 +193,7 @@ async fn serve_websocket(
         Ok(Ok(ws)) => ws,
         _ => return,
     };
-    let (conn, mut rx) = core.open(service, thumbprint);
+    let (conn, mut rx) = core.open(service, chain);
     let (mut sink, mut stream) = ws.split();
     loop {
         tokio::select! {

@@ -7,7 +7,9 @@
 //! connections [`Hub::poll_ready`] names, the change journal to storage,
 //! telemetry to the store, method results to their waiters. The DPS
 //! engine ([`DpsState`]) lives behind the same lock, so that an
-//! assignment creates its hub device in the step that answers the poll.
+//! assignment creates its hub device in the step that answers the poll;
+//! with storage, that answer is sent only once the device and the
+//! registration record are committed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,9 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use iothub_proto::hub::{Change, ConnId, Hub, MethodOutcome};
+use rustls_pki_types::CertificateDer;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::dps::DpsState;
+use crate::dps::{DpsState, Held};
 use crate::store::Store;
 use crate::telemetry::ReceivedMessage;
 
@@ -115,30 +118,45 @@ impl Core {
     pub(crate) fn step<R>(&self, f: impl FnOnce(&mut State, u64, u64) -> R) -> R {
         let mut st = self.lock();
         let r = f(&mut st, self.now_ms(), Self::unix_secs());
-        let new_telemetry = st.flush();
+        let (new_telemetry, held) = st.flush();
         let total = st.telemetry_total;
+        let flusher = if held.is_empty() {
+            None
+        } else {
+            st.store.as_ref().map(Store::flusher)
+        };
         drop(st);
         if new_telemetry {
             self.telemetry_seen.send_replace(total);
+        }
+        // DPS answers that announce an assignment leave once the device
+        // and its registration are committed (without holding the lock).
+        if let Some(f) = flusher {
+            f.flush();
+        }
+        for h in held {
+            h.send();
         }
         r
     }
 
     /// A new transport connection to `service`: its id and the channel
-    /// of what to write to it.
+    /// of what to write to it. `chain` is the client's certificate chain (empty without one): the
+    /// hub checks its thumbprint, DPS also its chain for X.509 CA groups.
     pub(crate) fn open(
         &self,
         service: Service,
-        thumbprint: Option<String>,
+        chain: Vec<CertificateDer<'static>>,
     ) -> (Link, mpsc::UnboundedReceiver<Out>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let thumbprint = chain.first().map(|c| crate::tls::thumbprint(c));
         let id = self.step(|st, _, _| match service {
             Service::Hub => {
                 let conn = st.hub.accept_with_thumbprint(thumbprint);
                 st.conns.insert(conn, tx);
                 conn
             }
-            Service::Dps => st.dps.open(thumbprint, tx),
+            Service::Dps => st.dps.open(thumbprint, &chain, tx),
         });
         (Link { service, id }, rx)
     }
@@ -234,10 +252,11 @@ impl Core {
 }
 
 impl State {
-    /// Drains the engine's outputs; whether telemetry arrived.
-    fn flush(&mut self) -> bool {
+    /// Drains the engine's outputs; whether telemetry arrived, and the
+    /// DPS output to send once storage has committed.
+    fn flush(&mut self) -> (bool, Vec<Held>) {
         // DPS first: an assignment adds a hub device, journaled below.
-        self.dps.flush(&mut self.hub);
+        let held = self.dps.flush(&mut self.hub, self.store.as_ref());
         while let Some(conn) = self.hub.poll_ready() {
             let data = self.hub.poll_transmit(conn);
             let closed = self.hub.is_closed(conn);
@@ -267,6 +286,12 @@ impl State {
                 let _ = tx.send(result.outcome);
             }
         }
+        for f in self.hub.take_route_failures() {
+            tracing::warn!(
+                route = %f.route, from = %f.from, to = %f.to,
+                "a routed message was not queued: {}", f.error
+            );
+        }
         let received = self.hub.take_telemetry();
         let any = !received.is_empty();
         let now = SystemTime::now();
@@ -277,6 +302,6 @@ impl State {
             }
             self.telemetry.push_back(ReceivedMessage::new(t, now));
         }
-        any
+        (any, held)
     }
 }

@@ -12,19 +12,23 @@
 //! id — so that it can connect with the key it provisioned with.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use iothub_proto::auth::{DeviceId, HostName, Identity, RegistrationId, SharedAccessKey};
-use iothub_proto::hub::dps::{Assignment, DpsService, EnrollmentOptions};
+use iothub_proto::hub::dps::{Assignment, DpsService, EnrollmentOptions, VerifiedCertificate};
 use iothub_proto::hub::{Authentication, ConnId, Hub};
+use iothub_proto::mqtt::ConnectReturnCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::EmulatorError;
 use crate::core::{Core, Out};
 use crate::service::generate_key;
+use crate::store::Store;
+use crate::x509ca;
+use rustls_pki_types::CertificateDer;
 
 /// The ID scope of the emulator's DPS unless configured otherwise.
 pub const DEFAULT_ID_SCOPE: &str = "0ne00000001";
@@ -73,6 +77,16 @@ pub enum EnrollmentAttestation {
         /// The secondary thumbprint, accepted too.
         secondary_thumbprint: Option<String>,
     },
+    /// A CA certificate (PEM); enrollment groups only. A device whose
+    /// client certificate chains to it (verified with rustls-webpki:
+    /// signatures, validity now, CA constraints, client-authentication
+    /// usage) registers as its certificate's subject common name, without
+    /// a password, and is created at the hub as an X.509 device with its
+    /// certificate's thumbprint.
+    X509Ca {
+        /// The CA certificate, PEM.
+        ca_pem: String,
+    },
 }
 
 impl PartialEq for EnrollmentAttestation {
@@ -96,6 +110,10 @@ impl PartialEq for EnrollmentAttestation {
                     secondary_thumbprint: s,
                 },
             ) => primary_thumbprint == p && secondary_thumbprint == s,
+            (
+                EnrollmentAttestation::X509Ca { ca_pem },
+                EnrollmentAttestation::X509Ca { ca_pem: other },
+            ) => ca_pem == other,
             _ => false,
         }
     }
@@ -115,6 +133,7 @@ impl std::fmt::Debug for EnrollmentAttestation {
                 .field("primary_thumbprint", primary_thumbprint)
                 .field("secondary_thumbprint", secondary_thumbprint)
                 .finish(),
+            EnrollmentAttestation::X509Ca { .. } => f.write_str("X509Ca"),
         }
     }
 }
@@ -157,6 +176,15 @@ impl EnrollmentSpec {
         secondary: Option<SharedAccessKey>,
     ) -> Self {
         self.attestation = Some(EnrollmentAttestation::SymmetricKey { primary, secondary });
+        self
+    }
+
+    /// An X.509 CA certificate, PEM (enrollment groups).
+    #[must_use]
+    pub fn with_x509_ca_pem(mut self, ca_pem: &str) -> Self {
+        self.attestation = Some(EnrollmentAttestation::X509Ca {
+            ca_pem: ca_pem.to_owned(),
+        });
         self
     }
 
@@ -225,7 +253,7 @@ impl EnrollmentInfo {
     pub fn primary_key(&self) -> Option<String> {
         match &self.attestation {
             EnrollmentAttestation::SymmetricKey { primary, .. } => Some(b64(primary)),
-            EnrollmentAttestation::X509 { .. } => None,
+            _ => None,
         }
     }
 
@@ -252,13 +280,18 @@ impl EnrollmentInfo {
             (EnrollmentAttestation::SymmetricKey { primary, .. }, EnrollmentKind::Group) => {
                 Some(b64(&primary.derive_for_registration(registration_id)))
             }
-            (EnrollmentAttestation::X509 { .. }, _) => None,
+            _ => None,
         }
     }
 
-    /// The hub authentication of a device it admits as `registration_id`.
-    fn device_authentication(&self, registration_id: &str) -> Authentication {
-        match &self.attestation {
+    /// The hub authentication of a device it admits as `registration_id`
+    /// (presenting a client certificate with `thumbprint`, if any).
+    fn device_authentication(
+        &self,
+        registration_id: &str,
+        thumbprint: Option<&str>,
+    ) -> Option<Authentication> {
+        Some(match &self.attestation {
             EnrollmentAttestation::SymmetricKey { primary, secondary } => match self.kind {
                 EnrollmentKind::Individual => Authentication::Sas {
                     primary: primary.clone(),
@@ -278,7 +311,11 @@ impl EnrollmentInfo {
                 primary_thumbprint: primary_thumbprint.clone(),
                 secondary_thumbprint: secondary_thumbprint.clone(),
             },
-        }
+            EnrollmentAttestation::X509Ca { .. } => Authentication::X509 {
+                primary_thumbprint: thumbprint?.to_owned(),
+                secondary_thumbprint: None,
+            },
+        })
     }
 
     fn storage_key(&self) -> String {
@@ -298,6 +335,9 @@ impl EnrollmentInfo {
             } => json!({
                 "type": "x509", "primaryThumbprint": primary_thumbprint,
                 "secondaryThumbprint": secondary_thumbprint,
+            }),
+            EnrollmentAttestation::X509Ca { ca_pem } => json!({
+                "type": "x509CA", "caPem": ca_pem,
             }),
         };
         let doc = json!({
@@ -328,6 +368,9 @@ impl EnrollmentInfo {
                 primary_thumbprint: a["primaryThumbprint"].as_str()?.to_owned(),
                 secondary_thumbprint: a["secondaryThumbprint"].as_str().map(str::to_owned),
             },
+            "x509CA" => EnrollmentAttestation::X509Ca {
+                ca_pem: a["caPem"].as_str()?.to_owned(),
+            },
             _ => return None,
         };
         Some(EnrollmentInfo {
@@ -348,7 +391,7 @@ fn storage_key(kind: EnrollmentKind, id: &str) -> String {
 }
 
 /// A device the DPS endpoint assigned (the latest registration of each
-/// registration id).
+/// registration id; kept in storage with a data directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DpsRegistration {
@@ -370,6 +413,56 @@ pub struct DpsRegistration {
     pub assigned_at: SystemTime,
 }
 
+impl DpsRegistration {
+    /// The stored form.
+    fn encode(&self) -> Vec<u8> {
+        let at_ms = self
+            .assigned_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let doc = json!({
+            "registrationId": self.registration_id, "deviceId": self.device_id,
+            "assignedHub": self.assigned_hub, "enrollmentGroupId": self.enrollment_group_id,
+            "operationId": self.operation_id, "substatus": self.substatus,
+            "payload": self.request_payload, "assignedAtUnixMs": at_ms,
+        });
+        serde_json::to_vec(&doc).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<DpsRegistration> {
+        let doc: Value = serde_json::from_slice(bytes).ok()?;
+        let text = |k: &str| doc[k].as_str().map(str::to_owned);
+        Some(DpsRegistration {
+            registration_id: text("registrationId")?,
+            device_id: text("deviceId")?,
+            assigned_hub: text("assignedHub")?,
+            enrollment_group_id: text("enrollmentGroupId"),
+            operation_id: text("operationId")?,
+            substatus: text("substatus")?,
+            request_payload: Some(doc["payload"].clone()).filter(|p| !p.is_null()),
+            assigned_at: UNIX_EPOCH
+                + std::time::Duration::from_millis(doc["assignedAtUnixMs"].as_u64()?),
+        })
+    }
+}
+
+/// The output of a DPS connection held back until storage has committed
+/// the assignment it announces.
+#[derive(Debug)]
+pub(crate) struct Held {
+    tx: mpsc::UnboundedSender<Out>,
+    out: Vec<Out>,
+}
+
+impl Held {
+    /// Hands the output to the connection.
+    pub(crate) fn send(self) {
+        for o in self.out {
+            let _ = self.tx.send(o);
+        }
+    }
+}
+
 /// A connection of the DPS listeners.
 #[derive(Debug)]
 struct DpsLink {
@@ -386,6 +479,8 @@ pub(crate) struct DpsState {
     conns: HashMap<ConnId, DpsLink>,
     enrollments: BTreeMap<(EnrollmentKind, String), EnrollmentInfo>,
     registrations: BTreeMap<String, DpsRegistration>,
+    /// The CA certificate of each X.509 CA group.
+    ca_groups: BTreeMap<String, CertificateDer<'static>>,
 }
 
 /// Checks an enrollment group id: 1 to 128 ASCII letters, digits and
@@ -423,6 +518,7 @@ impl DpsState {
             conns: HashMap::new(),
             enrollments: BTreeMap::new(),
             registrations: BTreeMap::new(),
+            ca_groups: BTreeMap::new(),
         })
     }
 
@@ -464,6 +560,11 @@ impl DpsState {
                         self.svc
                             .set_individual_secondary_key(&info.id, secondary.clone());
                     }
+                    EnrollmentAttestation::X509Ca { .. } => {
+                        return Err(EmulatorError::BadRequest(
+                            "a CA certificate attests an enrollment group, not an individual enrollment".into(),
+                        ));
+                    }
                     EnrollmentAttestation::X509 {
                         primary_thumbprint,
                         secondary_thumbprint,
@@ -479,16 +580,25 @@ impl DpsState {
             }
             EnrollmentKind::Group => {
                 check_group_id(&info.id)?;
-                let EnrollmentAttestation::SymmetricKey { primary, secondary } = &info.attestation
-                else {
-                    return Err(EmulatorError::BadRequest(
-                        "enrollment groups take symmetric keys only".into(),
-                    ));
-                };
-                self.svc
-                    .add_group_enrollment(&info.id, primary.clone(), options);
-                self.svc
-                    .set_group_secondary_key(&info.id, secondary.clone());
+                match &info.attestation {
+                    EnrollmentAttestation::SymmetricKey { primary, secondary } => {
+                        self.svc
+                            .add_group_enrollment(&info.id, primary.clone(), options);
+                        self.svc
+                            .set_group_secondary_key(&info.id, secondary.clone());
+                        self.ca_groups.remove(&info.id);
+                    }
+                    EnrollmentAttestation::X509Ca { ca_pem } => {
+                        let ca = x509ca::ca_certificate(ca_pem)?;
+                        self.svc.add_x509_ca_group_enrollment(&info.id, options);
+                        self.ca_groups.insert(info.id.clone(), ca);
+                    }
+                    EnrollmentAttestation::X509 { .. } => {
+                        return Err(EmulatorError::BadRequest(
+                            "an enrollment group takes symmetric keys or a CA certificate, not client thumbprints".into(),
+                        ));
+                    }
+                }
             }
         }
         self.enrollments.insert((info.kind, info.id.clone()), info);
@@ -498,12 +608,29 @@ impl DpsState {
     // -----------------------------------------------------------------
     // Connections
 
+    /// A new connection; its client certificate chain (empty without
+    /// one) is verified against the CA of every X.509 CA group.
     pub(crate) fn open(
         &mut self,
         thumbprint: Option<String>,
+        chain: &[CertificateDer<'static>],
         tx: mpsc::UnboundedSender<Out>,
     ) -> ConnId {
-        let conn = self.svc.accept_with_thumbprint(thumbprint);
+        let groups: Vec<String> = self
+            .ca_groups
+            .iter()
+            .filter(|(_, ca)| x509ca::verifies(chain, ca))
+            .map(|(g, _)| g.clone())
+            .collect();
+        let verified = match (groups.is_empty(), chain.first()) {
+            (false, Some(leaf)) => {
+                x509ca::common_name(leaf).map(|cn| VerifiedCertificate::new(&cn, groups))
+            }
+            _ => None,
+        };
+        let conn = self
+            .svc
+            .accept_with_verified_certificate(thumbprint, verified);
         self.conns.insert(
             conn,
             DpsLink {
@@ -526,24 +653,61 @@ impl DpsState {
         }
     }
 
-    /// Delivers the engine's output and turns assignments into hub
-    /// devices (their changes are then journaled by the hub).
-    pub(crate) fn flush(&mut self, hub: &mut Hub) {
+    /// Turns assignments into hub devices (their changes are then
+    /// journaled by the hub) and registration records (stored), then
+    /// delivers the engine's output: a device told `assigned` is in the
+    /// hub's registry before the answer leaves. With storage, the output
+    /// of a connection that was just assigned is returned instead of
+    /// sent: the caller sends it once the device and its registration are
+    /// committed ([`Held`]).
+    pub(crate) fn flush(&mut self, hub: &mut Hub, store: Option<&Store>) -> Vec<Held> {
+        let mut hold = Vec::new();
+        for a in self.svc.take_assignments() {
+            self.assign(hub, &a, store);
+            if store.is_some() {
+                hold.push(a.conn);
+            }
+        }
+        let mut held = Vec::new();
         for (&conn, link) in &mut self.conns {
+            let mut out = Vec::new();
             while let Some(data) = self.svc.poll_transmit(conn) {
-                let _ = link.tx.send(Out::Data(data));
+                out.push(Out::Data(data));
             }
             if !link.close_sent && self.svc.is_closed(conn) {
                 link.close_sent = true;
-                let _ = link.tx.send(Out::Close);
+                out.push(Out::Close);
+            }
+            if out.is_empty() {
+                continue;
+            }
+            if hold.contains(&conn) {
+                held.push(Held {
+                    tx: link.tx.clone(),
+                    out,
+                });
+            } else {
+                for o in out {
+                    let _ = link.tx.send(o);
+                }
             }
         }
-        for a in self.svc.take_assignments() {
-            self.assign(hub, &a);
+        held
+    }
+
+    /// Puts back the stored registration records (at start).
+    pub(crate) fn restore_registrations(&mut self, stored: &[(String, Vec<u8>)]) {
+        for (k, v) in stored {
+            match DpsRegistration::decode(v) {
+                Some(r) => {
+                    self.registrations.insert(r.registration_id.clone(), r);
+                }
+                None => tracing::warn!(registration = %k, "unreadable stored registration skipped"),
+            }
         }
     }
 
-    fn assign(&mut self, hub: &mut Hub, a: &Assignment) {
+    fn assign(&mut self, hub: &mut Hub, a: &Assignment, store: Option<&Store>) {
         let rid = a.registration_id.as_str();
         let enrollment = match &a.group {
             Some(g) => self.enrollments.get(&(EnrollmentKind::Group, g.clone())),
@@ -552,12 +716,16 @@ impl DpsState {
                 .get(&(EnrollmentKind::Individual, rid.to_owned())),
         };
         let auth = match (enrollment, &a.key) {
-            (Some(e), _) => e.device_authentication(rid),
-            (None, Some(key)) => Authentication::sas(key.clone()),
-            (None, None) => {
-                tracing::warn!(registration = rid, "assignment without an enrollment");
-                return;
-            }
+            (Some(e), _) => e.device_authentication(rid, a.thumbprint.as_deref()),
+            (None, Some(key)) => Some(Authentication::sas(key.clone())),
+            (None, None) => None,
+        };
+        let Some(auth) = auth else {
+            tracing::warn!(
+                registration = rid,
+                "assignment without an enrollment or a certificate"
+            );
+            return;
         };
         let initial_twin = enrollment.and_then(|e| e.initial_twin.clone());
         if a.assigned_hub
@@ -583,19 +751,20 @@ impl DpsState {
             registration = rid, device = %a.device_id, hub = %a.assigned_hub,
             group = ?a.group, "DPS assigned a device"
         );
-        self.registrations.insert(
-            rid.to_owned(),
-            DpsRegistration {
-                registration_id: rid.to_owned(),
-                device_id: a.device_id.as_str().to_owned(),
-                assigned_hub: a.assigned_hub.as_str().to_owned(),
-                enrollment_group_id: a.group.clone(),
-                operation_id: a.operation_id.clone(),
-                substatus: a.substatus.as_str().to_owned(),
-                request_payload: a.request_payload.clone(),
-                assigned_at: SystemTime::now(),
-            },
-        );
+        let registration = DpsRegistration {
+            registration_id: rid.to_owned(),
+            device_id: a.device_id.as_str().to_owned(),
+            assigned_hub: a.assigned_hub.as_str().to_owned(),
+            enrollment_group_id: a.group.clone(),
+            operation_id: a.operation_id.clone(),
+            substatus: a.substatus.as_str().to_owned(),
+            request_payload: a.request_payload.clone(),
+            assigned_at: SystemTime::now(),
+        };
+        if let Some(store) = store {
+            store.put_registration(rid, registration.encode());
+        }
+        self.registrations.insert(rid.to_owned(), registration);
     }
 }
 
@@ -700,7 +869,10 @@ impl Core {
             }
             match kind {
                 EnrollmentKind::Individual => st.dps.svc.remove_individual_enrollment(id),
-                EnrollmentKind::Group => st.dps.svc.remove_group_enrollment(id),
+                EnrollmentKind::Group => {
+                    st.dps.ca_groups.remove(id);
+                    st.dps.svc.remove_group_enrollment(id)
+                }
             };
             if let Some(store) = &st.store {
                 store.delete_enrollment(storage_key(kind, id));
@@ -708,6 +880,66 @@ impl Core {
         }
         self.flush_store();
         Ok(())
+    }
+
+    /// Fault: the next `n` DPS requests are answered 429 with
+    /// `retry_after`.
+    pub(crate) fn dps_throttle_next(&self, n: u32, retry_after: Option<u32>) {
+        self.step(|st, _, _| st.dps.svc.throttle_next(n, retry_after));
+    }
+
+    /// Fault: the next `n` DPS requests are answered `status` (400–599).
+    pub(crate) fn dps_fail_next_requests(&self, n: u32, status: u16) -> Result<(), EmulatorError> {
+        if !(400..=599).contains(&status) {
+            return Err(EmulatorError::BadRequest(format!(
+                "status {status}: an injected failure is 400 to 599"
+            )));
+        }
+        self.step(|st, _, _| st.dps.svc.fail_next_requests(n, status));
+        Ok(())
+    }
+
+    /// Fault: the next `n` DPS CONNECTs are refused with `code`
+    /// (`Accepted` turns it off).
+    pub(crate) fn dps_refuse_connects(&self, n: u32, code: ConnectReturnCode) {
+        self.step(|st, _, _| st.dps.svc.refuse_connects(n, code));
+    }
+
+    /// Fault: registrations started from now on answer `assigning` for
+    /// `polls` more polls.
+    pub(crate) fn dps_delay_assignments(&self, polls: u32) {
+        self.step(|st, _, _| st.dps.svc.delay_assignments(polls));
+    }
+
+    /// Fault: while `silent`, DPS requests are acknowledged, not answered.
+    pub(crate) fn dps_silence(&self, silent: bool) {
+        self.step(|st, _, _| st.dps.svc.silence_responses(silent));
+    }
+
+    /// Fault: closes the open DPS connections (of one registration id, or
+    /// all) without a word; how many.
+    pub(crate) fn dps_drop_connections(&self, registration_id: Option<&str>) -> usize {
+        self.step(|st, _, _| {
+            let doomed: Vec<ConnId> = st
+                .dps
+                .conns
+                .keys()
+                .copied()
+                .filter(|&c| !st.dps.svc.is_closed(c))
+                .filter(|&c| {
+                    registration_id.is_none_or(|r| {
+                        st.dps
+                            .svc
+                            .connection_registration(c)
+                            .is_some_and(|x| x.as_str() == r)
+                    })
+                })
+                .collect();
+            for &c in &doomed {
+                st.dps.svc.drop_connection(c);
+            }
+            doomed.len()
+        })
     }
 
     pub(crate) fn dps_registration(&self, registration_id: &str) -> Option<DpsRegistration> {
@@ -757,6 +989,12 @@ mod tests {
                     secondary_thumbprint: None,
                 },
             ),
+            info(
+                EnrollmentKind::Group,
+                EnrollmentAttestation::X509Ca {
+                    ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+                },
+            ),
         ] {
             let back = EnrollmentInfo::decode(&e.encode(), "0ne00000001", "localhost");
             assert_eq!(back.as_ref(), Some(&e));
@@ -779,11 +1017,11 @@ mod tests {
             Some(b64(&primary.derive_for_registration("r-9")))
         );
         assert_eq!(
-            group.device_authentication("r-9"),
-            Authentication::Sas {
+            group.device_authentication("r-9", None),
+            Some(Authentication::Sas {
                 primary: primary.derive_for_registration("r-9"),
                 secondary: Some(secondary.derive_for_registration("r-9")),
-            }
+            })
         );
         let individual = info(EnrollmentKind::Individual, attestation);
         assert_eq!(individual.device_key("anything"), Some(b64(&primary)));

@@ -10,11 +10,14 @@
 //! | `GET/PATCH /twins/{id}/modules/{mid}` | module twin |
 //! | `POST /twins/{id}/methods`, `POST /twins/{id}/modules/{mid}/methods` | direct method |
 //! | `POST /devices/{id}/messages/deviceBound` | C2D: body, `iothub-messageid`, `iothub-app-{name}` headers |
+//! | `POST /devices/{id}/modules/{mid}/messages/inputs/{input}` | a message for a module's input: body and headers as C2D |
+//! | `PUT/GET/DELETE /routes/{name}`, `GET /routes` | IoT Edge routes between modules: `{"route":"FROM … INTO …"}` |
 //! | `GET /devices/{id}/messages/events`, `GET /devices/{id}/modules/{mid}/messages/events` | stored telemetry (`?base64=true` forces base64 bodies) |
 //! | `POST /devices/{id}/faults`, `POST /devices/{id}/modules/{mid}/faults` | fault injection |
 //! | `PUT/GET/DELETE /enrollments/{registrationId}`, `GET /enrollments` | DPS individual enrollments |
 //! | `PUT/GET/DELETE /enrollmentGroups/{id}`, `GET /enrollmentGroups` | DPS enrollment groups |
 //! | `GET /registrations/{registrationId}` | the latest DPS assignment of a registration id |
+//! | `POST /dps/faults` | DPS fault injection |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use iothub_proto::auth::Identity;
 use iothub_proto::hub::Authentication;
+use iothub_proto::hub::routes::Route;
 use iothub_proto::mqtt::ConnectReturnCode;
 use iothub_proto::properties::{Ack, MessageProperties};
 use serde_json::{Value, json};
@@ -294,19 +298,14 @@ async fn invoke_module(
     invoke(&core, identity(&d, Some(&m))?, &body).await
 }
 
-/// C2D: the body is the payload; `iothub-messageid`, `iothub-correlationid`,
-/// `iothub-userid`, `iothub-contenttype`, `iothub-contentencoding`,
-/// `iothub-expiry`, `iothub-ack` set system properties and every
-/// `iothub-app-{name}` header an application property.
-async fn send_c2d(
-    State(core): Shared,
-    Path(d): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    let id = identity(&d, None)?;
+/// The properties of a C2D or module input message from the request
+/// headers: `iothub-messageid`, `iothub-correlationid`, `iothub-userid`,
+/// `iothub-contenttype`, `iothub-contentencoding`, `iothub-expiry`,
+/// `iothub-ack` set system properties and every `iothub-app-{name}`
+/// header an application property.
+fn message_properties(headers: &HeaderMap) -> Result<MessageProperties, ApiError> {
     let mut p = MessageProperties::new();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         let value = value
             .to_str()
             .map_err(|_| bad(format!("header {name} is not text")))?
@@ -333,8 +332,76 @@ async fn send_c2d(
             }
         }
     }
+    Ok(p)
+}
+
+/// C2D: the body is the payload, the headers the properties
+/// ([`message_properties`]).
+async fn send_c2d(
+    State(core): Shared,
+    Path(d): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let id = identity(&d, None)?;
+    let p = message_properties(&headers)?;
     core.send_c2d(id.device_id(), p, body)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A message for a module's input, as an IoT Edge route would send it:
+/// the body is the payload, the headers the properties
+/// ([`message_properties`]).
+async fn send_module_input(
+    State(core): Shared,
+    Path((d, m, input)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let id = identity(&d, Some(&m))?;
+    let p = message_properties(&headers)?;
+    core.send_module_input(&id, &input, p, body)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------
+// IoT Edge routes between modules
+
+fn route_json(name: &str, route: &Route) -> Value {
+    json!({"name": name, "route": route.to_string()})
+}
+
+/// `PUT /routes/{name}` with `{"route":"FROM … INTO …"}`.
+async fn put_route(State(core): Shared, Path(name): Path<String>, body: Bytes) -> Reply {
+    let body = parse_body(&body)?;
+    let text = body["route"]
+        .as_str()
+        .ok_or_else(|| bad(r#"the body is {"route":"FROM … INTO …"}"#))?;
+    let route = core.set_route(&name, text)?;
+    ok_json(route_json(&name, &route))
+}
+
+async fn get_route(State(core): Shared, Path(name): Path<String>) -> Reply {
+    let routes = core.routes();
+    let (n, r) = routes
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no route {name:?}")))?;
+    ok_json(route_json(n, r))
+}
+
+async fn delete_route(State(core): Shared, Path(name): Path<String>) -> Reply {
+    core.remove_route(&name)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_routes(State(core): Shared) -> Reply {
+    ok_json(Value::Array(
+        core.routes()
+            .iter()
+            .map(|(n, r)| route_json(n, r))
+            .collect(),
+    ))
 }
 
 fn events(core: &Core, id: &Identity, q: &HashMap<String, String>) -> Reply {
@@ -441,6 +508,17 @@ fn enrollment_json(e: &EnrollmentInfo) -> Value {
                 }},
             })
         }
+        EnrollmentAttestation::X509Ca { ca_pem } => {
+            let thumb = crate::x509ca::ca_certificate(ca_pem)
+                .ok()
+                .map(|der| thumbprint(&der));
+            json!({
+                "type": "x509",
+                "x509": {"signingCertificates": {
+                    "primary": {"certificate": ca_pem, "info": {"sha256Thumbprint": thumb}},
+                }},
+            })
+        }
     };
     let mut v = json!({
         "attestation": attestation,
@@ -505,6 +583,18 @@ fn enrollment_spec(core: &Core, body: &Value) -> Result<EnrollmentSpec, ApiError
                 (None, Some(_)) => return Err(bad("a secondaryKey needs a primaryKey")),
                 (None, None) => {}
             }
+        }
+        Some("x509") if !a["x509"]["signingCertificates"].is_null() => {
+            if !a["x509"]["clientCertificates"].is_null() {
+                return Err(bad(
+                    "x509: clientCertificates (individual) or signingCertificates (group), not both",
+                ));
+            }
+            let ca = a["x509"]["signingCertificates"]["primary"]["certificate"]
+                .as_str()
+                .ok_or_else(|| bad("x509.signingCertificates.primary.certificate is required"))?;
+            let der = crate::x509ca::ca_certificate(ca)?;
+            spec = spec.with_x509_ca_pem(&crate::x509ca::pem(&der));
         }
         Some("x509") => {
             let certs = &a["x509"]["clientCertificates"];
@@ -628,6 +718,114 @@ async fn get_registration(State(core): Shared, Path(id): Path<String>) -> Reply 
     ok_json(registration_json(&r))
 }
 
+/// `POST /dps/faults`: any subset of `{"throttle":{"count":n,"retryAfter":s},
+/// "failRequests":{"count":n,"status":500}, "refuseConnects":{"count":n,
+/// "returnCode":3}, "delayAssignmentPolls":n, "silence":bool,
+/// "dropConnections":true | "{registrationId}"}`. Unknown members are
+/// refused. Answers `{"dropped": n}`.
+async fn dps_faults(State(core): Shared, body: Bytes) -> Reply {
+    let body = parse_body(&body)?;
+    let Some(f) = body.as_object() else {
+        return Err(bad("the body is a JSON object of faults"));
+    };
+    const KNOWN: [&str; 6] = [
+        "throttle",
+        "failRequests",
+        "refuseConnects",
+        "delayAssignmentPolls",
+        "silence",
+        "dropConnections",
+    ];
+    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(bad(format!("unknown fault {k:?}: one of {KNOWN:?}")));
+    }
+    let count = |v: &Value, what: &str| -> Result<u32, ApiError> {
+        match &v["count"] {
+            Value::Null => Ok(1),
+            c => c
+                .as_u64()
+                .and_then(|c| u32::try_from(c).ok())
+                .ok_or_else(|| bad(format!("{what}.count must be an integer"))),
+        }
+    };
+    // Read everything first, so that a bad member applies nothing.
+    let throttle = f
+        .get("throttle")
+        .map(|t| -> Result<_, ApiError> {
+            let retry = match &t["retryAfter"] {
+                Value::Null => None,
+                r => Some(
+                    r.as_u64()
+                        .and_then(|r| u32::try_from(r).ok())
+                        .ok_or_else(|| bad("throttle.retryAfter must be an integer"))?,
+                ),
+            };
+            Ok((count(t, "throttle")?, retry))
+        })
+        .transpose()?;
+    let fail = f
+        .get("failRequests")
+        .map(|t| -> Result<_, ApiError> {
+            let status = t["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (400..=599).contains(s))
+                .ok_or_else(|| bad("failRequests.status must be 400 to 599"))?;
+            Ok((count(t, "failRequests")?, status))
+        })
+        .transpose()?;
+    let refuse = f
+        .get("refuseConnects")
+        .map(|t| -> Result<_, ApiError> {
+            let code = t["returnCode"].as_u64().unwrap_or(3);
+            let code = u8::try_from(code)
+                .ok()
+                .and_then(ConnectReturnCode::from_u8)
+                .filter(|c| !c.is_accepted())
+                .ok_or_else(|| bad("refuseConnects.returnCode must be 1-5"))?;
+            Ok((count(t, "refuseConnects")?, code))
+        })
+        .transpose()?;
+    let delay = f
+        .get("delayAssignmentPolls")
+        .map(|d| {
+            d.as_u64()
+                .and_then(|d| u32::try_from(d).ok())
+                .ok_or_else(|| bad("delayAssignmentPolls must be an integer"))
+        })
+        .transpose()?;
+    let silence = f
+        .get("silence")
+        .map(|s| {
+            s.as_bool()
+                .ok_or_else(|| bad("silence must be true or false"))
+        })
+        .transpose()?;
+    let drop_which = match f.get("dropConnections") {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(None),
+        Some(Value::String(r)) => Some(Some(r.clone())),
+        Some(_) => return Err(bad("dropConnections is true or a registration id")),
+    };
+    if let Some((n, retry)) = throttle {
+        core.dps_throttle_next(n, retry);
+    }
+    if let Some((n, status)) = fail {
+        core.dps_fail_next_requests(n, status)?;
+    }
+    if let Some((n, code)) = refuse {
+        core.dps_refuse_connects(n, code);
+    }
+    if let Some(polls) = delay {
+        core.dps_delay_assignments(polls);
+    }
+    if let Some(silent) = silence {
+        core.dps_silence(silent);
+    }
+    let dropped = drop_which.map_or(0, |r| core.dps_drop_connections(r.as_deref()));
+    ok_json(json!({"dropped": dropped}))
+}
+
 /// The router of the service API.
 pub(crate) fn router(core: Arc<Core>) -> Router {
     Router::new()
@@ -649,6 +847,15 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/twins/{id}/methods", post(invoke_device))
         .route("/twins/{id}/modules/{mid}/methods", post(invoke_module))
         .route("/devices/{id}/messages/deviceBound", post(send_c2d))
+        .route(
+            "/devices/{id}/modules/{mid}/messages/inputs/{input}",
+            post(send_module_input),
+        )
+        .route("/routes", get(list_routes))
+        .route(
+            "/routes/{name}",
+            put(put_route).get(get_route).delete(delete_route),
+        )
         .route("/devices/{id}/messages/events", get(device_events))
         .route(
             "/devices/{id}/modules/{mid}/messages/events",
@@ -671,6 +878,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
                 .delete(delete_enrollment_group),
         )
         .route("/registrations/{id}", get(get_registration))
+        .route("/dps/faults", post(dps_faults))
         .with_state(core)
 }
 

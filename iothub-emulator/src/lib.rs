@@ -51,8 +51,16 @@
 //! # let _ = hello; Ok(()) }
 //! ```
 //!
+//! **Modules.** Module identities have their own twins, methods and
+//! telemetry; their input messages come from
+//! [`EmulatorHandle::send_module_input`] and from IoT Edge routes between
+//! modules ([`EmulatorHandle::set_route`], [`EmulatorBuilder::route`], the
+//! service API's `/routes`), applied by the engine
+//! ([`Hub::set_route`](iothub_proto::hub::Hub::set_route)).
+//!
 //! Storage: with a data directory, the registry, twins, kept sessions,
-//! pending C2D messages and DPS enrollments are kept in a redb database (`emulator.redb`), and
+//! pending C2D and module input messages, routes, and DPS enrollments and
+//! registration records are kept in a redb database (`emulator.redb`), and
 //! the generated TLS material in `tls/`; a restart loses none of them.
 //! Telemetry is kept in memory only (the last 100,000 messages).
 #![forbid(unsafe_code)]
@@ -65,6 +73,7 @@ mod service;
 mod store;
 mod telemetry;
 mod tls;
+mod x509ca;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -75,6 +84,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use iothub_proto::auth::{Identity, SharedAccessKey};
+use iothub_proto::hub::routes::Route;
 use iothub_proto::hub::{Authentication, Hub, Twin};
 use iothub_proto::mqtt::ConnectReturnCode;
 use iothub_proto::properties::MessageProperties;
@@ -273,6 +283,7 @@ pub struct EmulatorBuilder {
     dps_retry_after: u32,
     enrollments: Vec<String>,
     enrollment_groups: Vec<String>,
+    routes: Vec<(String, String)>,
 }
 
 impl Default for EmulatorBuilder {
@@ -295,6 +306,7 @@ impl Default for EmulatorBuilder {
             dps_retry_after: DEFAULT_DPS_RETRY_AFTER_SECS,
             enrollments: Vec::new(),
             enrollment_groups: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -451,6 +463,17 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Set the IoT Edge route `name` at start (replacing a stored route of
+    /// that name), e.g. `FROM /messages/modules/filter/outputs/out1 INTO
+    /// BrokeredEndpoint("/modules/sink/inputs/in1")`; see
+    /// [`EmulatorHandle::set_route`]. An invalid route makes
+    /// [`start`](Self::start) fail with [`EmulatorError::Config`].
+    #[must_use]
+    pub fn route(mut self, name: impl Into<String>, route: impl Into<String>) -> Self {
+        self.routes.push((name.into(), route.into()));
+        self
+    }
+
     /// Binds every listener, restores the stored state and starts serving.
     pub async fn start(self) -> Result<EmulatorHandle, EmulatorError> {
         if !self.bind.is_loopback() && !self.allow_non_loopback {
@@ -494,6 +517,15 @@ impl EmulatorBuilder {
                 hub.restore_identity(s);
             }
             dps.restore(&stored.enrollments);
+            dps.restore_registrations(&stored.registrations);
+            for (name, text) in &stored.routes {
+                match Route::parse(text) {
+                    Ok(route) => {
+                        hub.set_route(name, route);
+                    }
+                    Err(e) => tracing::warn!(route = %name, "stored route skipped: {e}"),
+                }
+            }
             store
         });
         let core = Core::new(hub, dps, store);
@@ -505,6 +537,12 @@ impl EmulatorBuilder {
         }
         for id in &self.enrollment_groups {
             core.ensure_enrollment(EnrollmentKind::Group, id)?;
+        }
+        for (name, text) in &self.routes {
+            core.set_route(name, text).map_err(|e| match e {
+                EmulatorError::BadRequest(m) => EmulatorError::Config(m),
+                other => other,
+            })?;
         }
 
         let bind = |port| TcpListener::bind(SocketAddr::new(self.bind, port));
@@ -688,8 +726,10 @@ impl EmulatorHandle {
             .put_enrollment(EnrollmentKind::Individual, registration_id, spec)
     }
 
-    /// Creates or replaces the enrollment group `group_id` (symmetric keys
-    /// only).
+    /// Creates or replaces the enrollment group `group_id`: symmetric
+    /// keys, or an X.509 CA certificate
+    /// ([`EnrollmentSpec::with_x509_ca_pem`]; a device whose certificate
+    /// chains to it registers as the certificate's common name).
     pub fn put_enrollment_group(
         &self,
         group_id: &str,
@@ -734,11 +774,50 @@ impl EmulatorHandle {
         self.core.delete_enrollment(EnrollmentKind::Group, group_id)
     }
 
-    /// The latest DPS assignment of `registration_id`, if it provisioned
-    /// since the emulator started.
+    /// The latest DPS assignment of `registration_id`, if it ever
+    /// provisioned (kept across restarts with a data directory).
     #[must_use]
     pub fn dps_registration(&self, registration_id: &str) -> Option<DpsRegistration> {
         self.core.dps_registration(registration_id)
+    }
+
+    /// DPS fault: the next `n` register or poll requests are answered 429
+    /// (with `retry-after` when given) and not processed.
+    pub fn dps_throttle_next(&self, n: u32, retry_after: Option<u32>) {
+        self.core.dps_throttle_next(n, retry_after);
+    }
+
+    /// DPS fault: the next `n` register or poll requests are answered
+    /// `status` (400–599: 401, 500, 503, …) with an error body and not
+    /// processed; [`EmulatorError::BadRequest`] for another status.
+    pub fn dps_fail_next_requests(&self, n: u32, status: u16) -> Result<(), EmulatorError> {
+        self.core.dps_fail_next_requests(n, status)
+    }
+
+    /// DPS fault: the next `n` CONNECTs to the DPS endpoint are refused
+    /// with `code` (`ConnectReturnCode::Accepted` or `n == 0` turns it
+    /// off).
+    pub fn dps_refuse_connects(&self, n: u32, code: ConnectReturnCode) {
+        self.core.dps_refuse_connects(n, code);
+    }
+
+    /// DPS fault, a slow assignment: registrations started from now on
+    /// are answered `assigning` (202 with `retry-after`) for `polls` more
+    /// polls before their result (0 turns it off).
+    pub fn dps_delay_assignments(&self, polls: u32) {
+        self.core.dps_delay_assignments(polls);
+    }
+
+    /// DPS fault: while `silent`, requests are acknowledged but never
+    /// answered.
+    pub fn dps_silence(&self, silent: bool) {
+        self.core.dps_silence(silent);
+    }
+
+    /// DPS fault: closes the open DPS connections without a word — those
+    /// of `registration_id`, or every one with `None`; returns how many.
+    pub fn dps_drop_connections(&self, registration_id: Option<&str>) -> usize {
+        self.core.dps_drop_connections(registration_id)
     }
 
     /// The PEM of the generated CA that signed the server certificate
@@ -885,6 +964,60 @@ impl EmulatorHandle {
         }
         self.core
             .send_c2d(identity.device_id(), properties, body.into())
+    }
+
+    /// Queues a message for the input `input` of a module (`"dev/mod"`),
+    /// as an IoT Edge route would (≤ 64 KB with its properties, ≤ 50
+    /// pending); it is delivered on `devices/{d}/modules/{m}/inputs/{input}/…`
+    /// while the module is connected and subscribed, and kept until its
+    /// PUBACK. [`EmulatorError::NotFound`] for an unregistered module,
+    /// [`EmulatorError::BadRequest`] for a device target or an input name
+    /// that is empty or holds `/`.
+    pub fn send_module_input(
+        &self,
+        target: &str,
+        input: &str,
+        body: impl Into<Bytes>,
+        properties: MessageProperties,
+    ) -> Result<(), EmulatorError> {
+        let identity = service::parse_target(target)?;
+        self.core
+            .send_module_input(&identity, input, properties, body.into())
+    }
+
+    /// Adds or replaces the IoT Edge route `name` (1 to 128 ASCII letters,
+    /// digits and `- . _`), kept in storage:
+    ///
+    /// ```text
+    /// FROM /messages/modules/{m}/outputs/{output} INTO BrokeredEndpoint("/modules/{m2}/inputs/{input}")
+    /// FROM /messages/modules/{m}/outputs/*        INTO BrokeredEndpoint("/modules/{m2}/inputs/{input}")
+    /// FROM /messages/modules/{m}/outputs/{output} INTO $upstream
+    /// ```
+    ///
+    /// A telemetry message that module `m` of any device sends with
+    /// `$.on` = an output the route takes goes to the input of module `m2`
+    /// of the same device (with `$.cdid` / `$.cmid` naming the sender); a
+    /// module output no route takes is stored as telemetry. The rules are
+    /// the engine's: [`Hub::set_route`](iothub_proto::hub::Hub::set_route).
+    /// [`EmulatorError::BadRequest`] names what is wrong with an invalid
+    /// route. Returns the route's canonical text.
+    pub fn set_route(&self, name: &str, route: &str) -> Result<String, EmulatorError> {
+        Ok(self.core.set_route(name, route)?.to_string())
+    }
+
+    /// Removes a route ([`EmulatorError::NotFound`] if there is none).
+    pub fn remove_route(&self, name: &str) -> Result<(), EmulatorError> {
+        self.core.remove_route(name)
+    }
+
+    /// The routes: name and canonical text, ordered by name.
+    #[must_use]
+    pub fn routes(&self) -> Vec<(String, String)> {
+        self.core
+            .routes()
+            .into_iter()
+            .map(|(n, r)| (n, r.to_string()))
+            .collect()
     }
 
     /// Every telemetry message received so far (the last 100,000).

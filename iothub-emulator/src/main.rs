@@ -1,8 +1,9 @@
 //! `iothub-emulator`: a local Azure IoT Hub device endpoint.
 //!
 //! Prints, one per line on stdout, the addresses it bound, the DPS ID
-//! scope, the CA file, a connection string per `--device` and the
-//! provisioning values per `--enrollment` / `--enrollment-group`; logs go
+//! scope, the CA file, a connection string per `--device`, the
+//! provisioning values per `--enrollment` / `--enrollment-group` and each
+//! route (`route {name} {route}`); logs go
 //! to stderr through `tracing` (`RUST_LOG` filters them).
 #![forbid(unsafe_code)]
 
@@ -91,12 +92,26 @@ struct Args {
     /// for their registration id. Repeatable.
     #[arg(long = "enrollment-group", value_name = "ID")]
     enrollment_groups: Vec<String>,
+    /// Set an IoT Edge route between modules, NAME=ROUTE, e.g.
+    /// 'r1=FROM /messages/modules/filter/outputs/out1 INTO
+    /// BrokeredEndpoint("/modules/sink/inputs/in1")' (kept in the data
+    /// directory; an invalid route stops the start). Repeatable.
+    #[arg(long = "route", value_name = "NAME=ROUTE", value_parser = parse_route)]
+    routes: Vec<(String, String)>,
     /// Serve this certificate chain (PEM) instead of the generated one.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+}
+
+/// `NAME=ROUTE`.
+fn parse_route(arg: &str) -> Result<(String, String), String> {
+    let (name, route) = arg
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=ROUTE".to_owned())?;
+    Ok((name.trim().to_owned(), route.trim().to_owned()))
 }
 
 fn resolve(host: &str) -> Result<IpAddr, String> {
@@ -184,6 +199,9 @@ async fn main() -> ExitCode {
     for g in &args.enrollment_groups {
         builder = builder.enrollment_group(g.clone());
     }
+    for (name, route) in &args.routes {
+        builder = builder.route(name.clone(), route.clone());
+    }
     let emulator = match builder.start().await {
         Ok(e) => e,
         Err(e) => {
@@ -232,6 +250,9 @@ async fn main() -> ExitCode {
             ),
             Err(e) => eprintln!("iothub-emulator: enrollment group {g}: {e}"),
         }
+    }
+    for (name, route) in emulator.routes() {
+        println!("route {name} {route}");
     }
     // Stdout may be a pipe read by a test: make sure the lines are out.
     use std::io::Write as _;

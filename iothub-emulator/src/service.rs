@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use iothub_proto::auth::{DeviceId, Identity, SharedAccessKey};
+use iothub_proto::hub::routes::Route;
 use iothub_proto::hub::{Authentication, HubError, MethodOutcome, Twin};
 use iothub_proto::mqtt::ConnectReturnCode;
 use iothub_proto::properties::MessageProperties;
@@ -50,6 +51,22 @@ impl From<HubError> for EmulatorError {
             HubError::QueueFull { max } => EmulatorError::QueueFull { max },
             other => EmulatorError::BadRequest(other.to_string()),
         }
+    }
+}
+
+/// Checks a route name: 1 to 128 ASCII letters, digits and `- . _`.
+pub(crate) fn check_route_name(name: &str) -> Result<(), EmulatorError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EmulatorError::BadRequest(format!(
+            "route name {name:?}: 1 to 128 ASCII letters, digits and - . _"
+        )))
     }
 }
 
@@ -265,6 +282,79 @@ impl Core {
         self.step(|st, _, _| st.hub.send_c2d(device, properties, body))?;
         self.flush_store();
         Ok(())
+    }
+
+    /// Queues a message for a module's input (what an IoT Edge route
+    /// does); the module must be registered.
+    pub(crate) fn send_module_input(
+        &self,
+        identity: &Identity,
+        input: &str,
+        properties: MessageProperties,
+        body: Bytes,
+    ) -> Result<(), EmulatorError> {
+        let Some(module) = identity.module_id() else {
+            return Err(EmulatorError::BadRequest(
+                "input messages go to modules (\"device/module\"), not devices".into(),
+            ));
+        };
+        self.step(|st, _, _| {
+            if !st.hub.contains(identity) {
+                return Err(EmulatorError::NotFound(format!(
+                    "{identity} is not registered"
+                )));
+            }
+            st.hub
+                .send_module_input(identity.device_id(), module, input, properties, body)
+                .map_err(|e| match e {
+                    HubError::InvalidName => EmulatorError::BadRequest(format!(
+                        "input name {input:?}: non-empty, without `/`"
+                    )),
+                    other => other.into(),
+                })
+        })?;
+        self.flush_store();
+        Ok(())
+    }
+
+    /// Adds or replaces a route between modules (stored).
+    pub(crate) fn set_route(&self, name: &str, text: &str) -> Result<Route, EmulatorError> {
+        check_route_name(name)?;
+        let route = Route::parse(text)
+            .map_err(|e| EmulatorError::BadRequest(format!("route {name:?}: {e}")))?;
+        {
+            let mut st = self.lock();
+            st.hub.set_route(name, route.clone());
+            if let Some(store) = &st.store {
+                store.put_route(name, &route.to_string());
+            }
+        }
+        self.flush_store();
+        Ok(route)
+    }
+
+    /// Removes a route.
+    pub(crate) fn remove_route(&self, name: &str) -> Result<(), EmulatorError> {
+        {
+            let mut st = self.lock();
+            if st.hub.remove_route(name).is_none() {
+                return Err(EmulatorError::NotFound(format!("no route {name:?}")));
+            }
+            if let Some(store) = &st.store {
+                store.delete_route(name);
+            }
+        }
+        self.flush_store();
+        Ok(())
+    }
+
+    /// The routes, by name.
+    pub(crate) fn routes(&self) -> Vec<(String, Route)> {
+        self.lock()
+            .hub
+            .routes()
+            .map(|(n, r)| (n.to_owned(), r.clone()))
+            .collect()
     }
 
     pub(crate) fn drop_connection(&self, identity: &Identity) -> Result<bool, EmulatorError> {

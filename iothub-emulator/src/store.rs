@@ -1,8 +1,9 @@
-//! Durable state in redb: two tables, identity client id → the identity's
-//! [`IdentityState`] as JSON, and DPS enrollment (`individual/{id}` or
-//! `group/{id}`) → the enrollment as JSON. Writes go through a channel to
-//! one storage thread that commits them in batches, so the hub's lock is
-//! never held across a disk write.
+//! Durable state in redb: four tables, each key → JSON or text:
+//! identity client id → the identity's [`IdentityState`]; DPS enrollment
+//! (`individual/{id}` or `group/{id}`) → the enrollment; route name → the
+//! route's text; DPS registration id → its latest registration record.
+//! Writes go through a channel to one storage thread that commits them in
+//! batches, so the hub's lock is never held across a disk write.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -21,12 +22,16 @@ use crate::EmulatorError;
 
 const IDENTITIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("identities");
 const ENROLLMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("enrollments");
+const ROUTES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("routes");
+const REGISTRATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("registrations");
 
 /// Which table an operation is on.
 #[derive(Debug, Clone, Copy)]
 enum Table {
     Identities,
     Enrollments,
+    Routes,
+    Registrations,
 }
 
 enum Op {
@@ -42,6 +47,10 @@ pub(crate) struct Stored {
     pub(crate) identities: Vec<IdentityState>,
     /// Every DPS enrollment, as stored (the DPS module reads them).
     pub(crate) enrollments: Vec<(String, Vec<u8>)>,
+    /// Every route between modules: name → route text.
+    pub(crate) routes: Vec<(String, String)>,
+    /// Every DPS registration record, as stored (the DPS module reads them).
+    pub(crate) registrations: Vec<(String, Vec<u8>)>,
 }
 
 /// The handle the driver writes through.
@@ -70,6 +79,8 @@ impl Store {
             let w = db.begin_write().map_err(storage_error)?;
             w.open_table(IDENTITIES).map_err(storage_error)?;
             w.open_table(ENROLLMENTS).map_err(storage_error)?;
+            w.open_table(ROUTES).map_err(storage_error)?;
+            w.open_table(REGISTRATIONS).map_err(storage_error)?;
             w.commit().map_err(storage_error)?;
         }
         let mut stored = Stored::default();
@@ -90,6 +101,21 @@ impl Store {
                 let (k, v) = entry.map_err(storage_error)?;
                 stored
                     .enrollments
+                    .push((k.value().to_owned(), v.value().to_vec()));
+            }
+            let table = r.open_table(ROUTES).map_err(storage_error)?;
+            for entry in table.iter().map_err(storage_error)? {
+                let (k, v) = entry.map_err(storage_error)?;
+                stored.routes.push((
+                    k.value().to_owned(),
+                    String::from_utf8_lossy(v.value()).into_owned(),
+                ));
+            }
+            let table = r.open_table(REGISTRATIONS).map_err(storage_error)?;
+            for entry in table.iter().map_err(storage_error)? {
+                let (k, v) = entry.map_err(storage_error)?;
+                stored
+                    .registrations
                     .push((k.value().to_owned(), v.value().to_vec()));
             }
         }
@@ -128,6 +154,28 @@ impl Store {
 
     pub(crate) fn delete_enrollment(&self, key: String) {
         let _ = self.tx.send(Op::Delete(Table::Enrollments, key));
+    }
+
+    /// Stores a route between modules (its canonical text).
+    pub(crate) fn put_route(&self, name: &str, text: &str) {
+        let _ = self.tx.send(Op::Put(
+            Table::Routes,
+            name.to_owned(),
+            text.as_bytes().to_vec(),
+        ));
+    }
+
+    pub(crate) fn delete_route(&self, name: &str) {
+        let _ = self.tx.send(Op::Delete(Table::Routes, name.to_owned()));
+    }
+
+    /// Stores the DPS registration record of a registration id.
+    pub(crate) fn put_registration(&self, registration_id: &str, value: Vec<u8>) {
+        let _ = self.tx.send(Op::Put(
+            Table::Registrations,
+            registration_id.to_owned(),
+            value,
+        ));
     }
 
     /// Waits until everything sent before is committed.
@@ -180,12 +228,16 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>) {
             {
                 let mut identities = w.open_table(IDENTITIES).map_err(storage_error)?;
                 let mut enrollments = w.open_table(ENROLLMENTS).map_err(storage_error)?;
+                let mut routes = w.open_table(ROUTES).map_err(storage_error)?;
+                let mut registrations = w.open_table(REGISTRATIONS).map_err(storage_error)?;
                 for op in batch {
                     match op {
                         Op::Put(t, k, v) => {
                             let table = match t {
                                 Table::Identities => &mut identities,
                                 Table::Enrollments => &mut enrollments,
+                                Table::Routes => &mut routes,
+                                Table::Registrations => &mut registrations,
                             };
                             table
                                 .insert(k.as_str(), v.as_slice())
@@ -195,6 +247,8 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>) {
                             let table = match t {
                                 Table::Identities => &mut identities,
                                 Table::Enrollments => &mut enrollments,
+                                Table::Routes => &mut routes,
+                                Table::Registrations => &mut registrations,
                             };
                             table.remove(k.as_str()).map_err(storage_error)?;
                         }
@@ -350,6 +404,8 @@ mod tests {
             assert!(stored.identities.is_empty() && stored.enrollments.is_empty());
             store.put(&s);
             store.put_enrollment("individual/r1".into(), b"{}".to_vec());
+            store.put_route("r", "FROM x");
+            store.put_registration("reg", b"{}".to_vec());
             store.close();
         }
         let (mut store, stored) = Store::open(&path).unwrap();
@@ -358,10 +414,17 @@ mod tests {
             stored.enrollments,
             vec![("individual/r1".to_owned(), b"{}".to_vec())]
         );
+        assert_eq!(stored.routes, vec![("r".to_owned(), "FROM x".to_owned())]);
+        assert_eq!(
+            stored.registrations,
+            vec![("reg".to_owned(), b"{}".to_vec())]
+        );
         store.delete(&s.identity);
         store.delete_enrollment("individual/r1".into());
+        store.delete_route("r");
         store.close();
         let (_store, stored) = Store::open(&path).unwrap();
         assert!(stored.identities.is_empty() && stored.enrollments.is_empty());
+        assert!(stored.routes.is_empty());
     }
 }

@@ -203,6 +203,8 @@ pub enum Command {
     /// Answer when the events say the device should be provisioned again
     /// ([`Router::watch_reprovision`]).
     WatchReprovision(ReprovisionPolicy, Reply<ReprovisionReason>),
+    /// The token route of an external signer ([`Router::token`]).
+    Token(crate::edge::TokenCommand),
 }
 
 /// A telemetry message and where its outcome goes. Boxed so that channel
@@ -486,6 +488,9 @@ impl DriverCore {
             Command::WatchReprovision(policy, reply) => {
                 self.router.watch_reprovision(policy, done(reply));
             }
+            Command::Token(t) => self
+                .router
+                .token(&mut self.session, now, Clock::unix_secs(), t),
         }
     }
 

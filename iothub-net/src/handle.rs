@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender, TryRecvError};
+use async_channel::{Receiver, Sender, TryRecvError, WeakSender};
 use bytes::Bytes;
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
@@ -23,6 +23,12 @@ use crate::driver::{Command, DriverCore, Ready, Reply, Responder, Sink, Subscrib
 
 /// Telemetry messages waiting for room in the session's queue.
 pub const TELEMETRY_CHANNEL: usize = 64;
+
+/// The driver's command channel (unbounded: `try_send` fails only once
+/// the driver has stopped).
+pub type Commands = Sender<Box<Command>>;
+/// The command channel held weakly: it does not keep the driver up.
+pub type WeakCommands = WeakSender<Box<Command>>;
 
 /// A reply whose answer arrives on a one-slot channel, and that channel.
 pub fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<Result<T, Error>>) {
@@ -92,11 +98,11 @@ pub struct MethodRequest {
     pub name: String,
     /// The request body (JSON or empty).
     pub payload: Bytes,
-    responder: Responder<Sender<Box<Command>>>,
+    responder: Responder<Commands>,
 }
 
 impl MethodRequest {
-    fn new(name: String, payload: Bytes, responder: Responder<Sender<Box<Command>>>) -> Self {
+    fn new(name: String, payload: Bytes, responder: Responder<Commands>) -> Self {
         MethodRequest {
             name,
             payload,
@@ -146,7 +152,7 @@ impl<T> futures_core::Stream for Events<T> {
 /// channels; when every handle is gone the driver drains and stops.
 #[derive(Debug, Clone)]
 pub struct Handle {
-    ctl: Sender<Box<Command>>,
+    ctl: Commands,
     tel: Sender<Telemetry>,
 }
 
@@ -163,6 +169,13 @@ impl Handle {
                 telemetry,
             },
         )
+    }
+
+    /// The command channel, for commands that need no answer (the IoT
+    /// Edge token route).
+    #[must_use]
+    pub fn commands(&self) -> &Commands {
+        &self.ctl
     }
 
     async fn call<T: Send + 'static>(

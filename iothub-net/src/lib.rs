@@ -19,6 +19,7 @@
 //! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open (for the hub and for DPS), the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
 //! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core, used through [`driver`]) |
+//! | [`edge`] | IoT Edge modules: [`module_options`](edge::module_options) (tokens from the workload API, the edge CA), the bytes of one workload API call ([`WorkloadCall`](edge::WorkloadCall)), the token route's [`TokenCommand`](edge::TokenCommand) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
 //! Nothing here opens a socket or spawns a thread: every function is a
@@ -28,6 +29,7 @@
 pub mod api;
 pub mod clock;
 pub mod driver;
+pub mod edge;
 pub mod handle;
 pub mod options;
 pub mod provision_driver;

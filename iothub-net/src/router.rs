@@ -21,6 +21,7 @@ use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::api::{DesiredUpdate, Error, InputMessage, Status};
+use crate::edge::{TokenCommand, TokenSource};
 
 /// Completes one command; returns whether anyone was still waiting (a
 /// `false` is logged: the caller dropped its future).
@@ -79,6 +80,10 @@ pub struct Router {
     /// Reads every event for a "provision again?" question.
     reprovision: Option<(ReprovisionWatch, Done<ReprovisionReason>)>,
     last_disconnect: Option<DisconnectReason>,
+    /// Where token requests go (an external signer), and one that came
+    /// before it was installed.
+    token_source: Option<TokenSource>,
+    token_wanted: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Router {
@@ -166,6 +171,27 @@ impl Router {
         self.reprovision = Some((ReprovisionWatch::new(policy), done));
     }
 
+    /// The token route: installs the [`TokenSource`] (and hands it a
+    /// request that came first), or gives a signer's answer to the session
+    /// ([`Session::provide_token`] at `unix_secs`, or
+    /// [`Session::token_unavailable`]).
+    pub fn token(&mut self, s: &mut Session, now: Instant, unix_secs: u64, cmd: TokenCommand) {
+        match cmd {
+            TokenCommand::Source(mut source) => {
+                if let Some(lifetime) = self.token_wanted.take() {
+                    source(lifetime);
+                }
+                self.token_source = Some(source);
+            }
+            TokenCommand::Answer(Some(token)) => {
+                if let Err(e) = s.provide_token(now, unix_secs, token) {
+                    warn!(error = %e, "the signed token was refused");
+                }
+            }
+            TokenCommand::Answer(None) => s.token_unavailable(now),
+        }
+    }
+
     /// The client's status now.
     #[must_use]
     pub fn status(&self, s: &Session) -> Status {
@@ -195,6 +221,17 @@ impl Router {
             Event::Stopped { reason } => info!(%reason, "session stopped"),
             Event::TokenExpired { expiry_unix_secs } => {
                 warn!(expiry_unix_secs, "the fixed SAS token has expired");
+            }
+            Event::TokenRequested { lifetime } => match self.token_source.as_mut() {
+                Some(source) => {
+                    debug!(lifetime_secs = lifetime.as_secs(), "signing a token");
+                    source(lifetime);
+                }
+                None => self.token_wanted = Some(lifetime),
+            },
+            Event::TokenRequestFailed { reason, retry_in } => {
+                let retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+                warn!(%reason, retry_ms, "no token from the signer");
             }
             Event::SubscriptionFailed { subscription } => {
                 warn!(?subscription, "the hub refused a subscription");

@@ -18,22 +18,21 @@
 //! | step | who |
 //! |---|---|
 //! | read the environment | the adapter, passing a lookup closure to [`EdgeEnvironment::from_lookup`] |
-//! | build the sign request (path, JSON body) | the core: [`EdgeEnvironment::sign_request`] |
-//! | `POST` it over the Unix socket (HTTP/1.1) | the adapter ([`WorkloadUri::unix_socket_path`]) |
-//! | read `{"digest":"…"}` into a SAS token | the core: [`EdgeEnvironment::token_from_sign_response`] |
-//! | fetch the edge CA (`GET /trust-bundle?api-version=…`) and trust it for TLS to the gateway | the adapter ([`EdgeEnvironment::trust_bundle_path`]) |
-//! | build the session configuration (gateway as transport host) | the core: [`EdgeEnvironment::config`] |
+//! | build the session configuration (gateway as transport host, tokens from outside) | the core: [`EdgeEnvironment::external_config`] |
+//! | ask for a token ([`Event::TokenRequested`](crate::session::Event::TokenRequested)) before CONNECT and at 80 % of its lifetime | the core: the session |
+//! | build the sign request, as HTTP/1.1 bytes | the core: [`EdgeEnvironment::sign_request`], [`WorkloadRequest::to_http`] |
+//! | write them to the Unix socket, read the answer | the adapter ([`WorkloadUri::unix_socket_path`]) |
+//! | parse the answer (status, `Content-Length` or chunked body, `{"digest":"…"}`) into a SAS token | the core: [`parse_http_response`], [`EdgeEnvironment::token_from_http_response`] |
+//! | hand the token to the session | the adapter: [`Session::provide_token`](crate::session::Session::provide_token) |
+//! | fetch the edge CA ([`EdgeEnvironment::trust_bundle_request`]) and trust it for TLS to the gateway | the adapter; parsing: [`trust_bundle_from_http_response`] |
 //!
-//! The resulting token is a fixed credential
-//! ([`Credential::SharedAccessSignature`]): the device session cannot renew
-//! it by itself. When it runs out the session reports
-//! [`Event::TokenExpired`](crate::session::Event::TokenExpired) and stops;
-//! the adapter signs a new token and starts a new session. (A session hook
-//! to ask the adapter for a fresh signature on every reconnection does not
-//! exist yet.)
+//! [`EdgeEnvironment::config`] still builds a configuration around one
+//! fixed token ([`Credential::SharedAccessSignature`]), which the session
+//! cannot renew.
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt;
 
 use base64::Engine as _;
@@ -132,6 +131,237 @@ pub struct WorkloadRequest {
     pub path: String,
     /// The JSON body (`application/json`), empty for a `GET`.
     pub body: String,
+}
+
+/// The `Host` header sent to a workload API on a Unix socket (the socket,
+/// not the header, says where the request goes).
+pub const WORKLOAD_UNIX_HOST: &str = "localhost";
+
+/// The largest workload API response read (head and body): 64 KiB.
+pub const MAX_WORKLOAD_RESPONSE: usize = 64 * 1024;
+
+impl WorkloadRequest {
+    /// The request as HTTP/1.1 bytes: request line, `Host: {host}`,
+    /// `Content-Type: application/json` and `Content-Length` for a body,
+    /// `Connection: close` (one request per connection, so the response
+    /// ends at the latest when the server closes).
+    #[must_use]
+    pub fn to_http(&self, host: &str) -> Vec<u8> {
+        let mut head = format!("{} {} HTTP/1.1\r\nHost: {host}\r\n", self.method, self.path);
+        if !self.body.is_empty() || self.method == "POST" {
+            head.push_str("Content-Type: application/json\r\n");
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(self.body.as_bytes());
+        bytes
+    }
+}
+
+/// A complete HTTP/1.1 response from the workload API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+/// Why a workload API answer is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkloadError {
+    /// Not an HTTP/1.x response (bad status line, header, chunk size), or
+    /// it ended before its body was complete.
+    MalformedHttp,
+    /// The response is over [`MAX_WORKLOAD_RESPONSE`] bytes.
+    TooLarge,
+    /// A status other than 2xx, with the `message` of the JSON body if
+    /// there is one (the workload API's error format).
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The error message the workload API gave.
+        message: Option<String>,
+    },
+    /// The sign answer's body is not usable.
+    Sign(SignResponseError),
+    /// The trust bundle answer has no string `certificate`.
+    MissingCertificate,
+}
+
+impl fmt::Display for WorkloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MalformedHttp => f.write_str("the workload API's answer is not valid HTTP/1.1"),
+            Self::TooLarge => write!(
+                f,
+                "the workload API's answer is over {MAX_WORKLOAD_RESPONSE} bytes"
+            ),
+            Self::Status {
+                status,
+                message: Some(m),
+            } => write!(f, "the workload API answered {status}: {m}"),
+            Self::Status {
+                status,
+                message: None,
+            } => write!(f, "the workload API answered {status}"),
+            Self::Sign(e) => fmt::Display::fmt(e, f),
+            Self::MissingCertificate => {
+                f.write_str("the trust bundle answer has no string `certificate`")
+            }
+        }
+    }
+}
+
+impl core::error::Error for WorkloadError {}
+
+impl From<SignResponseError> for WorkloadError {
+    fn from(e: SignResponseError) -> Self {
+        WorkloadError::Sign(e)
+    }
+}
+
+/// Parses an HTTP/1.1 response read so far. `Ok(None)`: more bytes are
+/// needed (`eof`: the server has closed, so nothing more comes: a body
+/// without `Content-Length` or chunking ends here, a short one is an
+/// error). The body is framed by `Transfer-Encoding: chunked`, else
+/// `Content-Length`, else the end of the connection. Interim `1xx`
+/// responses are skipped.
+pub fn parse_http_response(data: &[u8], eof: bool) -> Result<Option<HttpResponse>, WorkloadError> {
+    if data.len() > MAX_WORKLOAD_RESPONSE {
+        return Err(WorkloadError::TooLarge);
+    }
+    let mut rest = data;
+    loop {
+        let Some((head, body)) = split_at_seq(rest, b"\r\n\r\n") else {
+            return if eof {
+                Err(WorkloadError::MalformedHttp)
+            } else {
+                Ok(None)
+            };
+        };
+        let head = core::str::from_utf8(head).map_err(|_| WorkloadError::MalformedHttp)?;
+        let mut lines = head.split("\r\n");
+        let status = parse_status_line(lines.next().unwrap_or(""))?;
+        let mut length = None;
+        let mut chunked = false;
+        for line in lines {
+            let (name, value) = line.split_once(':').ok_or(WorkloadError::MalformedHttp)?;
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| WorkloadError::MalformedHttp)?,
+                );
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+            }
+        }
+        if (100..200).contains(&status) {
+            rest = body;
+            continue;
+        }
+        let body = if status == 204 || status == 304 {
+            Some(Vec::new())
+        } else if chunked {
+            dechunk(body)?
+        } else if let Some(n) = length {
+            body.get(..n).map(<[u8]>::to_vec)
+        } else if eof {
+            Some(body.to_vec())
+        } else {
+            None
+        };
+        return match body {
+            Some(body) => Ok(Some(HttpResponse { status, body })),
+            None if eof => Err(WorkloadError::MalformedHttp),
+            None => Ok(None),
+        };
+    }
+}
+
+/// The bytes before and after the first `needle`.
+fn split_at_seq<'a>(hay: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = hay.windows(needle.len()).position(|w| w == needle)?;
+    let (before, after) = hay.split_at_checked(at)?;
+    Some((before, after.get(needle.len()..)?))
+}
+
+/// `HTTP/1.1 200 OK` → 200.
+fn parse_status_line(line: &str) -> Result<u16, WorkloadError> {
+    let mut parts = line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/1.") {
+        return Err(WorkloadError::MalformedHttp);
+    }
+    let code = parts.next().unwrap_or("");
+    if code.len() != 3 {
+        return Err(WorkloadError::MalformedHttp);
+    }
+    code.parse().map_err(|_| WorkloadError::MalformedHttp)
+}
+
+/// A chunked body: `Ok(None)` until the last (empty) chunk.
+fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, WorkloadError> {
+    let mut body = Vec::new();
+    loop {
+        let Some((line, rest)) = split_at_seq(data, b"\r\n") else {
+            return Ok(None);
+        };
+        let line = core::str::from_utf8(line).map_err(|_| WorkloadError::MalformedHttp)?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| WorkloadError::MalformedHttp)?;
+        if size == 0 {
+            // Trailers, then an empty line.
+            return Ok(split_at_seq(rest, b"\r\n").map(|_| body));
+        }
+        let Some((chunk, after)) = rest.split_at_checked(size) else {
+            return Ok(None);
+        };
+        match after.get(..2) {
+            None => return Ok(None),
+            Some(b"\r\n") => {}
+            Some(_) => return Err(WorkloadError::MalformedHttp),
+        }
+        body.extend_from_slice(chunk);
+        data = after.get(2..).unwrap_or_default();
+    }
+}
+
+/// The body of a 2xx response, or the typed error of any other status
+/// (with the workload API's `{"message":"…"}`).
+fn success_body(response: &HttpResponse) -> Result<&[u8], WorkloadError> {
+    if (200..300).contains(&response.status) {
+        return Ok(&response.body);
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&response.body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from));
+    Err(WorkloadError::Status {
+        status: response.status,
+        message,
+    })
+}
+
+/// The edge CA in PEM from a complete trust bundle response
+/// (`{"certificate":"<PEM>"}`).
+pub fn trust_bundle_from_http_response(response: &HttpResponse) -> Result<String, WorkloadError> {
+    let body = success_body(response)?;
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("certificate")
+                .and_then(|c| c.as_str())
+                .map(String::from)
+        })
+        .ok_or(WorkloadError::MissingCertificate)
 }
 
 /// Why a workload API sign response was refused.
@@ -271,6 +501,41 @@ impl EdgeEnvironment {
         ))
     }
 
+    /// The token from a complete HTTP response to
+    /// [`sign_request`](Self::sign_request)`(expiry_unix_secs)`: a 2xx
+    /// status and a `{"digest":"…"}` body, else a typed error.
+    pub fn token_from_http_response(
+        &self,
+        expiry_unix_secs: u64,
+        response: &HttpResponse,
+    ) -> Result<SasToken, WorkloadError> {
+        let body = success_body(response)?;
+        Ok(self.token_from_sign_response(expiry_unix_secs, body)?)
+    }
+
+    /// The `Host` header for workload API requests: [`WORKLOAD_UNIX_HOST`]
+    /// on a Unix socket, the URL's authority over HTTP.
+    #[must_use]
+    pub fn workload_host(&self) -> &str {
+        match &self.workload_uri {
+            WorkloadUri::Unix(_) => WORKLOAD_UNIX_HOST,
+            WorkloadUri::Http(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                rest.split('/').next().unwrap_or(rest)
+            }
+        }
+    }
+
+    /// The request for the edge CA bundle: `GET /trust-bundle?api-version={v}`.
+    #[must_use]
+    pub fn trust_bundle_request(&self) -> WorkloadRequest {
+        WorkloadRequest {
+            method: "GET",
+            path: self.trust_bundle_path(),
+            body: String::new(),
+        }
+    }
+
     /// The workload API path of the edge CA bundle, to trust for TLS to the
     /// gateway: `GET /trust-bundle?api-version={v}` (the response is
     /// `{"certificate":"<PEM>"}`).
@@ -291,6 +556,22 @@ impl EdgeEnvironment {
             self.identity(),
             self.iothub_host_name.clone(),
             Credential::SharedAccessSignature(token),
+        )
+        .with_gateway_host_name(self.gateway_host_name.clone())
+    }
+
+    /// The device session configuration of the module with tokens from
+    /// the workload API, renewed for as long as the session runs
+    /// ([`Credential::ExternalSigner`]: answer every
+    /// [`Event::TokenRequested`](crate::session::Event::TokenRequested)
+    /// with a [`sign_request`](Self::sign_request)): the hub's host name in
+    /// the username and token, the gateway (if any) as the transport host.
+    #[must_use]
+    pub fn external_config(&self) -> Config {
+        Config::new(
+            self.identity(),
+            self.iothub_host_name.clone(),
+            Credential::ExternalSigner,
         )
         .with_gateway_host_name(self.gateway_host_name.clone())
     }
@@ -443,6 +724,169 @@ mod tests {
             config.credential,
             Credential::SharedAccessSignature(_)
         ));
+    }
+
+    #[test]
+    fn workload_http_request_bytes() {
+        let e = read(&env()).unwrap();
+        let req = e.sign_request(1_700_003_600);
+        let bytes = req.to_http(e.workload_host());
+        let text = core::str::from_utf8(&bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert_eq!(
+            head,
+            format!(
+                "POST /modules/filter/genid/637000000000000000/sign?api-version=2019-01-30 HTTP/1.1\r\n\
+                 Host: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close",
+                req.body.len()
+            )
+        );
+        assert_eq!(body, req.body);
+        let get = e.trust_bundle_request().to_http("localhost");
+        assert_eq!(
+            get,
+            b"GET /trust-bundle?api-version=2019-01-30 HTTP/1.1\r\nHost: localhost\r\n\
+              Connection: close\r\n\r\n"
+        );
+        let mut http = env();
+        http.insert(IOTEDGE_WORKLOADURI, "http://127.0.0.1:15581/");
+        assert_eq!(read(&http).unwrap().workload_host(), "127.0.0.1:15581");
+    }
+
+    fn digest_for(e: &EdgeEnvironment, expiry: u64, key: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+        mac.update(SasToken::string_to_sign(&e.resource_uri(), expiry).as_bytes());
+        STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn workload_http_responses_every_framing_and_every_split() {
+        let e = read(&env()).unwrap();
+        let expiry = 1_700_003_600;
+        let json = format!("{{\"digest\":\"{}\"}}", digest_for(&e, expiry, &[3u8; 32]));
+        let (a, b) = json.split_at(10);
+        let framings = [
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+                json.len()
+            ),
+            format!(
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 {:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\n\r\n",
+                a.len(),
+                b.len()
+            ),
+        ];
+        let key = crate::auth::SharedAccessKey::from_bytes([3u8; 32]).unwrap();
+        for full in &framings {
+            let full = full.as_bytes();
+            // Every prefix needs more bytes; the whole answer is complete.
+            for cut in 0..full.len() {
+                assert_eq!(parse_http_response(&full[..cut], false), Ok(None), "{cut}");
+            }
+            let response = parse_http_response(full, false).unwrap().unwrap();
+            assert_eq!(response.status, 200);
+            assert_eq!(response.body, json.as_bytes());
+            let token = e.token_from_http_response(expiry, &response).unwrap();
+            assert!(token.verify(&key));
+            assert_eq!(token.expiry_unix_secs(), expiry);
+        }
+        // No length: the body ends with the connection.
+        let close = format!("HTTP/1.0 200 OK\r\n\r\n{json}");
+        assert_eq!(parse_http_response(close.as_bytes(), false), Ok(None));
+        let r = parse_http_response(close.as_bytes(), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.body, json.as_bytes());
+    }
+
+    #[test]
+    fn workload_http_errors_are_typed() {
+        let e = read(&env()).unwrap();
+        let refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: 38\r\n\r\n{\"message\":\"Module not found: filter\"}";
+        let r = parse_http_response(refused, false).unwrap().unwrap();
+        let err = e.token_from_http_response(1, &r).unwrap_err();
+        assert_eq!(
+            err,
+            WorkloadError::Status {
+                status: 404,
+                message: Some("Module not found: filter".into())
+            }
+        );
+        assert!(err.to_string().contains("Module not found"));
+        let plain = parse_http_response(b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            trust_bundle_from_http_response(&plain),
+            Err(WorkloadError::Status {
+                status: 500,
+                message: None
+            })
+        );
+        let no_digest =
+            parse_http_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", false)
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            e.token_from_http_response(1, &no_digest).unwrap_err(),
+            WorkloadError::Sign(SignResponseError::MissingDigest)
+        );
+        assert_eq!(
+            trust_bundle_from_http_response(&no_digest),
+            Err(WorkloadError::MissingCertificate)
+        );
+        let bundle = parse_http_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\n{\"certificate\":\"PEM\\n\"}",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(trust_bundle_from_http_response(&bundle).unwrap(), "PEM\n");
+        for bad in [
+            &b"SMTP 220 hello\r\n\r\n"[..],
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+        ] {
+            assert_eq!(
+                parse_http_response(bad, false),
+                Err(WorkloadError::MalformedHttp),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+        // Cut short by the server.
+        assert_eq!(
+            parse_http_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", true),
+            Err(WorkloadError::MalformedHttp)
+        );
+        assert_eq!(
+            parse_http_response(b"HTTP/1.1 200 OK\r\n", true),
+            Err(WorkloadError::MalformedHttp)
+        );
+        let huge = alloc::vec![b'a'; MAX_WORKLOAD_RESPONSE + 1];
+        assert_eq!(
+            parse_http_response(&huge, false),
+            Err(WorkloadError::TooLarge)
+        );
+        let no_content = parse_http_response(b"HTTP/1.1 204 No Content\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert!(no_content.body.is_empty());
+    }
+
+    #[test]
+    fn the_external_config_renews_through_the_session() {
+        let e = read(&env()).unwrap();
+        let config = e.external_config();
+        assert!(matches!(config.credential, Credential::ExternalSigner));
+        assert_eq!(config.transport_host().as_str(), "edge-gw");
+        assert_eq!(config.identity, e.identity());
+        assert!(config.credential.is_renewable());
     }
 
     #[test]

@@ -259,6 +259,34 @@ fn rebuild_topic(t: &HubTopic<'_>) -> String {
     }
 }
 
+/// Reads `data` as a workload API answer
+/// ([`parse_http_response`](crate::edge::parse_http_response)): nothing may
+/// panic; a response complete before the end of the connection is the
+/// same once the connection has ended; every strict prefix of a
+/// complete answer framed by its headers needs more bytes or is refused,
+/// never a different response; a complete answer's body is never longer
+/// than the input.
+pub fn workload_http(data: &[u8]) {
+    use crate::edge::parse_http_response;
+    let open = parse_http_response(data, false);
+    let closed = parse_http_response(data, true);
+    if let Ok(Some(response)) = &open {
+        assert_eq!(closed.as_ref().ok(), Some(&Some(response.clone())));
+        assert!(response.body.len() <= data.len());
+        for cut in (0..data.len()).step_by(data.len() / 16 + 1) {
+            if let Ok(Some(early)) = parse_http_response(&data[..cut], false) {
+                assert_eq!(
+                    &early, response,
+                    "a prefix of {cut} bytes completed differently"
+                );
+            }
+        }
+    }
+    if let Ok(Some(response)) = &closed {
+        assert!(response.body.len() <= data.len());
+    }
+}
+
 /// Reads `data` as a DPS answer: the first line is the topic, the rest the
 /// body. When the topic is a DPS response, the body is parsed by its status
 /// ([`parse_response`](crate::provisioning::parse_response)); anything
@@ -477,6 +505,7 @@ mod tests {
         ("connection_string", super::connection_string),
         ("session", super::session),
         ("dps_response", super::dps_response),
+        ("workload_http", super::workload_http),
     ];
 
     fn corpus_dir(target: &str) -> PathBuf {

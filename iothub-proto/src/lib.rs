@@ -60,7 +60,8 @@
 //!   writable-property acknowledgements, component commands, desired
 //!   properties per component.
 //! - [`edge`] — IoT Edge modules: configuration from the IoT Edge
-//!   environment, output messages, workload-API signing requests.
+//!   environment, output messages, the workload API's sign and trust-bundle
+//!   calls as HTTP/1.1 bytes and their parsing.
 //! - [`time`] — the monotonic [`time::Instant`] the session runs on.
 //! - [`mqtt`] — MQTT 3.1.1 codec for all 14 packet types, client and server
 //!   side, incremental (`Ok(None)` means "need more bytes") and zero-copy

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iothub_net::handle::Handle;
+use iothub_net::handle::{Commands, Handle};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
@@ -50,6 +50,12 @@ impl Client {
     /// TLS on 8883, webpki roots), and its driver.
     pub fn from_connection_string(cs: &str) -> Result<(Client, Driver), Error> {
         Client::new(ClientOptions::from_connection_string(cs)?)
+    }
+
+    /// The driver's command channel (the IoT Edge token route).
+    #[cfg(unix)]
+    pub(crate) fn control(&self) -> &Commands {
+        self.inner.handle.commands()
     }
 
     /// Sends a telemetry message and resolves when the hub acknowledged it

@@ -63,6 +63,8 @@
 
 mod client;
 mod driver;
+#[cfg(unix)]
+pub mod edge;
 mod provision;
 mod transport;
 

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 pub mod device_cli;
 pub mod provision_cli;
+#[cfg(unix)]
+pub mod workload;
 
 pub use iothub_emulator::{
     DeviceAuthentication, Emulator, EmulatorError, EmulatorHandle, EnrollmentSpec, MethodReply,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iothub_net::handle::Handle;
+use iothub_net::handle::{Commands, Handle};
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, Twin};
@@ -158,6 +158,13 @@ impl Client {
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         self.inner.handle.shutdown(timeout).await;
         Ok(())
+    }
+}
+
+impl Client {
+    /// The driver's command channel (the IoT Edge token route).
+    pub(crate) fn control(&self) -> &Commands {
+        self.inner.handle.commands()
     }
 }
 

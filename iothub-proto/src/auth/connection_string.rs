@@ -230,13 +230,21 @@ pub enum Credential {
     /// An X.509 client certificate, presented by the TLS layer; the CONNECT
     /// password stays empty.
     X509,
+    /// SAS tokens signed outside the session, by a key the device never
+    /// holds (the IoT Edge workload API, a hardware security module). The
+    /// session asks for each token with
+    /// [`Event::TokenRequested`](crate::session::Event::TokenRequested)
+    /// (before the first CONNECT and at every renewal point) and connects
+    /// once [`Session::provide_token`](crate::session::Session::provide_token)
+    /// hands it over.
+    ExternalSigner,
 }
 
 impl Credential {
-    /// Whether a fresh password can be made for a reconnection (only a
-    /// shared access key can sign new tokens).
+    /// Whether a fresh password can be made for a reconnection (a shared
+    /// access key signs new tokens; an external signer is asked for them).
     pub fn is_renewable(&self) -> bool {
-        matches!(self, Self::SharedAccessKey { .. })
+        matches!(self, Self::SharedAccessKey { .. } | Self::ExternalSigner)
     }
 }
 

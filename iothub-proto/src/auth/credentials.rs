@@ -150,6 +150,8 @@ impl ConnectCredentials {
     /// - [`Credential::SharedAccessSignature`]: the fixed token, as is;
     ///   `expiry_unix_secs` is ignored.
     /// - [`Credential::X509`]: no password; `expiry_unix_secs` is ignored.
+    /// - [`Credential::ExternalSigner`]: no password here; the session
+    ///   puts in the token it was given.
     pub fn new(
         identity: &Identity,
         host_name: &HostName,
@@ -165,7 +167,7 @@ impl ConnectCredentials {
                 key_name.as_deref(),
             )),
             Credential::SharedAccessSignature(token) => Some(token.clone()),
-            Credential::X509 => None,
+            Credential::X509 | Credential::ExternalSigner => None,
         };
         Self {
             client_id: identity.client_id(),

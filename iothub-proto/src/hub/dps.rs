@@ -22,6 +22,9 @@
 //! symmetric-key enrollment may have a secondary key too
 //! ([`set_individual_secondary_key`](DpsService::set_individual_secondary_key),
 //! [`set_group_secondary_key`](DpsService::set_group_secondary_key)). An
+//! X.509 CA group ([`add_x509_ca_group_enrollment`](DpsService::add_x509_ca_group_enrollment))
+//! admits a device whose certificate the adapter verified against the
+//! group's CA, as the certificate's common name. An
 //! individual enrollment wins over the groups; registration ids are
 //! compared exactly. Enrollments can be removed
 //! ([`remove_individual_enrollment`](DpsService::remove_individual_enrollment),
@@ -42,6 +45,8 @@
 //! | X.509 enrollment with thumbprints: no client certificate ([`accept_with_thumbprint`](DpsService::accept_with_thumbprint)) | 5 |
 //! | X.509 enrollment with thumbprints: the certificate's is none of them | 4 |
 //! | X.509 enrollment: accepted here, without a password | — |
+//! | no individual enrollment, no password, a certificate the adapter verified ([`accept_with_verified_certificate`](DpsService::accept_with_verified_certificate)): its common name is not the registration id, or none of its groups is an X.509 CA group | 5 |
+//! | the same, admitted: accepted as a member of that group | — |
 //! | no password, or not a SAS token | 4 |
 //! | token resource URI is not `{idScope}/registrations/{registrationId}` | 5 |
 //! | token has an `skn` other than `registration` (none is accepted: Microsoft's Python SDK sends none, and the service takes it) | 4 |
@@ -69,6 +74,13 @@
 //! ([`EnrollmentOptions::failure`]) or `disabled`. An unknown operation, or
 //! another registration's, is 404. A PUBLISH to any other topic closes the
 //! connection.
+//!
+//! **Faults.** Refused CONNECTs ([`refuse_connects`](DpsService::refuse_connects)),
+//! 429 with `retry-after` ([`throttle_next`](DpsService::throttle_next)),
+//! any error status ([`fail_next_requests`](DpsService::fail_next_requests)),
+//! no answers ([`silence_responses`](DpsService::silence_responses)), slow
+//! assignments ([`delay_assignments`](DpsService::delay_assignments)) and
+//! dropped connections ([`drop_connection`](DpsService::drop_connection)).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -206,6 +218,10 @@ pub struct Assignment {
     pub operation_id: String,
     /// The connection the result was delivered on.
     pub conn: ConnId,
+    /// The SHA-256 thumbprint of the client certificate of that
+    /// connection, if it presented one (X.509 devices authenticate to the
+    /// hub with it).
+    pub thumbprint: Option<String>,
 }
 
 /// What the service has counted.
@@ -253,7 +269,8 @@ struct Individual {
 
 #[derive(Debug, Clone)]
 struct Group {
-    key: SharedAccessKey,
+    /// The group key; `None` for an X.509 CA group.
+    key: Option<SharedAccessKey>,
     /// A second group key whose derived keys are accepted too.
     secondary: Option<SharedAccessKey>,
     options: EnrollmentOptions,
@@ -272,6 +289,33 @@ struct Client {
 struct DpsConn {
     base: Conn,
     client: Option<Client>,
+    /// The client certificate as the adapter verified it, for X.509 CA
+    /// groups.
+    verified: Option<VerifiedCertificate>,
+}
+
+/// A client certificate the adapter verified against the CA certificates
+/// of X.509 CA enrollment groups ([`DpsService::add_x509_ca_group_enrollment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifiedCertificate {
+    /// The certificate's subject common name: the registration id it may
+    /// register as.
+    pub common_name: String,
+    /// The groups whose CA certificate the chain verified against.
+    pub groups: Vec<String>,
+}
+
+impl VerifiedCertificate {
+    /// A certificate with this common name, verified against the CAs of
+    /// these groups.
+    #[must_use]
+    pub fn new(common_name: &str, groups: Vec<String>) -> VerifiedCertificate {
+        VerifiedCertificate {
+            common_name: String::from(common_name),
+            groups,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +335,8 @@ struct Faults {
     throttle: (u32, Option<u32>),
     fail_requests: (u32, u16),
     silent: bool,
+    /// Extra `assigning` polls of every registration started meanwhile.
+    extra_polls: u32,
 }
 
 /// An in-memory Device Provisioning Service; see the [module docs](self).
@@ -428,7 +474,25 @@ impl DpsService {
         self.groups.insert(
             String::from(name),
             Group {
-                key: group_key,
+                key: Some(group_key),
+                secondary: None,
+                options,
+            },
+        );
+    }
+
+    /// Adds (or replaces) an X.509 CA enrollment group called `name`: it
+    /// admits a device whose client certificate chains to the group's CA
+    /// certificate, as registration id the certificate's subject common
+    /// name, without a password. The chain is the adapter's to verify (a
+    /// sans-IO engine holds no certificates): it names the groups whose
+    /// CA verified the connection's certificate, and the common name, in
+    /// [`accept_with_verified_certificate`](Self::accept_with_verified_certificate).
+    pub fn add_x509_ca_group_enrollment(&mut self, name: &str, options: EnrollmentOptions) {
+        self.groups.insert(
+            String::from(name),
+            Group {
+                key: None,
                 secondary: None,
                 options,
             },
@@ -459,11 +523,11 @@ impl DpsService {
     /// primary group key. False if there is no such group.
     pub fn set_group_secondary_key(&mut self, name: &str, key: Option<SharedAccessKey>) -> bool {
         match self.groups.get_mut(name) {
-            Some(g) => {
+            Some(g) if g.key.is_some() => {
                 g.secondary = key;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -511,6 +575,21 @@ impl DpsService {
     /// X.509 enrollments ([`add_x509_thumbprint_enrollment`](Self::add_x509_thumbprint_enrollment));
     /// `None` when the client presented no certificate.
     pub fn accept_with_thumbprint(&mut self, thumbprint: Option<String>) -> ConnId {
+        self.accept_with_verified_certificate(thumbprint, None)
+    }
+
+    /// A new connection whose client certificate (SHA-256 thumbprint, as
+    /// in [`accept_with_thumbprint`](Self::accept_with_thumbprint)) the
+    /// adapter verified against the CA certificates of X.509 CA groups:
+    /// `verified` names the groups and the certificate's common name. A
+    /// CONNECT without a password is then admitted by the first of those
+    /// groups that is an X.509 CA group, if its registration id is the
+    /// common name; otherwise it is refused with CONNACK 5.
+    pub fn accept_with_verified_certificate(
+        &mut self,
+        thumbprint: Option<String>,
+        verified: Option<VerifiedCertificate>,
+    ) -> ConnId {
         self.next_conn = self.next_conn.saturating_add(1);
         let id = ConnId(self.next_conn);
         self.conns.insert(
@@ -530,6 +609,7 @@ impl DpsService {
                     thumbprint,
                 },
                 client: None,
+                verified,
             },
         );
         id
@@ -706,6 +786,15 @@ impl DpsService {
         self.faults.silent = silent;
     }
 
+    /// A slow assignment: registrations started from now on are answered
+    /// `assigning` (202, with `retry-after`) for `polls` more polls before
+    /// their result, on top of the enrollment's
+    /// [`assigning_polls`](EnrollmentOptions::assigning_polls). 0 turns
+    /// this off.
+    pub fn delay_assignments(&mut self, polls: u32) {
+        self.faults.extra_polls = polls;
+    }
+
     // -----------------------------------------------------------------------
     // Packets
 
@@ -795,6 +884,24 @@ impl DpsService {
             };
             return Ok((client, None));
         }
+        let verified = self.conns.get(&conn).and_then(|c| c.verified.as_ref());
+        if let (None, None, Some(v)) = (individual, connect.password(), verified) {
+            if v.common_name != rid.as_str() {
+                return Err(Code::NotAuthorized);
+            }
+            let group = v
+                .groups
+                .iter()
+                .find(|g| self.groups.get(*g).is_some_and(|g| g.key.is_none()))
+                .ok_or(Code::NotAuthorized)?;
+            let client = Client {
+                registration_id: rid,
+                source: Source::Group(group.clone()),
+                key: None,
+                subscribed: None,
+            };
+            return Ok((client, None));
+        }
         let token = connect
             .password()
             .and_then(|p| core::str::from_utf8(p).ok())
@@ -821,11 +928,7 @@ impl DpsService {
             _ => self
                 .groups
                 .iter()
-                .flat_map(|(name, g)| {
-                    core::iter::once(&g.key)
-                        .chain(&g.secondary)
-                        .map(move |k| (name, k))
-                })
+                .flat_map(|(name, g)| g.key.iter().chain(&g.secondary).map(move |k| (name, k)))
                 .map(|(name, k)| (name, k.derive_for_registration(rid.as_str())))
                 .find(|(_, derived)| token.verify(derived))
                 .map(|(name, derived)| (Source::Group(name.clone()), derived))
@@ -974,7 +1077,8 @@ impl DpsService {
         };
         let polls_left = self
             .options(&client.source, &client.registration_id)
-            .map_or(0, |o| o.assigning_polls);
+            .map_or(0, |o| o.assigning_polls)
+            .saturating_add(self.faults.extra_polls);
         self.next_operation = self.next_operation.saturating_add(1);
         let n = self.next_operation;
         let operation_id = format!(
@@ -1091,6 +1195,10 @@ impl DpsService {
                 substatus,
                 operation_id: String::from(operation_id),
                 conn,
+                thumbprint: self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.base.thumbprint.clone()),
             });
             RegistrationStatus::Assigned
         };

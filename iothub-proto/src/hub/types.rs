@@ -353,6 +353,11 @@ pub struct Counters {
     pub twin_requests_unanswered: u64,
     /// PUBACKs not sent because of [`Hub::withhold_pubacks`](super::Hub::withhold_pubacks).
     pub pubacks_withheld: u64,
+    /// Module messages a route queued for another module's input
+    /// ([`Hub::set_route`](super::Hub::set_route)).
+    pub messages_routed: u64,
+    /// Routed messages that could not be queued ([`Hub::take_route_failures`](super::Hub::take_route_failures)).
+    pub route_failures: u64,
 }
 
 /// A service-side call that the hub refused: the test misused the API or

@@ -38,6 +38,8 @@ pub const DEFAULT_REQUEST_RETRIES: u32 = 3;
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 32;
 /// Default lifetime of a SAS token signed from a key: 3600 s.
 pub const DEFAULT_SAS_LIFETIME: Duration = Duration::from_secs(3600);
+/// Default [`Config::token_request_timeout`]: 30 s.
+pub const DEFAULT_TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default point of renewal, in percent of the SAS lifetime: 80 %.
 pub const DEFAULT_RENEWAL_PERCENT: u8 = 80;
 /// Default shortest reconnection delay: 1 s.
@@ -195,13 +197,21 @@ pub struct Config {
     /// How many twin requests may be pending at once.
     /// Default [`DEFAULT_MAX_PENDING_REQUESTS`].
     pub max_pending_requests: usize,
-    /// Lifetime of each SAS token signed from a key. Default
+    /// Lifetime of each SAS token signed from a key, or asked of an
+    /// external signer ([`Event::TokenRequested`](super::Event::TokenRequested)). Default
     /// [`DEFAULT_SAS_LIFETIME`].
     pub sas_lifetime: Duration,
     /// When to reconnect with a fresh token, in percent of
     /// [`sas_lifetime`](Self::sas_lifetime) (1 to 100). Default
     /// [`DEFAULT_RENEWAL_PERCENT`].
     pub renewal_percent: u8,
+    /// [`Credential::ExternalSigner`]: how long an
+    /// [`Event::TokenRequested`](super::Event::TokenRequested) may go
+    /// unanswered before it counts as failed
+    /// ([`Event::TokenRequestFailed`](super::Event::TokenRequestFailed))
+    /// and is asked again after a backoff. Default
+    /// [`DEFAULT_TOKEN_REQUEST_TIMEOUT`].
+    pub token_request_timeout: Duration,
     /// Shortest reconnection delay. Default [`DEFAULT_BACKOFF_MIN`].
     pub backoff_min: Duration,
     /// Longest reconnection delay. Default [`DEFAULT_BACKOFF_MAX`].
@@ -261,6 +271,7 @@ impl Config {
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
             sas_lifetime: DEFAULT_SAS_LIFETIME,
             renewal_percent: DEFAULT_RENEWAL_PERCENT,
+            token_request_timeout: DEFAULT_TOKEN_REQUEST_TIMEOUT,
             backoff_min: DEFAULT_BACKOFF_MIN,
             backoff_max: DEFAULT_BACKOFF_MAX,
             stable_after: DEFAULT_STABLE_AFTER,
@@ -324,6 +335,8 @@ impl Config {
         with_sas_lifetime: sas_lifetime: Duration;
         /// Sets [`renewal_percent`](Self::renewal_percent).
         with_renewal_percent: renewal_percent: u8;
+        /// Sets [`token_request_timeout`](Self::token_request_timeout).
+        with_token_request_timeout: token_request_timeout: Duration;
         /// Sets [`backoff_min`](Self::backoff_min).
         with_backoff_min: backoff_min: Duration;
         /// Sets [`backoff_max`](Self::backoff_max).
@@ -354,6 +367,7 @@ impl Config {
             ("message_timeout", self.message_timeout),
             ("request_timeout", self.request_timeout),
             ("sas_lifetime", self.sas_lifetime),
+            ("token_request_timeout", self.token_request_timeout),
             ("stable_after", self.stable_after),
         ] {
             if value < Duration::from_millis(1) {

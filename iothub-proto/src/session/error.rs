@@ -252,6 +252,16 @@ pub enum CommandError {
     /// already used: the PUBACK cannot be sent. The hub redelivers
     /// unacknowledged messages on a later connection.
     AckUndeliverable,
+    /// [`Session::provide_token`](super::Session::provide_token) on a
+    /// session whose credential is not
+    /// [`Credential::ExternalSigner`](crate::auth::Credential::ExternalSigner).
+    NotExternalSigner,
+    /// [`Session::provide_token`](super::Session::provide_token) with a
+    /// token that has already expired: it is never sent.
+    TokenExpired {
+        /// The token's `se=` expiry, Unix seconds.
+        expiry_unix_secs: u64,
+    },
 }
 
 impl fmt::Display for CommandError {
@@ -284,11 +294,45 @@ impl fmt::Display for CommandError {
             CommandError::AckUndeliverable => {
                 f.write_str("the message cannot be acknowledged on this connection")
             }
+            CommandError::NotExternalSigner => {
+                f.write_str("the session's credential is not an external signer")
+            }
+            CommandError::TokenExpired { expiry_unix_secs } => {
+                write!(f, "the token expired at {expiry_unix_secs} (Unix seconds)")
+            }
         }
     }
 }
 
 impl core::error::Error for CommandError {}
+
+/// Why a token request of an
+/// [`Credential::ExternalSigner`](crate::auth::Credential::ExternalSigner)
+/// session failed ([`Event::TokenRequestFailed`](super::Event::TokenRequestFailed)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenFailure {
+    /// No token came within
+    /// [`Config::token_request_timeout`](super::Config::token_request_timeout).
+    TimedOut,
+    /// The adapter reported that the signer failed
+    /// ([`Session::token_unavailable`](super::Session::token_unavailable)).
+    Unavailable,
+    /// The token given had already expired.
+    Expired,
+}
+
+impl fmt::Display for TokenFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenFailure::TimedOut => "no token came in time",
+            TokenFailure::Unavailable => "the signer could not sign a token",
+            TokenFailure::Expired => "the token given had already expired",
+        })
+    }
+}
+
+impl core::error::Error for TokenFailure {}
 
 /// Why the transport closed, as the adapter saw it. Passed to
 /// [`Session::handle_transport_closed`](super::Session::handle_transport_closed).

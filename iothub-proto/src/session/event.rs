@@ -10,7 +10,9 @@ use core::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::error::{DisconnectReason, JsonError, MessageFailure, RequestError, StopReason};
+use super::error::{
+    DisconnectReason, JsonError, MessageFailure, RequestError, StopReason, TokenFailure,
+};
 use crate::mqtt::Pid;
 use crate::properties::MessageProperties;
 use crate::topic::{RequestId, TopicError};
@@ -362,6 +364,31 @@ pub enum Event {
     TokenExpired {
         /// The token's `se=` expiry, Unix seconds.
         expiry_unix_secs: u64,
+    },
+    /// [`Credential::ExternalSigner`](crate::auth::Credential::ExternalSigner):
+    /// the session needs a token valid for `lifetime` from now. Sign one
+    /// (expiry = Unix seconds now + `lifetime`) and hand it to
+    /// [`Session::provide_token`](super::Session::provide_token), or report
+    /// failure with [`Session::token_unavailable`](super::Session::token_unavailable).
+    /// Asked before the first CONNECT, at the renewal point of every token
+    /// ([`Config::renewal_percent`](super::Config::renewal_percent) of its
+    /// lifetime, while the connection goes on with the old token) and,
+    /// after a failure, again after a backoff. At most one request is open
+    /// at a time.
+    TokenRequested {
+        /// How long the token should be valid
+        /// ([`Config::sas_lifetime`](super::Config::sas_lifetime)).
+        lifetime: Duration,
+    },
+    /// A token request failed; the session asks again after `retry_in`
+    /// (exponential backoff with jitter between
+    /// [`Config::backoff_min`](super::Config::backoff_min) and
+    /// [`Config::backoff_max`](super::Config::backoff_max)).
+    TokenRequestFailed {
+        /// What went wrong.
+        reason: TokenFailure,
+        /// When the next [`Event::TokenRequested`] comes.
+        retry_in: Duration,
     },
     /// The hub refused a subscription (SUBACK 0x80). It is tried again
     /// after the next reconnection.

@@ -14,6 +14,7 @@
 //! | [`handle_input`](Session::handle_input) | bytes were read from the transport |
 //! | [`handle_timeout`](Session::handle_timeout) | the instant of [`poll_timeout`](Session::poll_timeout) has come |
 //! | [`handle_transport_closed`](Session::handle_transport_closed) | the transport failed or the peer closed it (or opening it failed) |
+//! | [`provide_token`](Session::provide_token) / [`token_unavailable`](Session::token_unavailable) | the answer to [`Event::TokenRequested`] ([`Credential::ExternalSigner`] only) |
 //!
 //! | output | what to do |
 //! |---|---|
@@ -75,6 +76,7 @@ mod inbound;
 mod outbox;
 mod state;
 mod timer;
+mod token;
 mod twin;
 
 #[cfg(test)]
@@ -93,12 +95,13 @@ pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_SIZE,
     DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_PING_TIMEOUT,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_RENEWAL_PERCENT, DEFAULT_REQUEST_RETRIES,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SAS_LIFETIME, DEFAULT_STABLE_AFTER, MAX_IN_FLIGHT_LIMIT,
-    MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Will,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SAS_LIFETIME, DEFAULT_STABLE_AFTER,
+    DEFAULT_TOKEN_REQUEST_TIMEOUT, MAX_IN_FLIGHT_LIMIT, MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Will,
 };
 pub use error::{
     CommandError, ConfigError, ConnectRefused, DisconnectReason, HubStatus, JsonError,
-    MessageFailure, PropertyProblem, ProtocolError, RequestError, StopReason, TransportClosed,
+    MessageFailure, PropertyProblem, ProtocolError, RequestError, StopReason, TokenFailure,
+    TransportClosed,
 };
 pub use event::{
     AckToken, Event, Feature, InboundMessage, Message, MessageId, MethodId, Qos, RequestToken,
@@ -210,6 +213,8 @@ pub struct Session {
     /// The same renewal point in Unix seconds (detects host sleep).
     renew_unix: Option<u64>,
     token_expiry_reported: bool,
+    /// Tokens of an external signer.
+    external: token::External,
     /// The adapter holds (or is opening) a transport for us.
     transport_open: bool,
     transport_cmds: VecDeque<TransportCommand>,
@@ -260,9 +265,7 @@ impl Session {
             ),
             None => None,
         };
-        let mut transport_cmds = VecDeque::new();
-        transport_cmds.push_back(TransportCommand::Open);
-        Ok(Session {
+        let mut session = Session {
             will,
             state: State::Opening,
             generation: 0,
@@ -274,8 +277,9 @@ impl Session {
             renew_at: None,
             renew_unix: None,
             token_expiry_reported: false,
+            external: token::External::new(config.backoff_min, config.backoff_max),
             transport_open: false,
-            transport_cmds,
+            transport_cmds: VecDeque::new(),
             rx: BytesMut::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -291,7 +295,9 @@ impl Session {
             desired: twin::Desired::new(config.initial_desired_version),
             unacked_inbound: Vec::new(),
             config,
-        })
+        };
+        session.enter_opening(Instant::ZERO);
+        Ok(session)
     }
 
     /// The configuration the session was built from.
@@ -310,6 +316,10 @@ impl Session {
     /// `unix_secs` is the wall-clock time in seconds since the Unix epoch.
     /// With a fixed token that has expired, the session reports
     /// [`Event::TokenExpired`], asks to close the transport and stops.
+    /// With an external signer whose token is past its renewal point (the
+    /// transport took that long), no CONNECT is written: the session asks
+    /// to close the transport and for a new token
+    /// ([`Event::TokenRequested`]).
     /// Ignored when no transport was asked for.
     pub fn handle_transport_connected(&mut self, now: Instant, unix_secs: u64) {
         let now = self.observe(now, Some(unix_secs));
@@ -321,6 +331,12 @@ impl Session {
             self.apply(
                 now,
                 Trigger::ConnectionEnded(DisconnectReason::TokenExpired),
+            );
+        } else if self.is_external() && self.usable_token(unix_secs).is_none() {
+            // Never CONNECT with a stale token: close, ask for a new one.
+            self.apply(
+                now,
+                Trigger::ConnectionEnded(DisconnectReason::TokenRenewal),
             );
         } else {
             self.apply(now, Trigger::TransportOpened);
@@ -385,10 +401,7 @@ impl Session {
             }
         }
         if self.state == State::Connected && self.renew_unix.is_some_and(|r| unix_secs >= r) {
-            self.apply(
-                now,
-                Trigger::ConnectionEnded(DisconnectReason::TokenRenewal),
-            );
+            self.renewal_due(now);
         }
         if self.fixed_token_expired() {
             self.report_token_expired();
@@ -804,18 +817,29 @@ impl Session {
             }
             TimerKind::Renewal => {
                 if self.state == State::Connected {
-                    self.apply(
-                        now,
-                        Trigger::ConnectionEnded(DisconnectReason::TokenRenewal),
-                    );
+                    self.renewal_due(now);
                 }
             }
             TimerKind::TokenExpiry => self.report_token_expired(),
+            TimerKind::TokenRequest => self.on_token_timer(now),
             TimerKind::StableConnection => self.backoff.reset(),
             TimerKind::Reconnect => self.apply(now, Trigger::ReconnectDue),
             TimerKind::Drain => self.apply(now, Trigger::DrainFinished),
             TimerKind::Message => self.expire_messages(now),
             TimerKind::Request => self.expire_requests(now),
+        }
+    }
+
+    /// The token of the connection is due for renewal: reconnect with a
+    /// fresh one (key), or ask for one first (external signer).
+    fn renewal_due(&mut self, now: Instant) {
+        if self.is_external() {
+            self.external_renewal_due(now);
+        } else {
+            self.apply(
+                now,
+                Trigger::ConnectionEnded(DisconnectReason::TokenRenewal),
+            );
         }
     }
 

@@ -32,6 +32,10 @@
 //! | Opening, AwaitingConnack, Backoff | DisconnectRequested | Stopped(Requested) |
 //! | any live state | Fatal(reason) | Stopped(reason) |
 //!
+//! Entering Opening asks for a transport, except with an external signer
+//! ([`Credential::ExternalSigner`]) and no fresh token: then it asks for a
+//! token and holds the transport back until it comes (`token.rs`).
+//!
 //! Any other pair is ignored (`next` returns `None`).
 
 use alloc::vec::Vec;
@@ -245,7 +249,7 @@ impl Session {
 
         // Entry.
         match new {
-            State::Opening => self.transport_cmds.push_back(super::TransportCommand::Open),
+            State::Opening => self.enter_opening(now),
             State::AwaitingConnack => self.enter_awaiting_connack(now),
             State::Connected => {
                 let session_present = matches!(
@@ -317,6 +321,7 @@ impl Session {
         self.reserved_pids = Vec::new();
         self.unacked_inbound = Vec::new();
         self.renew_unix = None;
+        self.external_connection_ended(&reason);
         self.requests_connection_lost();
         if attempted {
             self.emit(Event::Disconnected { reason });
@@ -344,13 +349,19 @@ impl Session {
         self.generation = self.generation.wrapping_add(1);
         let unix = self.unix.unwrap_or(0);
         let lifetime = self.config.sas_lifetime.as_secs();
-        let creds = ConnectCredentials::new(
+        let mut creds = ConnectCredentials::new(
             &self.config.identity,
             &self.config.host_name,
             &self.config.credential,
             &self.config.username,
             unix.saturating_add(lifetime),
         );
+        // An external signer's token (fresh: checked when the transport
+        // opened).
+        let external = self.usable_token(unix).map(|(t, renew)| (t.clone(), renew));
+        if let Some((token, _)) = &external {
+            creds.password = Some(token.clone());
+        }
         let connect = match self.build_connect(creds) {
             Some(c) => c,
             None => {
@@ -383,6 +394,11 @@ impl Session {
                         now + Duration::from_secs(expiry - unix),
                     );
                 }
+            }
+            Credential::ExternalSigner => {
+                let renew = external.map_or(unix, |(_, renew)| renew);
+                self.renew_at = Some(now + Duration::from_secs(renew.saturating_sub(unix)));
+                self.renew_unix = Some(renew);
             }
             _ => {
                 self.renew_at = None;
@@ -434,6 +450,7 @@ impl Session {
         if reason == StopReason::TokenExpired {
             self.report_token_expired();
         }
+        self.external_stopped();
         self.close_transport();
         self.fail_all_messages(MessageFailure::SessionClosed);
         self.fail_all_requests();

@@ -2158,3 +2158,286 @@ fn every_accepted_qos1_message_ends_exactly_once() {
     assert_eq!(sorted, acc, "an id had no outcome");
     assert!(accepted.len() > 20);
 }
+
+// ---------------------------------------------------------------------
+// Tokens from an external signer (IoT Edge's workload API)
+
+fn external_config() -> Config {
+    Config::new(
+        module(),
+        HostName::new(HOST).unwrap(),
+        Credential::ExternalSigner,
+    )
+    .with_keep_alive(Duration::ZERO)
+    .with_sas_lifetime(secs(100))
+    .with_seed(42)
+}
+
+/// What the signer would return: a token for the module expiring at
+/// `expiry`.
+fn signed(expiry: u64) -> SasToken {
+    SasToken::generate(&module().resource_uri(HOST), &key(), expiry, None)
+}
+
+fn token_requests(events: &[Event]) -> Vec<Duration> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TokenRequested { lifetime } => Some(*lifetime),
+            _ => None,
+        })
+        .collect()
+}
+
+fn token_failures(events: &[Event]) -> Vec<(TokenFailure, Duration)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TokenRequestFailed { reason, retry_in } => Some((*reason, *retry_in)),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Harness {
+    /// Answers the token request with a token valid for the configured
+    /// lifetime from now.
+    fn provide(&mut self) -> SasToken {
+        let unix = self.unix();
+        let token = signed(unix + self.s.config().sas_lifetime.as_secs());
+        self.s.provide_token(self.now, unix, token.clone()).unwrap();
+        token
+    }
+}
+
+fn password_of(c: &Connect) -> &[u8] {
+    c.password().expect("a password")
+}
+
+#[test]
+fn an_external_signer_is_asked_for_a_token_before_the_first_connect() {
+    let mut h = Harness::new(external_config());
+    // No transport yet: a token first.
+    assert!(h.commands().is_empty());
+    assert_eq!(token_requests(&h.events()), vec![secs(100)]);
+    assert_eq!(h.s.state(), ConnectionState::Opening);
+    assert!(h.s.timer(TimerKind::TokenRequest).is_some());
+    let token = h.provide();
+    assert_eq!(h.s.timer(TimerKind::TokenRequest), None);
+    let connect = h.open();
+    assert_eq!(password_of(&connect), token.expose_secret().as_bytes());
+    assert_eq!(connect.client_id(), "dev1/mod1");
+    h.feed(Connack::new(false, ConnectReturnCode::Accepted));
+    assert_eq!(h.s.state(), ConnectionState::Connected);
+    // A key credential has nothing to be given.
+    let mut keyed = Harness::new(config());
+    assert_eq!(
+        keyed.s.provide_token(keyed.now, UNIX, signed(UNIX + 100)),
+        Err(CommandError::NotExternalSigner)
+    );
+}
+
+#[test]
+fn an_external_token_is_renewed_at_80_percent_and_the_reconnection_uses_it() {
+    let mut h = Harness::new(external_config());
+    h.events();
+    let first = h.provide();
+    let c1 = h.open();
+    assert_eq!(password_of(&c1), first.expose_secret().as_bytes());
+    h.feed(Connack::new(false, ConnectReturnCode::Accepted));
+    h.events();
+    assert_eq!(h.s.timer(TimerKind::Renewal), Some(h.now + secs(80)));
+    h.advance(secs(79));
+    assert!(h.events().is_empty());
+    // At 80 %: a request, while the connection goes on with the old token.
+    h.advance(secs(1));
+    assert_eq!(token_requests(&h.events()), vec![secs(100)]);
+    assert!(h.sent().is_empty());
+    assert!(h.commands().is_empty());
+    assert_eq!(h.s.state(), ConnectionState::Connected);
+    // The new token: DISCONNECT, close, a new transport with it.
+    h.advance(secs(2));
+    let second = h.provide();
+    assert_eq!(h.sent(), vec![Packet::Disconnect]);
+    assert_eq!(
+        h.commands(),
+        vec![TransportCommand::Close, TransportCommand::Open]
+    );
+    assert_eq!(
+        disconnected(&h.events()),
+        vec![DisconnectReason::TokenRenewal]
+    );
+    h.cmds.push(TransportCommand::Open);
+    let c2 = h.open();
+    assert_eq!(password_of(&c2), second.expose_secret().as_bytes());
+    assert_ne!(password_of(&c2), password_of(&c1));
+    assert_eq!(expiry_of(&c2), h.unix() + 100);
+    h.feed(Connack::new(false, ConnectReturnCode::Accepted));
+    assert_eq!(h.s.timer(TimerKind::Renewal), Some(h.now + secs(80)));
+}
+
+#[test]
+fn an_unanswered_token_request_fails_and_is_asked_again_after_a_backoff() {
+    let mut h = Harness::new(external_config().with_token_request_timeout(secs(5)));
+    assert_eq!(token_requests(&h.events()).len(), 1);
+    // Asked when the session was made (at instant zero).
+    assert_eq!(
+        h.s.timer(TimerKind::TokenRequest),
+        Some(Instant::ZERO + secs(5))
+    );
+    h.advance(Duration::from_millis(3_999));
+    assert!(h.events().is_empty());
+    h.advance(Duration::from_millis(1));
+    let failures = token_failures(&h.events());
+    let [(TokenFailure::TimedOut, retry_in)] = failures.as_slice() else {
+        panic!("expected one time-out, got {failures:?}");
+    };
+    assert!(*retry_in >= DEFAULT_BACKOFF_MIN && *retry_in <= DEFAULT_BACKOFF_MAX);
+    // Never a transport without a token.
+    assert!(h.commands().is_empty());
+    h.advance(*retry_in);
+    assert_eq!(token_requests(&h.events()), vec![secs(100)]);
+    // The signer reports a failure: at once, with the next delay.
+    h.s.token_unavailable(h.now);
+    let failures = token_failures(&h.events());
+    assert!(matches!(
+        failures.as_slice(),
+        [(TokenFailure::Unavailable, _)]
+    ));
+    // A late answer is still welcome: it is fresh.
+    h.advance(secs(1));
+    h.provide();
+    assert_eq!(h.commands(), vec![TransportCommand::Open]);
+    h.cmds.push(TransportCommand::Open);
+    h.open();
+    // A stray failure report with no request open changes nothing.
+    h.s.token_unavailable(h.now);
+    assert!(token_failures(&h.events()).is_empty());
+}
+
+#[test]
+fn a_failed_renewal_keeps_the_connection_until_a_token_comes() {
+    let mut h = Harness::new(external_config().with_token_request_timeout(secs(2)));
+    h.events();
+    h.provide();
+    h.open();
+    h.feed(Connack::new(false, ConnectReturnCode::Accepted));
+    h.events();
+    h.advance(secs(80));
+    assert_eq!(token_requests(&h.events()).len(), 1);
+    h.advance(secs(2));
+    let failures = token_failures(&h.events());
+    let [(TokenFailure::TimedOut, retry_in)] = failures.as_slice() else {
+        panic!("expected one time-out, got {failures:?}");
+    };
+    assert_eq!(h.s.state(), ConnectionState::Connected);
+    assert!(h.commands().is_empty());
+    // Retried after the backoff; this one is answered.
+    h.advance(*retry_in);
+    assert_eq!(token_requests(&h.events()).len(), 1);
+    let fresh = h.provide();
+    assert_eq!(h.sent(), vec![Packet::Disconnect]);
+    assert_eq!(
+        h.commands(),
+        vec![TransportCommand::Close, TransportCommand::Open]
+    );
+    h.cmds.push(TransportCommand::Open);
+    assert_eq!(password_of(&h.open()), fresh.expose_secret().as_bytes());
+}
+
+#[test]
+fn an_expired_token_is_never_sent() {
+    let mut h = Harness::new(external_config());
+    h.events();
+    // Given an expired token: refused, the request fails and is retried.
+    let unix = h.unix();
+    assert_eq!(
+        h.s.provide_token(h.now, unix, signed(unix - 1)),
+        Err(CommandError::TokenExpired {
+            expiry_unix_secs: unix - 1
+        })
+    );
+    assert!(matches!(
+        token_failures(&h.events()).as_slice(),
+        [(TokenFailure::Expired, _)]
+    ));
+    assert!(h.commands().is_empty());
+    // A fresh token, but the transport takes until past its renewal point
+    // to open (the host slept): no CONNECT, the transport is closed and a
+    // new token asked for.
+    h.advance(secs(60));
+    h.events();
+    h.provide();
+    assert_eq!(h.commands(), vec![TransportCommand::Open]);
+    h.unix_skew = 500;
+    let unix = h.unix();
+    h.s.handle_transport_connected(h.now, unix);
+    assert!(
+        h.sent().is_empty(),
+        "nothing may be sent with a stale token"
+    );
+    assert_eq!(h.commands(), vec![TransportCommand::Close]);
+    let events = h.events();
+    assert_eq!(token_requests(&events).len(), 1);
+    assert_eq!(disconnected(&events), vec![DisconnectReason::TokenRenewal]);
+    // The new token opens a transport; its CONNECT carries it.
+    let fresh = h.provide();
+    let c = h.open();
+    assert_eq!(password_of(&c), fresh.expose_secret().as_bytes());
+    assert!(expiry_of(&c) > h.unix());
+}
+
+#[test]
+fn a_refused_external_token_is_not_used_again() {
+    let mut h =
+        Harness::new(external_config().with_auth_failure(AuthFailurePolicy::RetryAfter(secs(3))));
+    h.events();
+    h.provide();
+    h.open();
+    h.feed(Connack::new(false, ConnectReturnCode::NotAuthorized));
+    h.events();
+    h.advance(secs(3));
+    // Not a transport with the refused token: a new token first.
+    assert!(!h.commands().contains(&TransportCommand::Open));
+    assert_eq!(token_requests(&h.events()).len(), 1);
+    h.provide();
+    assert_eq!(h.commands(), vec![TransportCommand::Open]);
+}
+
+#[test]
+fn stopping_while_waiting_for_a_token_ends_the_request() {
+    let mut h = Harness::new(external_config());
+    h.events();
+    h.s.disconnect(h.now, secs(1));
+    assert_eq!(h.s.state(), ConnectionState::Stopped);
+    assert_eq!(h.s.timer(TimerKind::TokenRequest), None);
+    let unix = h.unix();
+    assert_eq!(
+        h.s.provide_token(h.now, unix, signed(unix + 100)),
+        Err(CommandError::SessionClosed)
+    );
+    assert!(h.commands().is_empty());
+}
+
+#[test]
+fn a_unix_time_jump_asks_an_external_signer_early() {
+    let mut h = Harness::new(external_config());
+    h.events();
+    h.provide();
+    h.open();
+    h.feed(Connack::new(false, ConnectReturnCode::Accepted));
+    h.events();
+    // The host slept past the renewal point: asked at the next wake-up,
+    // once, while the connection goes on.
+    h.unix_skew = 90;
+    h.advance(secs(1));
+    assert_eq!(token_requests(&h.events()), vec![secs(100)]);
+    h.advance(secs(1));
+    assert!(token_requests(&h.events()).is_empty());
+    assert_eq!(h.s.state(), ConnectionState::Connected);
+    let fresh = h.provide();
+    assert_eq!(h.sent(), vec![Packet::Disconnect]);
+    h.cmds.clear();
+    h.cmds.push(TransportCommand::Open);
+    assert_eq!(password_of(&h.open()), fresh.expose_secret().as_bytes());
+}

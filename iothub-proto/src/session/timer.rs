@@ -22,6 +22,10 @@ pub enum TimerKind {
     Renewal,
     /// A fixed SAS token expires (reported once).
     TokenExpiry,
+    /// [`Credential::ExternalSigner`](crate::auth::Credential::ExternalSigner):
+    /// the token asked for must have come by then, or the next request
+    /// after a failed one is due.
+    TokenRequest,
     /// The connection has been up for `stable_after`: reset the backoff.
     StableConnection,
     /// The backoff delay is over: ask for a new transport.
@@ -36,7 +40,7 @@ pub enum TimerKind {
 
 impl TimerKind {
     /// The number of timer kinds: the size of the table.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every kind, in the order `handle_timeout` handles due timers.
     pub const ALL: [TimerKind; TimerKind::COUNT] = [
@@ -45,6 +49,7 @@ impl TimerKind {
         TimerKind::KeepAlive,
         TimerKind::Renewal,
         TimerKind::TokenExpiry,
+        TimerKind::TokenRequest,
         TimerKind::StableConnection,
         TimerKind::Reconnect,
         TimerKind::Drain,
@@ -73,7 +78,7 @@ mod tests {
         for (i, k) in TimerKind::ALL.iter().enumerate() {
             t.set(*k, Instant::from_millis(100 - i as u64));
         }
-        assert_eq!(t.earliest(), Some(Instant::from_millis(91)));
+        assert_eq!(t.earliest(), Some(Instant::from_millis(90)));
         for k in TimerKind::ALL {
             assert!(t.get(k).is_some(), "{k:?}");
         }

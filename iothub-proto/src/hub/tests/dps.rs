@@ -698,3 +698,85 @@ fn protocol_rules() {
     assert!(d.svc.counters().protocol_violations >= 3);
     assert_eq!(d.svc.id_scope(), SCOPE);
 }
+
+#[test]
+fn delayed_assignments_answer_assigning_for_more_polls() {
+    let mut d = Dps::new();
+    d.svc.add_individual_enrollment(
+        rid("dev-1"),
+        key(1),
+        EnrollmentOptions::default().with_assigning_polls(1),
+    );
+    let conn = d.ready("dev-1", &sym(1));
+    d.svc.delay_assignments(2);
+    let op = op_of(&d.register(conn, "dev-1", None)).operation_id;
+    // The enrollment's one poll plus the injected two.
+    for _ in 0..3 {
+        let a = d.poll(conn, &op);
+        assert_eq!((a.status, a.retry_after), (202, Some(3)));
+        assert_eq!(op_of(&a).status, RegistrationStatus::Assigning);
+    }
+    assert_eq!(
+        op_of(&d.poll(conn, &op)).status,
+        RegistrationStatus::Assigned
+    );
+    // Off again: back to the enrollment's own polls.
+    d.svc.delay_assignments(0);
+    let op = op_of(&d.register(conn, "dev-1", None)).operation_id;
+    assert_eq!(d.poll(conn, &op).status, 202);
+    assert_eq!(d.poll(conn, &op).status, 200);
+}
+
+#[test]
+fn x509_ca_groups_admit_verified_certificates_by_common_name() {
+    use crate::hub::dps::VerifiedCertificate;
+    let mut d = Dps::new();
+    d.svc
+        .add_x509_ca_group_enrollment("cams", EnrollmentOptions::default());
+    d.svc
+        .add_group_enrollment("sym", key(1), EnrollmentOptions::default());
+    assert!(!d.svc.set_group_secondary_key("cams", Some(key(2))));
+    let unix = d.unix();
+    let x509 = ProvisioningAttestation::X509;
+    let open = |d: &mut Dps, verified: Option<VerifiedCertificate>, r: &str| {
+        let conn = d
+            .svc
+            .accept_with_verified_certificate(Some("ab01".into()), verified);
+        d.send(conn, connect_for(r, &x509, unix + 60));
+        match d.recv(conn).as_slice() {
+            [Packet::Connack(ack)] => (conn, ack.code()),
+            other => panic!("{other:?}"),
+        }
+    };
+    let cams = || Some(VerifiedCertificate::new("cam-1", vec![s("cams")]));
+    // The common name must be the registration id; the group must be an
+    // X.509 CA group; without a verified certificate there is no password.
+    assert_eq!(
+        open(&mut d, cams(), "cam-2").1,
+        ConnectReturnCode::NotAuthorized
+    );
+    let sym_only = Some(VerifiedCertificate::new("cam-1", vec![s("sym")]));
+    assert_eq!(
+        open(&mut d, sym_only, "cam-1").1,
+        ConnectReturnCode::NotAuthorized
+    );
+    assert_eq!(
+        open(&mut d, None, "cam-1").1,
+        ConnectReturnCode::BadUserNameOrPassword
+    );
+    let (conn, code) = open(&mut d, cams(), "cam-1");
+    assert_eq!(code, ConnectReturnCode::Accepted);
+    let sub = Subscribe::new(Pid::MIN, [(DPS_RESPONSE_FILTER, QoS::AtLeastOnce)]).unwrap();
+    d.send(conn, sub);
+    d.recv(conn);
+    let op = op_of(&d.register(conn, "cam-1", None)).operation_id;
+    assert_eq!(
+        op_of(&d.poll(conn, &op)).status,
+        RegistrationStatus::Assigned
+    );
+    let a = d.svc.take_assignments().remove(0);
+    assert_eq!(a.group.as_deref(), Some("cams"));
+    assert!(a.key.is_none());
+    assert_eq!(a.thumbprint.as_deref(), Some("ab01"));
+    assert_eq!(a.device_id.as_str(), "cam-1");
+}

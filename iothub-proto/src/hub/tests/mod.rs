@@ -7,6 +7,7 @@ mod durable;
 mod faults;
 mod publish;
 mod registry;
+mod routes;
 mod twin_methods;
 
 use alloc::string::String;

@@ -1,0 +1,115 @@
+//! IoT Edge modules: a client whose SAS tokens the workload API signs
+//! over its Unix socket, renewed for as long as the client runs. The
+//! bytes of each call are built and parsed by the core
+//! ([`iothub_net::edge::WorkloadCall`]); this file only moves them with a
+//! [`std::os::unix::net::UnixStream`] with read and write timeouts, on a
+//! short-lived thread per token so the driver never blocks on it.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use iothub_net::driver::Command;
+use iothub_net::edge::{
+    EdgeError, TokenCommand, TokenSource, WORKLOAD_TIMEOUT, WorkloadCall, edge_environment,
+    with_external_signer, workload_socket,
+};
+use iothub_net::{ClientOptions, Clock};
+use iothub_proto::auth::SasToken;
+use iothub_proto::edge::{EdgeEnvironment, HttpResponse};
+use tracing::warn;
+
+use crate::Client;
+use crate::driver::Input;
+
+/// One call to the workload API: write the request, read until the
+/// response is complete.
+fn call(env: &EdgeEnvironment, call: &mut WorkloadCall) -> Result<HttpResponse, EdgeError> {
+    let mut socket = UnixStream::connect(workload_socket(env)?)?;
+    socket.set_read_timeout(Some(WORKLOAD_TIMEOUT))?;
+    socket.set_write_timeout(Some(WORKLOAD_TIMEOUT))?;
+    socket.write_all(call.request())?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf)?;
+        if let Some(response) = call.feed(&buf[..n], n == 0)? {
+            return Ok(response);
+        }
+    }
+}
+
+/// Signs a token valid for `lifetime` from now through the workload API.
+pub fn sign_token(env: &EdgeEnvironment, lifetime: Duration) -> Result<SasToken, EdgeError> {
+    let mut sign = WorkloadCall::sign(env, Clock::unix_secs(), lifetime);
+    let response = call(env, &mut sign)?;
+    Ok(sign.token(env, &response)?)
+}
+
+/// The client options of the module: tokens from the workload API, the
+/// gateway as the transport host, and the edge CA of the workload API's
+/// trust bundle added to the TLS roots
+/// ([`iothub_net::edge::module_options`]).
+pub fn module_options(env: &EdgeEnvironment) -> Result<ClientOptions, EdgeError> {
+    let mut bundle = WorkloadCall::trust_bundle(env);
+    let response = call(env, &mut bundle)?;
+    let pem = WorkloadCall::certificate(&response)?;
+    Ok(iothub_net::edge::module_options(env, Some(pem)))
+}
+
+/// The token source of a client: each request signs on a thread of its
+/// own, whose outcome goes back to the driver.
+fn token_source(env: EdgeEnvironment, inputs: Sender<Input>) -> TokenSource {
+    let env = Arc::new(env);
+    Box::new(move |lifetime| {
+        let answer = |tx: &Sender<Input>, token| {
+            let _ = tx.send(Input::Command(Command::Token(TokenCommand::Answer(token))));
+        };
+        let (env, tx) = (env.clone(), inputs.clone());
+        let spawned = std::thread::Builder::new()
+            .name("iothub-workload".into())
+            .spawn(move || {
+                let token = sign_token(&env, lifetime)
+                    .inspect_err(|e| warn!(error = %e, "the workload API did not sign a token"))
+                    .ok();
+                answer(&tx, token);
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "no thread for the workload API call");
+            answer(&inputs, None);
+        }
+    })
+}
+
+impl Client {
+    /// Starts the client of an IoT Edge module from the process's
+    /// `IOTEDGE_*` variables: the trust bundle and every token come from
+    /// the workload API (see [`new_edge_module`](Self::new_edge_module)).
+    pub fn from_edge_environment() -> Result<Client, EdgeError> {
+        let env = edge_environment()?;
+        let options = module_options(&env)?;
+        Client::new_edge_module(options, env)
+    }
+
+    /// Starts a module client with `options` (usually from
+    /// [`module_options`], adjusted) whose tokens the workload API of
+    /// `env` signs: before the first CONNECT and at
+    /// [`renewal_percent`](iothub_proto::session::Config::renewal_percent)
+    /// of every token's lifetime, while the connection goes on. The
+    /// credential of `options` becomes
+    /// [`Credential::ExternalSigner`](iothub_proto::auth::Credential::ExternalSigner).
+    pub fn new_edge_module(
+        options: ClientOptions,
+        env: EdgeEnvironment,
+    ) -> Result<Client, EdgeError> {
+        let options = with_external_signer(options);
+        let client = Client::new(options).map_err(EdgeError::Client)?;
+        let inputs = client.inputs();
+        let source = token_source(env, inputs.clone());
+        inputs
+            .send(Input::Command(Command::Token(TokenCommand::Source(source))))
+            .map_err(|_| EdgeError::Client(iothub_net::Error::Closed))?;
+        Ok(client)
+    }
+}
