@@ -304,27 +304,15 @@ impl DriverCore {
     /// [`Step::Wait`] or [`Step::Stopped`].
     #[must_use]
     pub fn poll(&mut self) -> Step {
-        loop {
-            if let Some(b) = gather(|| self.session.poll_transmit()) {
-                return Step::Write(b);
-            }
-            match self.session.poll_transport() {
-                Some(TransportCommand::Open) => {
-                    self.attempts += 1;
-                    return Step::Open;
-                }
-                Some(TransportCommand::Close) => return Step::Close,
-                None => {}
-            }
-            let mut moved = false;
-            while let Some(event) = self.session.poll_event() {
-                moved = true;
-                self.router.dispatch(&self.session, event);
-            }
-            // Taking a C2D event may have queued its PUBACK.
-            if !moved {
-                break;
-            }
+        let router = &mut self.router;
+        let output = drain(&mut self.session, &mut self.attempts, |session, event| {
+            router.dispatch(session, event);
+        });
+        match output {
+            Some(Output::Write(b)) => return Step::Write(b),
+            Some(Output::Open) => return Step::Open,
+            Some(Output::Close) => return Step::Close,
+            None => {}
         }
         if self.session.state() == ConnectionState::Stopped {
             return Step::Stopped;
@@ -509,6 +497,76 @@ impl DriverCore {
         }
         self.router.drop_pending();
         info!("client stopped");
+    }
+}
+
+/// What a session hands out, as [`drain`] sees it: the device session
+/// and the provisioning session alike.
+pub(crate) trait Outputs {
+    /// The session's event type.
+    type Event;
+    /// The next bytes to write.
+    fn transmit(&mut self) -> Option<Bytes>;
+    /// The next transport command: `Some(true)` open, `Some(false)`
+    /// close.
+    fn transport(&mut self) -> Option<bool>;
+    /// The next event.
+    fn event(&mut self) -> Option<Self::Event>;
+}
+
+impl Outputs for Session {
+    type Event = iothub_proto::session::Event;
+    fn transmit(&mut self) -> Option<Bytes> {
+        self.poll_transmit()
+    }
+    fn transport(&mut self) -> Option<bool> {
+        self.poll_transport().map(|c| match c {
+            TransportCommand::Open => true,
+            TransportCommand::Close => false,
+        })
+    }
+    fn event(&mut self) -> Option<Self::Event> {
+        self.poll_event()
+    }
+}
+
+/// The output [`drain`] found: carry it out, then drain again.
+#[derive(Debug)]
+pub(crate) enum Output {
+    Write(Bytes),
+    Open,
+    Close,
+}
+
+/// Steps 3 and 4 of every driver: bytes to write first (gathered), then
+/// a transport command (an open counts an attempt), then every event
+/// (handed to `on_event`), again while events came (taking one may queue
+/// bytes, such as a PUBACK); `None` once the session is quiet.
+pub(crate) fn drain<S: Outputs>(
+    session: &mut S,
+    attempts: &mut u64,
+    mut on_event: impl FnMut(&S, S::Event),
+) -> Option<Output> {
+    loop {
+        if let Some(b) = gather(|| session.transmit()) {
+            return Some(Output::Write(b));
+        }
+        match session.transport() {
+            Some(true) => {
+                *attempts += 1;
+                return Some(Output::Open);
+            }
+            Some(false) => return Some(Output::Close),
+            None => {}
+        }
+        let mut moved = false;
+        while let Some(event) = session.event() {
+            moved = true;
+            on_event(session, event);
+        }
+        if !moved {
+            return None;
+        }
     }
 }
 
