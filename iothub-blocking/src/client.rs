@@ -8,11 +8,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iothub_net::driver::{Command, MethodCall, Reply, Sink, Subscribe, Telemetry};
+use iothub_net::driver::{Command, Reply, Responder, Sink, Subscribe, Telemetry};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
-use iothub_proto::session::{AckToken, InboundMessage, Message, MethodId, Twin};
+use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
 
 use crate::driver::{Driver, Input};
@@ -74,30 +74,28 @@ pub struct MethodRequest {
     pub name: String,
     /// The request body (JSON or empty).
     pub payload: Bytes,
-    id: Option<MethodId>,
-    ctl: Sender<Input>,
+    responder: Responder<Sender<Input>>,
 }
 
 impl MethodRequest {
+    fn new(name: String, payload: Bytes, responder: Responder<Sender<Input>>) -> MethodRequest {
+        MethodRequest {
+            name,
+            payload,
+            responder,
+        }
+    }
+
     /// Answers with a status and a body (JSON or empty). Fails with
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
     /// if the connection the call came on is gone.
     pub fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
-        let id = self.id.take().ok_or(Error::Closed)?;
         let (reply, receipt) = Receipt::new();
-        let cmd = Command::Respond(id, status, payload.into(), reply);
-        self.ctl
-            .send(Input::Command(cmd))
-            .map_err(|_| Error::Closed)?;
+        let (ctl, cmd) = (self.responder)
+            .respond(status, payload.into(), reply)
+            .ok_or(Error::Closed)?;
+        ctl.send(Input::Command(cmd)).map_err(|_| Error::Closed)?;
         receipt.wait()
-    }
-}
-
-impl Drop for MethodRequest {
-    fn drop(&mut self) {
-        if self.id.is_some() {
-            tracing::warn!(method = %self.name, "method request dropped without an answer");
-        }
     }
 }
 
@@ -281,15 +279,8 @@ impl Client {
     /// the first stream.
     pub fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
         let ctl = self.inner.ctl.clone();
-        self.subscribe(|methods: Sink<MethodRequest>| {
-            Subscribe::Methods(Sink::new(move |call: MethodCall| {
-                methods.deliver(MethodRequest {
-                    name: call.name,
-                    payload: call.payload,
-                    id: Some(call.id),
-                    ctl: ctl.clone(),
-                })
-            }))
+        self.subscribe(|sink| {
+            Subscribe::methods(sink, move || Some(ctl.clone()), MethodRequest::new)
         })
     }
 

@@ -24,7 +24,7 @@ use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, Clock, Error};
 use iothub_proto::time::Instant;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::transport::{self, Link};
 
@@ -109,15 +109,8 @@ impl Connection {
         self.link = None;
         self.next_id += 1;
         let id = self.next_id;
-        let ep = &self.endpoint;
-        info!(
-            attempt,
-            host = %ep.host,
-            port = ep.port,
-            transport = ?ep.transport,
-            "opening transport"
-        );
-        transport::spawn(ep.clone(), id, self.tx.clone())
+        let span = self.endpoint.open_span(attempt);
+        transport::spawn(self.endpoint.clone(), id, self.tx.clone(), span)
             .map_err(|e| Failure::connect(format!("cannot start a connection thread: {e}")))?;
         self.opening = Some(id);
         Ok(())

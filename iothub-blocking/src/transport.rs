@@ -59,17 +59,25 @@ impl Write for Pipe {
 
 /// Starts a connection thread: it opens the transport, hands the [`Link`]
 /// to the driver, then reads the socket until it closes.
-pub(crate) fn spawn(ep: Arc<Endpoint>, id: u64, tx: Sender<Input>) -> io::Result<()> {
+pub(crate) fn spawn(
+    ep: Arc<Endpoint>,
+    id: u64,
+    tx: Sender<Input>,
+    span: tracing::Span,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name("iothub-conn".into())
-        .spawn(move || match open(&ep) {
-            Ok((link, reader)) => {
-                if tx.send(Input::Opened(id, Ok(Box::new(link)))).is_ok() {
-                    read_until_closed(reader, id, &tx);
+        .spawn(move || {
+            let _in_span = span.enter();
+            match open(&ep) {
+                Ok((link, reader)) => {
+                    if tx.send(Input::Opened(id, Ok(Box::new(link)))).is_ok() {
+                        read_until_closed(reader, id, &tx);
+                    }
                 }
-            }
-            Err(f) => {
-                let _ = tx.send(Input::Opened(id, Err(f)));
+                Err(f) => {
+                    let _ = tx.send(Input::Opened(id, Err(f)));
+                }
             }
         })
         .map(drop)
@@ -165,17 +173,12 @@ fn open(ep: &Endpoint) -> Result<(Link, TcpStream), Failure> {
 /// byte of the tunnel is consumed.
 fn tunnel(sock: &mut TcpStream, p: &Proxy, host: &str, port: u16) -> Result<(), Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::connect(format!("proxy: {e}"));
-    sock.write_all(&p.connect_request(host, port))
-        .map_err(|e| failed(&e))?;
-    let mut head = Vec::with_capacity(128);
+    let mut t = proxy::Tunnel::new(p, host, port);
+    sock.write_all(t.request()).map_err(|e| failed(&e))?;
     let mut byte = [0u8; 1];
     loop {
         sock.read_exact(&mut byte).map_err(|e| failed(&e))?;
-        head.push(byte[0]);
-        if proxy::parse_response(&head)
-            .map_err(|e| failed(&e))?
-            .is_some()
-        {
+        if t.feed(byte[0]).map_err(|e| failed(&e))? {
             return Ok(());
         }
     }

@@ -97,8 +97,42 @@ impl<T> fmt::Debug for Sink<T> {
 }
 
 /// A direct method call as the driver hands it out; the adapter's sink
-/// wraps it into its own `MethodRequest` (which knows how to answer).
+/// wraps it into its own `MethodRequest` (which knows how to answer)
+/// with [`Subscribe::methods`] and a [`Responder`].
 pub use crate::router::MethodCall;
+
+/// The part of every adapter's `MethodRequest` that answers the call: its
+/// id and the way back to the driver (`C`: the adapter's command sender,
+/// `None` when the client is gone). Dropping it unanswered is logged.
+#[derive(Debug)]
+pub struct Responder<C> {
+    name: String,
+    id: Option<MethodId>,
+    ctl: Option<C>,
+}
+
+impl<C> Responder<C> {
+    /// The command that answers the call, and the sender to put it on;
+    /// `None` when the client is gone (the caller reports
+    /// [`Error::Closed`]). Only the first call yields it.
+    pub fn respond(
+        &mut self,
+        status: u16,
+        payload: Bytes,
+        reply: Reply<()>,
+    ) -> Option<(C, Command)> {
+        let (id, ctl) = (self.id.take()?, self.ctl.take()?);
+        Some((ctl, Command::Respond(id, status, payload, reply)))
+    }
+}
+
+impl<C> Drop for Responder<C> {
+    fn drop(&mut self) {
+        if self.id.is_some() {
+            warn!(method = %self.name, "method request dropped without an answer");
+        }
+    }
+}
 
 /// A stream the application asks for; enabling it subscribes.
 #[derive(Debug)]
@@ -112,6 +146,39 @@ pub enum Subscribe {
     Methods(Sink<MethodCall>),
     /// Desired-property updates.
     Desired(Sink<DesiredUpdate>),
+}
+
+impl Subscribe {
+    /// Direct method calls: each is split into its name, its payload and
+    /// a [`Responder`] over `ctl()` (the adapter's command sender, `None`
+    /// once the client is gone), which `wrap` makes into the adapter's
+    /// `MethodRequest` for `sink`.
+    pub fn methods<R: 'static, C: 'static>(
+        sink: Sink<R>,
+        ctl: impl Fn() -> Option<C> + Send + 'static,
+        wrap: fn(String, Bytes, Responder<C>) -> R,
+    ) -> Subscribe {
+        Subscribe::Methods(Sink::new(move |call: MethodCall| {
+            let responder = Responder {
+                name: call.name.clone(),
+                id: Some(call.id),
+                ctl: ctl(),
+            };
+            sink.deliver(wrap(call.name, call.payload, responder))
+        }))
+    }
+}
+
+/// What a look at a channel without waiting found (see
+/// [`DriverCore::take_ready`]).
+#[derive(Debug)]
+pub enum Ready<T> {
+    /// An item.
+    Item(T),
+    /// Nothing now.
+    Empty,
+    /// The channel is closed: every sender is gone.
+    Closed,
 }
 
 /// What a client asks of its driver (telemetry travels separately, see
@@ -167,6 +234,9 @@ pub enum Step {
 pub const BATCH: usize = 64 * 1024;
 /// How long the driver drains when every client handle was dropped.
 pub const DROP_DRAIN: Duration = Duration::from_secs(5);
+/// Commands [`DriverCore::take_ready`] takes per wake-up at most (then
+/// the loop transmits).
+pub const COMMANDS_PER_TURN: usize = 1024;
 
 /// The session plus everything waiting on it: the steps of the driver
 /// loop in their fixed order; the routing of events to replies and
@@ -177,6 +247,7 @@ pub struct DriverCore {
     router: Router,
     shutdown: Vec<Reply<()>>,
     handles: bool,
+    telemetry_open: bool,
     attempts: u64,
 }
 
@@ -198,6 +269,7 @@ impl DriverCore {
             router: Router::new(),
             shutdown: Vec::new(),
             handles: true,
+            telemetry_open: true,
             attempts: 0,
         })
     }
@@ -232,35 +304,15 @@ impl DriverCore {
     /// [`Step::Wait`] or [`Step::Stopped`].
     #[must_use]
     pub fn poll(&mut self) -> Step {
-        loop {
-            let mut batch: Option<Vec<u8>> = None;
-            while let Some(bytes) = self.session.poll_transmit() {
-                let b = batch.get_or_insert_with(Vec::new);
-                b.extend_from_slice(&bytes);
-                if b.len() >= BATCH {
-                    break;
-                }
-            }
-            if let Some(b) = batch {
-                return Step::Write(b.into());
-            }
-            match self.session.poll_transport() {
-                Some(TransportCommand::Open) => {
-                    self.attempts += 1;
-                    return Step::Open;
-                }
-                Some(TransportCommand::Close) => return Step::Close,
-                None => {}
-            }
-            let mut moved = false;
-            while let Some(event) = self.session.poll_event() {
-                moved = true;
-                self.router.dispatch(&self.session, event);
-            }
-            // Taking a C2D event may have queued its PUBACK.
-            if !moved {
-                break;
-            }
+        let router = &mut self.router;
+        let output = drain(&mut self.session, &mut self.attempts, |session, event| {
+            router.dispatch(session, event);
+        });
+        match output {
+            Some(Output::Write(b)) => return Step::Write(b),
+            Some(Output::Open) => return Step::Open,
+            Some(Output::Close) => return Step::Close,
+            None => {}
         }
         if self.session.state() == ConnectionState::Stopped {
             return Step::Stopped;
@@ -280,6 +332,23 @@ impl DriverCore {
             .handle_transport_connected(now, Clock::unix_secs());
     }
 
+    /// The outcome of opening the transport asked for by [`Step::Open`]:
+    /// reports it ([`transport_opened`](Self::transport_opened) or
+    /// [`transport_closed`](Self::transport_closed)) and gives the open
+    /// connection back to keep.
+    pub fn opened<C>(&mut self, now: Instant, r: Result<C, Failure>) -> Option<C> {
+        match r {
+            Ok(conn) => {
+                self.transport_opened(now);
+                Some(conn)
+            }
+            Err(f) => {
+                self.transport_closed(now, &f);
+                None
+            }
+        }
+    }
+
     /// The transport failed, the peer closed it, or opening it failed.
     pub fn transport_closed(&mut self, now: Instant, failure: &Failure) {
         warn!(error = %failure, "transport closed");
@@ -292,10 +361,71 @@ impl DriverCore {
     }
 
     /// Whether the session takes telemetry now (backpressure: leave it in
-    /// its channel while this is false).
+    /// its channel while this is false), and the telemetry channel is
+    /// still open ([`telemetry_closed`](Self::telemetry_closed)).
     #[must_use]
     pub fn accepts_telemetry(&self) -> bool {
-        !self.session.telemetry_queue_full()
+        self.telemetry_open && !self.session.telemetry_queue_full()
+    }
+
+    /// The telemetry channel has closed: do not wait on it any more.
+    pub fn telemetry_closed(&mut self) {
+        self.telemetry_open = false;
+    }
+
+    /// Whether the command channel is still worth waiting on: false once
+    /// [`handles_dropped`](Self::handles_dropped).
+    #[must_use]
+    pub fn takes_commands(&self) -> bool {
+        self.handles
+    }
+
+    /// Step 2, what a wait on the command channel gave: a command, or
+    /// `None` when the channel has closed (every handle is gone).
+    pub fn received_command(&mut self, now: Instant, c: Option<Command>) {
+        match c {
+            Some(c) => self.command(now, c),
+            None => self.handles_dropped(now),
+        }
+    }
+
+    /// Step 2, what a wait on the telemetry channel gave: a message, or
+    /// `None` when the channel has closed.
+    pub fn received_telemetry(&mut self, now: Instant, t: Option<Telemetry>) {
+        match t {
+            Some(t) => self.telemetry(now, t),
+            None => self.telemetry_closed(),
+        }
+    }
+
+    /// After a wake-up, takes what already waits in the adapter's
+    /// channels without waiting: up to [`COMMANDS_PER_TURN`] commands
+    /// (`command()` looks at the command channel), then telemetry while
+    /// the session has room (`telemetry()` looks at the telemetry
+    /// channel). A closed channel counts as above.
+    pub fn take_ready(
+        &mut self,
+        now: Instant,
+        mut command: impl FnMut() -> Ready<Box<Command>>,
+        mut telemetry: impl FnMut() -> Ready<Telemetry>,
+    ) {
+        for _ in 0..COMMANDS_PER_TURN {
+            if !self.takes_commands() {
+                break;
+            }
+            match command() {
+                Ready::Item(c) => self.command(now, *c),
+                Ready::Empty => break,
+                Ready::Closed => self.handles_dropped(now),
+            }
+        }
+        while self.accepts_telemetry() {
+            match telemetry() {
+                Ready::Item(t) => self.telemetry(now, t),
+                Ready::Empty => break,
+                Ready::Closed => self.telemetry_closed(),
+            }
+        }
     }
 
     /// 2. a telemetry message from the application.
@@ -368,6 +498,96 @@ impl DriverCore {
         self.router.drop_pending();
         info!("client stopped");
     }
+}
+
+/// What a session hands out, as [`drain`] sees it: the device session
+/// and the provisioning session alike.
+pub(crate) trait Outputs {
+    /// The session's event type.
+    type Event;
+    /// The next bytes to write.
+    fn transmit(&mut self) -> Option<Bytes>;
+    /// The next transport command: `Some(true)` open, `Some(false)`
+    /// close.
+    fn transport(&mut self) -> Option<bool>;
+    /// The next event.
+    fn event(&mut self) -> Option<Self::Event>;
+}
+
+impl Outputs for Session {
+    type Event = iothub_proto::session::Event;
+    fn transmit(&mut self) -> Option<Bytes> {
+        self.poll_transmit()
+    }
+    fn transport(&mut self) -> Option<bool> {
+        self.poll_transport().map(|c| match c {
+            TransportCommand::Open => true,
+            TransportCommand::Close => false,
+        })
+    }
+    fn event(&mut self) -> Option<Self::Event> {
+        self.poll_event()
+    }
+}
+
+/// The output [`drain`] found: carry it out, then drain again.
+#[derive(Debug)]
+pub(crate) enum Output {
+    Write(Bytes),
+    Open,
+    Close,
+}
+
+/// Steps 3 and 4 of every driver: bytes to write first (gathered), then
+/// a transport command (an open counts an attempt), then every event
+/// (handed to `on_event`), again while events came (taking one may queue
+/// bytes, such as a PUBACK); `None` once the session is quiet.
+pub(crate) fn drain<S: Outputs>(
+    session: &mut S,
+    attempts: &mut u64,
+    mut on_event: impl FnMut(&S, S::Event),
+) -> Option<Output> {
+    loop {
+        if let Some(b) = gather(|| session.transmit()) {
+            return Some(Output::Write(b));
+        }
+        match session.transport() {
+            Some(true) => {
+                *attempts += 1;
+                return Some(Output::Open);
+            }
+            Some(false) => return Some(Output::Close),
+            None => {}
+        }
+        let mut moved = false;
+        while let Some(event) = session.event() {
+            moved = true;
+            on_event(session, event);
+        }
+        if !moved {
+            return None;
+        }
+    }
+}
+
+/// The bytes `next` hands out, gathered into one write of at most about
+/// [`BATCH`] bytes; `None` if it has none.
+pub(crate) fn gather(mut next: impl FnMut() -> Option<Bytes>) -> Option<Bytes> {
+    let first = next()?;
+    if first.len() >= BATCH {
+        return Some(first);
+    }
+    let Some(second) = next() else {
+        return Some(first); // one packet: no copy
+    };
+    let mut batch = [first, second].concat();
+    while batch.len() < BATCH {
+        match next() {
+            Some(bytes) => batch.extend_from_slice(&bytes),
+            None => break,
+        }
+    }
+    Some(batch.into())
 }
 
 /// The router's completion for a [`Reply`]: whether anyone still waits.
@@ -449,5 +669,51 @@ mod tests {
         assert!(matches!(done.try_recv(), Ok(Ok(()))));
         assert!(matches!(twin.try_recv(), Ok(Err(Error::Request(_)))));
         assert_eq!(core.status().state, ConnectionState::Stopped);
+    }
+
+    #[test]
+    fn take_ready_takes_what_waits_and_notices_closed_channels() {
+        let mut core = core();
+        let now = Instant::from_millis(0);
+        let (r, twin) = reply();
+        let mut commands = vec![Ready::Closed, Ready::Item(Box::new(Command::GetTwin(r)))];
+        let (r, sent) = reply();
+        let message = Box::new((Message::new(&b"x"[..]), r));
+        let mut telemetry = vec![Ready::Empty, Ready::Item(message)];
+        core.take_ready(now, || commands.pop().unwrap(), || telemetry.pop().unwrap());
+        assert!(commands.is_empty() && telemetry.is_empty());
+        // Every handle gone: a short drain, no more waiting on commands.
+        assert!(!core.takes_commands());
+        assert!(core.accepts_telemetry());
+        core.received_telemetry(now, None);
+        assert!(!core.accepts_telemetry());
+        // Not connected: the drain ends, and with it the twin and the
+        // telemetry fail.
+        let mut stopped = false;
+        for t in 1..100 {
+            core.timeout(Instant::from_millis(t * 1_000));
+            if matches!(core.poll(), Step::Stopped) {
+                stopped = true;
+                break;
+            }
+        }
+        assert!(stopped, "the drain ends");
+        core.finish();
+        assert!(twin.try_recv().unwrap().is_err());
+        assert!(sent.try_recv().unwrap().is_err());
+    }
+
+    #[test]
+    fn gather_batches_up_to_the_limit_and_passes_one_packet_through() {
+        let one = Bytes::from_static(b"ab");
+        let mut q = vec![one.clone()];
+        let got = gather(|| q.pop()).unwrap();
+        assert_eq!(got.as_ptr(), one.as_ptr(), "not copied");
+        assert!(gather(|| None).is_none());
+        let chunk = Bytes::from(vec![7u8; BATCH / 2 + 1]);
+        let mut q = vec![chunk.clone(), chunk.clone(), chunk.clone()];
+        let first = gather(|| q.pop()).unwrap();
+        assert_eq!(first.len(), 2 * chunk.len(), "stops once over the limit");
+        assert_eq!(q.len(), 1);
     }
 }

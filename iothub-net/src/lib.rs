@@ -12,12 +12,13 @@
 //! | [`provisioning`] | [`ProvisioningOptions`]: the DPS provisioning [`Config`](iothub_proto::provisioning::Config) plus the same transport settings, and the [`ClientOptions`] for the hub a [`Registration`](iothub_proto::provisioning::Registration) names |
 //! | [`tls`] | a rustls [`ClientConfig`](rustls::ClientConfig) (ring provider) from webpki roots, an extra CA in PEM and an optional X.509 client certificate |
 //! | [`websocket`] | the MQTT-over-WebSocket URL and upgrade request (`/$iothub/websocket`, subprotocol `mqtt`) |
-//! | [`proxy`] | the HTTP `CONNECT` request and an incremental parser of its answer |
-//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session; it routes the session's events through a [`Router`] (used by the blocking and smol adapters) |
+//! | [`proxy`] | the HTTP `CONNECT` request, an incremental parser of its answer and the handshake ([`Tunnel`](proxy::Tunnel)) every adapter drives |
+//! | [`driver`] | [`DriverCore`](driver::DriverCore): the fixed order of the driver's steps around the session; it routes the session's events through a [`Router`]; the answer of a method call ([`Responder`](driver::Responder)) and the channels taken without waiting ([`DriverCore::take_ready`](driver::DriverCore::take_ready)) (every adapter's driver runs on it) |
+//! | [`handle`] | [`Handle`](handle::Handle): the async client calls over `async-channel` (commands, telemetry with backpressure, replies), the [`Events`](handle::Events) streams and the [`MethodRequest`](handle::MethodRequest) of the async adapters (tokio, smol) |
 //! | [`provision_driver`] | [`ProvisioningCore`](provision_driver::ProvisioningCore): the fixed order of the provisioning driver's steps around the DPS session, its events logged (every adapter's `provision`) |
 //! | [`transport`] | the [`Endpoint`](transport::Endpoint) to open (for the hub and for DPS), the [`Failure`](transport::Failure) a transport reports, the meaning of a WebSocket message |
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
-//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core: used by the tokio adapter directly, and by the blocking and smol adapters through [`driver`]) |
+//! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core, used through [`driver`]) |
 //! | [`edge`] | IoT Edge modules: [`module_options`](edge::module_options) (tokens from the workload API, the edge CA), the bytes of one workload API call ([`WorkloadCall`](edge::WorkloadCall)), the token route's [`TokenCommand`](edge::TokenCommand) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
@@ -29,6 +30,7 @@ pub mod api;
 pub mod clock;
 pub mod driver;
 pub mod edge;
+pub mod handle;
 pub mod options;
 pub mod provision_driver;
 pub mod provisioning;

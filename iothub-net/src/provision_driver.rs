@@ -34,7 +34,7 @@ use iothub_proto::provisioning::{Config, Event, Registration, Session, Transport
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::driver::BATCH;
+use crate::driver::{Output, Outputs, drain};
 use crate::transport::{Endpoint, Failure};
 use crate::{Clock, Error, OptionsError, ProvisioningOptions};
 
@@ -42,7 +42,7 @@ use crate::{Clock, Error, OptionsError, ProvisioningOptions};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Step {
-    /// Write these bytes (one write; at most [`BATCH`] bytes gathered).
+    /// Write these bytes (one write; at most [`BATCH`](crate::driver::BATCH) bytes gathered).
     /// Without an open transport, drop them: the session knows.
     Write(Bytes),
     /// Open a new transport to the [`Endpoint`] (dropping any current
@@ -123,34 +123,11 @@ impl ProvisioningCore {
     /// until it returns [`Step::Wait`] or [`Step::Done`].
     #[must_use]
     pub fn poll(&mut self) -> Step {
-        loop {
-            let mut batch: Option<Vec<u8>> = None;
-            while let Some(bytes) = self.session.poll_transmit() {
-                let b = batch.get_or_insert_with(Vec::new);
-                b.extend_from_slice(&bytes);
-                if b.len() >= BATCH {
-                    break;
-                }
-            }
-            if let Some(b) = batch {
-                return Step::Write(b.into());
-            }
-            match self.session.poll_transport() {
-                Some(TransportCommand::Open) => {
-                    self.attempts += 1;
-                    return Step::Open;
-                }
-                Some(TransportCommand::Close) => return Step::Close,
-                None => {}
-            }
-            let mut moved = false;
-            while let Some(event) = self.session.poll_event() {
-                moved = true;
-                log(&event);
-            }
-            if !moved {
-                break;
-            }
+        match drain(&mut self.session, &mut self.attempts, |_, e| log(&e)) {
+            Some(Output::Write(b)) => return Step::Write(b),
+            Some(Output::Open) => return Step::Open,
+            Some(Output::Close) => return Step::Close,
+            None => {}
         }
         if let Some(outcome) = self.session.outcome() {
             return Step::Done(outcome.clone().map_err(Error::Provisioning));
@@ -179,6 +156,22 @@ impl ProvisioningCore {
     /// The deadline of [`Step::Wait`] has come.
     pub fn timeout(&mut self, now: Instant) {
         self.session.handle_timeout(now, Clock::unix_secs());
+    }
+}
+
+impl Outputs for Session {
+    type Event = Event;
+    fn transmit(&mut self) -> Option<Bytes> {
+        self.poll_transmit()
+    }
+    fn transport(&mut self) -> Option<bool> {
+        self.poll_transport().map(|c| match c {
+            TransportCommand::Open => true,
+            TransportCommand::Close => false,
+        })
+    }
+    fn event(&mut self) -> Option<Event> {
+        self.poll_event()
     }
 }
 

@@ -71,6 +71,41 @@ impl Proxy {
     }
 }
 
+/// One `CONNECT` handshake without I/O: the adapter writes
+/// [`request`](Self::request), then reads the answer one byte at a time
+/// and hands each to [`feed`](Self::feed) until it says the tunnel is
+/// open. Byte by byte, so that no byte of the tunnel is read early (the
+/// answer is a few dozen bytes, once per connection).
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    request: Vec<u8>,
+    head: Vec<u8>,
+}
+
+impl Tunnel {
+    /// The handshake for a tunnel through `proxy` to `host:port`.
+    #[must_use]
+    pub fn new(proxy: &Proxy, host: &str, port: u16) -> Tunnel {
+        Tunnel {
+            request: proxy.connect_request(host, port),
+            head: Vec::with_capacity(128),
+        }
+    }
+
+    /// The bytes to write first.
+    #[must_use]
+    pub fn request(&self) -> &[u8] {
+        &self.request
+    }
+
+    /// The next byte of the answer: `Ok(true)` once the tunnel is open
+    /// (read no more), `Ok(false)` to read another byte.
+    pub fn feed(&mut self, byte: u8) -> Result<bool, ProxyError> {
+        self.head.push(byte);
+        Ok(parse_response(&self.head)?.is_some())
+    }
+}
+
 /// The largest answer header accepted from a proxy.
 pub const MAX_RESPONSE_HEAD: usize = 8 * 1024;
 
@@ -148,6 +183,23 @@ mod tests {
             "{r}"
         );
         assert!(!format!("{p:?}").contains("pass"));
+    }
+
+    #[test]
+    fn tunnel_reads_to_the_end_of_the_header_and_no_further() {
+        let p = Proxy::new("127.0.0.1", 3128);
+        let mut t = Tunnel::new(&p, "hub", 443);
+        assert_eq!(t.request(), p.connect_request("hub", 443).as_slice());
+        let answer = b"HTTP/1.1 200 OK\r\n\r\n";
+        let (last, rest) = answer.split_last().unwrap();
+        for b in rest {
+            assert_eq!(t.feed(*b), Ok(false));
+        }
+        assert_eq!(t.feed(*last), Ok(true));
+        let mut t = Tunnel::new(&p, "hub", 443);
+        let refused = b"HTTP/1.1 407 x\r\n\r\n";
+        let r: Result<Vec<bool>, _> = refused.iter().map(|b| t.feed(*b)).collect();
+        assert_eq!(r, Err(ProxyError::Status(407)));
     }
 
     #[test]

@@ -36,6 +36,47 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// An endpoint for `host:port`: TLS with `tls_config` if any (the
+    /// server name is checked here), through `proxy` if any. The client's
+    /// comes from [`ClientOptions::endpoint`]; this serves other services
+    /// (the Device Provisioning Service) over the same transports.
+    pub fn new(
+        (host, port): (&str, u16),
+        transport: Transport,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+        proxy: Option<Proxy>,
+        (open_timeout, write_timeout): (Duration, Duration),
+    ) -> Result<Endpoint, OptionsError> {
+        let tls = match tls_config {
+            Some(config) => Some((config, tls::server_name(host)?)),
+            None => None,
+        };
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+            transport,
+            tls,
+            proxy,
+            open_timeout,
+            write_timeout,
+        })
+    }
+
+    /// The `connect{attempt, host, port, transport}` span of one attempt
+    /// to open a transport, with "opening transport" logged in it.
+    #[must_use]
+    pub fn open_span(&self, attempt: u64) -> tracing::Span {
+        let span = tracing::info_span!(
+            "connect",
+            attempt,
+            host = %self.host,
+            port = self.port,
+            transport = ?self.transport,
+        );
+        span.in_scope(|| tracing::info!("opening transport"));
+        span
+    }
+
     /// Where the TCP connection goes first: the proxy if any, else the
     /// host.
     #[must_use]
@@ -58,10 +99,9 @@ impl ClientOptions {
     /// the transport needs. Adapters call it once, when the client is made.
     pub fn endpoint(&self) -> Result<Endpoint, OptionsError> {
         Endpoint::new(
-            self.prepare()?,
-            self.host(),
-            self.port(),
+            (self.host(), self.port()),
             self.transport,
+            self.prepare()?,
             self.proxy.clone(),
             (self.open_timeout, self.write_timeout),
         )
@@ -74,38 +114,12 @@ impl ProvisioningOptions {
     /// connection's, so an adapter opens both with one function.
     pub fn endpoint(&self) -> Result<Endpoint, OptionsError> {
         Endpoint::new(
-            self.prepare()?,
-            self.host(),
-            self.port(),
+            (self.host(), self.port()),
             self.transport,
+            self.prepare()?,
             self.proxy.clone(),
             (self.open_timeout, self.write_timeout),
         )
-    }
-}
-
-impl Endpoint {
-    fn new(
-        tls_config: Option<Arc<rustls::ClientConfig>>,
-        host: &str,
-        port: u16,
-        transport: Transport,
-        proxy: Option<Proxy>,
-        (open_timeout, write_timeout): (Duration, Duration),
-    ) -> Result<Endpoint, OptionsError> {
-        let tls = match tls_config {
-            Some(config) => Some((config, tls::server_name(host)?)),
-            None => None,
-        };
-        Ok(Endpoint {
-            host: host.to_owned(),
-            port,
-            transport,
-            tls,
-            proxy,
-            open_timeout,
-            write_timeout,
-        })
     }
 }
 

@@ -8,22 +8,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_channel::{Receiver, TryRecvError};
 use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::FutureExt as _;
 use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
+use iothub_net::handle::Inbox;
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, Clock, Error};
-use tracing::{Instrument as _, debug, info, info_span};
+use tracing::{Instrument as _, debug};
 
 use crate::transport::{self, Conn};
 
 /// Bytes read per call at most (stream transports).
 pub(crate) const READ_CHUNK: usize = 8 * 1024;
-/// Commands taken per wake-up at most (then the loop transmits).
-const COMMANDS_PER_TURN: usize = 1024;
 
 /// A transport being opened.
 pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<Conn, Failure>> + Send>>;
@@ -54,10 +52,7 @@ struct State {
     endpoint: Arc<Endpoint>,
     conn: Option<Conn>,
     opening: Option<Opening>,
-    ctl: Receiver<Box<Command>>,
-    ctl_open: bool,
-    tel: Receiver<Telemetry>,
-    tel_open: bool,
+    inbox: Inbox,
     status: Arc<StatusWatch>,
     chunk: Vec<u8>,
 }
@@ -74,8 +69,7 @@ pub(crate) enum Wake {
 impl Driver {
     pub(crate) fn new(
         options: ClientOptions,
-        ctl: Receiver<Box<Command>>,
-        tel: Receiver<Telemetry>,
+        inbox: Inbox,
     ) -> Result<(Driver, Arc<StatusWatch>), Error> {
         let (core, endpoint, span) = DriverCore::start(options)?;
         let status = Arc::new(StatusWatch::new(core.status()));
@@ -85,10 +79,7 @@ impl Driver {
             endpoint: Arc::new(endpoint),
             conn: None,
             opening: None,
-            ctl,
-            ctl_open: true,
-            tel,
-            tel_open: true,
+            inbox,
             status: status.clone(),
             chunk: vec![0; READ_CHUNK],
         };
@@ -104,82 +95,74 @@ impl State {
 
     async fn run(mut self) {
         loop {
-            let deadline = match self.core.poll() {
-                Step::Write(data) => {
-                    self.write(data).await;
-                    continue;
-                }
-                Step::Open => {
-                    self.open();
-                    continue;
-                }
-                Step::Close => {
-                    self.opening = None;
-                    if let Some(conn) = self.conn.take() {
-                        debug!("closing the transport");
-                        conn.close().await;
-                    }
-                    continue;
-                }
-                Step::Wait(deadline) => deadline.map(|at| self.clock.deadline(at)),
+            match self.core.poll() {
+                Step::Write(data) => self.write(data).await,
+                Step::Open => self.open(),
+                Step::Close => self.close().await,
+                Step::Wait(deadline) => self.wait(deadline).await,
                 // Step::Stopped
                 _ => break,
-            };
-            self.status.set(self.core.status());
-            // Backpressure: telemetry stays in its channel while the
-            // session's queue is full.
-            let room = self.tel_open && self.core.accepts_telemetry();
-            let wake = self.wait(deadline, room).await;
-            let now = self.now();
-            match wake {
-                Wake::Read(Ok(data)) => self.core.handle_input(now, &data),
-                Wake::Read(Err(f)) => self.transport_failed(&f),
-                Wake::Opened(r) => {
-                    self.opening = None;
-                    match r {
-                        Ok(conn) => {
-                            self.conn = Some(conn);
-                            self.core.transport_opened(now);
-                        }
-                        Err(f) => self.core.transport_closed(now, &f),
-                    }
-                }
-                Wake::Command(c) => self.on_command(c),
-                Wake::Telemetry(Some(t)) => self.core.telemetry(now, t),
-                Wake::Telemetry(None) => self.tel_open = false,
-                Wake::Timer => self.core.timeout(now),
             }
-            self.take_ready_commands();
         }
-        self.refuse_late_commands();
-        if let Some(conn) = self.conn.take() {
-            conn.close().await;
-        }
+        self.inbox.refuse_late();
+        self.close().await;
         self.status.set(self.core.status());
         self.core.finish();
     }
 
+    /// [`Step::Wait`]: publishes the status, waits, hands what woke the
+    /// driver to the core, then takes what else is ready.
+    async fn wait(&mut self, deadline: Option<iothub_proto::time::Instant>) {
+        self.status.set(self.core.status());
+        let deadline = deadline.map(|at| self.clock.deadline(at));
+        let wake = self.next_wake(deadline).await;
+        let now = self.now();
+        match wake {
+            Wake::Read(Ok(data)) => self.core.handle_input(now, &data),
+            Wake::Read(Err(f)) => self.transport_failed(&f),
+            Wake::Opened(r) => {
+                self.opening = None;
+                self.conn = self.core.opened(now, r);
+            }
+            Wake::Command(c) => self.core.received_command(now, c.map(|c| *c)),
+            Wake::Telemetry(t) => self.core.received_telemetry(now, t),
+            Wake::Timer => self.core.timeout(now),
+        }
+        let now = self.now();
+        self.inbox.take_ready(&mut self.core, now);
+    }
+
+    /// [`Step::Close`], and the end: closes the transport if open.
+    async fn close(&mut self) {
+        self.opening = None;
+        if let Some(conn) = self.conn.take() {
+            debug!("closing the transport");
+            conn.close().await;
+        }
+    }
+
     /// Waits for the first ready of, in this order: inbound bytes, the
-    /// opening transport, a command, telemetry, the timer.
-    async fn wait(&mut self, deadline: Option<std::time::Instant>, room: bool) -> Wake {
+    /// opening transport, a command, telemetry (only while the session
+    /// has room: backpressure), the timer.
+    async fn next_wake(&mut self, deadline: Option<std::time::Instant>) -> Wake {
+        let commands = self.core.takes_commands();
+        let room = self.core.accepts_telemetry();
         let State {
             conn,
             opening,
-            ctl,
-            ctl_open,
-            tel,
+            inbox,
             chunk,
             ..
         } = self;
         let command = async {
-            match ctl_open {
-                true => Wake::Command(ctl.recv().await.ok()),
+            match commands {
+                true => Wake::Command(inbox.commands.recv().await.ok()),
                 false => pending().await,
             }
         };
         let telemetry = async {
             match room {
-                true => Wake::Telemetry(tel.recv().await.ok()),
+                true => Wake::Telemetry(inbox.telemetry.recv().await.ok()),
                 false => pending().await,
             }
         };
@@ -188,63 +171,6 @@ impl State {
             .or(telemetry)
             .or(timer(deadline))
             .await
-    }
-
-    fn on_command(&mut self, c: Option<Box<Command>>) {
-        let now = self.now();
-        match c {
-            Some(c) => self.core.command(now, *c),
-            None => {
-                // Every handle is gone: drain briefly and stop.
-                self.ctl_open = false;
-                self.core.handles_dropped(now);
-            }
-        }
-    }
-
-    fn take_ready_commands(&mut self) {
-        for _ in 0..COMMANDS_PER_TURN {
-            match self.ctl.try_recv() {
-                Ok(c) => self.on_command(Some(c)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => {
-                    if self.ctl_open {
-                        self.on_command(None);
-                    }
-                    break;
-                }
-            }
-        }
-        while self.tel_open && self.core.accepts_telemetry() {
-            match self.tel.try_recv() {
-                Ok(t) => {
-                    let now = self.now();
-                    self.core.telemetry(now, t);
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => self.tel_open = false,
-            }
-        }
-    }
-
-    /// Once stopped, no command or telemetry will be taken again: closes
-    /// both channels, so later sends fail at once ([`Error::Closed`]), and
-    /// drops what is already queued, so its replies end (also
-    /// [`Error::Closed`]). Dropping the receivers is not enough: an
-    /// `async_channel` keeps its queued items while any sender (the
-    /// client's handles) lives, so a command sent after the stop but
-    /// before the driver's end would wait for an answer forever.
-    fn refuse_late_commands(&mut self) {
-        self.ctl.close();
-        self.tel.close();
-        while let Ok(c) = self.ctl.try_recv() {
-            debug!("command after the stop: refused");
-            drop(c);
-        }
-        while let Ok(t) = self.tel.try_recv() {
-            debug!("telemetry after the stop: refused");
-            drop(t);
-        }
     }
 
     fn transport_failed(&mut self, f: &Failure) {
@@ -272,14 +198,7 @@ impl State {
 /// DPS's alike.
 pub(crate) fn open(ep: &Arc<Endpoint>, attempt: u64) -> Opening {
     let ep = ep.clone();
-    let span = info_span!(
-        "connect",
-        attempt,
-        host = %ep.host,
-        port = ep.port,
-        transport = ?ep.transport,
-    );
-    span.in_scope(|| info!("opening transport"));
+    let span = ep.open_span(attempt);
     Box::pin(async move { transport::open(&ep).await }.instrument(span))
 }
 
@@ -313,49 +232,5 @@ pub(crate) async fn timer(deadline: Option<std::time::Instant>) -> Wake {
             Wake::Timer
         }
         None => pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::reply;
-
-    const CS: &str = "HostName=hub.azure-devices.net;DeviceId=dev1;\
-                      SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-    /// The end of `every_api_over_tls`: a command sent after the stop but
-    /// before the driver's end (the client's handles still alive) is
-    /// answered with `Closed`, and later sends fail at once.
-    #[test]
-    fn a_command_queued_at_the_stop_is_answered_closed() {
-        let (ctl_tx, ctl) = async_channel::bounded(8);
-        let (tel_tx, tel) = async_channel::bounded(8);
-        let (core, endpoint, _span) =
-            DriverCore::start(ClientOptions::from_connection_string(CS).unwrap()).unwrap();
-        let status = Arc::new(StatusWatch::new(core.status()));
-        let mut state = State {
-            core,
-            clock: Clock::new(),
-            endpoint: Arc::new(endpoint),
-            conn: None,
-            opening: None,
-            ctl,
-            ctl_open: true,
-            tel,
-            tel_open: true,
-            status,
-            chunk: Vec::new(),
-        };
-        let (tx, rx) = reply::<iothub_proto::session::Twin>();
-        ctl_tx.try_send(Box::new(Command::GetTwin(tx))).unwrap();
-        state.refuse_late_commands();
-        assert!(matches!(
-            futures_lite::future::block_on(crate::client::answer(rx)),
-            Err(Error::Closed)
-        ));
-        let (tx, _rx) = reply::<iothub_proto::session::Twin>();
-        assert!(ctl_tx.try_send(Box::new(Command::GetTwin(tx))).is_err());
-        assert!(tel_tx.is_closed());
     }
 }

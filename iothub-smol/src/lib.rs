@@ -33,7 +33,7 @@
 //!
 //! ```text
 //!  Client (Clone) ──commands──▶ Driver future ──bytes──▶ TCP / TLS / WebSocket
-//!        ▲                        │ owns Session, Conn, one async-io Timer
+//!        ▲                        │ owns DriverCore (Session, Router), Conn, one async-io Timer
 //!        └──replies, streams,  ◀──┘ events
 //!           StatusWatch
 //! ```

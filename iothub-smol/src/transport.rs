@@ -92,22 +92,15 @@ pub(crate) async fn open(ep: &Endpoint) -> Result<Conn, Failure> {
     Ok(Conn::WebSocket(Box::new(ws)))
 }
 
-/// Asks the proxy for a tunnel, reading its answer byte by byte so that no
-/// byte of the tunnel is consumed.
+/// Asks the proxy for a tunnel ([`proxy::Tunnel`]: byte by byte).
 async fn tunnel(io: &mut Box<dyn Io>, p: &Proxy, host: &str, port: u16) -> Result<(), Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::connect(format!("proxy: {e}"));
-    io.write_all(&p.connect_request(host, port))
-        .await
-        .map_err(|e| failed(&e))?;
-    let mut head = Vec::with_capacity(128);
+    let mut t = proxy::Tunnel::new(p, host, port);
+    io.write_all(t.request()).await.map_err(|e| failed(&e))?;
     let mut byte = [0u8; 1];
     loop {
         io.read_exact(&mut byte).await.map_err(|e| failed(&e))?;
-        head.push(byte[0]);
-        if proxy::parse_response(&head)
-            .map_err(|e| failed(&e))?
-            .is_some()
-        {
+        if t.feed(byte[0]).map_err(|e| failed(&e))? {
             return Ok(());
         }
     }

@@ -157,40 +157,55 @@ async fn a_thousand_messages_survive_dropped_connections(rt: Rt) {
     );
     within(10, client.wait_connected()).await.unwrap();
     const N: u32 = 1_000;
+    // The sender stops at six checkpoints, with up to 64 messages in
+    // flight, until the test has dropped a live connection: the drops
+    // happen while sending whatever the speed of the machine.
+    let (ready_tx, ready) = async_channel::bounded::<()>(1);
+    let (dropped_tx, dropped) = async_channel::bounded::<()>(1);
     let (done_tx, done) = async_channel::bounded(1);
     {
         let client = client.clone();
         rt.spawn(async move {
             let (tx, rx) = async_channel::bounded::<()>(64);
+            let (sent_tx, sent) = async_channel::unbounded::<()>();
             for i in 0..N {
                 tx.send(()).await.unwrap(); // at most 64 in flight
-                let (client, rx) = (client.clone(), rx.clone());
+                let (client, rx, sent_tx) = (client.clone(), rx.clone(), sent_tx.clone());
                 rt.spawn(async move {
                     client
                         .send_telemetry(Message::new(i.to_be_bytes().to_vec()))
                         .await
                         .unwrap();
                     rx.recv().await.unwrap();
+                    sent_tx.send(()).await.unwrap();
                 });
+                if i % 150 == 149 && i < 900 {
+                    ready_tx.send(()).await.unwrap();
+                    dropped.recv().await.unwrap();
+                }
             }
-            while !tx.is_empty() {
-                Timer::after(Duration::from_millis(5)).await;
+            for _ in 0..N {
+                sent.recv().await.unwrap();
             }
             done_tx.send(()).await.unwrap();
         });
     }
-    let mut drops = 0;
-    while done.is_empty() {
-        // Drop the connection each time the client has made progress on a
-        // new one.
-        let before = emu.telemetry().len();
-        wait_until(Duration::from_secs(10), || {
-            (emu.is_connected("dev1") && emu.telemetry().len() >= before + 50) || !done.is_empty()
-        });
-        if emu.drop_connection("dev1").unwrap() {
-            drops += 1;
-        }
+    let mut drops: u64 = 0;
+    for _ in 0..6 {
+        within(30, ready.recv()).await.unwrap();
+        // A live connection, newer than the one dropped last.
+        let last = drops;
+        let connected =
+            |s: &iothub_smol::Status| s.state == ConnectionState::Connected && s.connection > last;
+        within(30, client.wait_status(connected)).await;
+        assert!(
+            emu.drop_connection("dev1").unwrap(),
+            "no live connection to drop"
+        );
+        drops += 1;
+        dropped_tx.send(()).await.unwrap();
     }
+    within(60, done.recv()).await.unwrap();
     assert!(drops >= 5, "only {drops} drops while sending");
     let seen: HashSet<u32> = emu.numbered_telemetry().into_iter().collect();
     assert_eq!(seen.len(), N as usize, "every message arrived");

@@ -8,19 +8,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use iothub_net::driver::Command;
 use iothub_net::edge::{
     EdgeError, TokenCommand, TokenSource, WORKLOAD_TIMEOUT, WorkloadCall, edge_environment,
     with_external_signer, workload_socket,
 };
+use iothub_net::handle::WeakCommands;
 use iothub_net::{ClientOptions, Clock};
 use iothub_proto::auth::SasToken;
 use iothub_proto::edge::{EdgeEnvironment, HttpResponse};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::Client;
-use crate::driver::Command;
 
 /// One call to the workload API: write the request, read until the
 /// response is complete.
@@ -63,7 +63,7 @@ pub async fn module_options(env: &EdgeEnvironment) -> Result<ClientOptions, Edge
 /// The token source of a client: each request spawns one sign call,
 /// whose outcome goes back to the driver. It holds the driver's channel
 /// weakly, so it never keeps a client alive.
-fn token_source(env: EdgeEnvironment, ctl: mpsc::WeakUnboundedSender<Box<Command>>) -> TokenSource {
+fn token_source(env: EdgeEnvironment, ctl: WeakCommands) -> TokenSource {
     let env = Arc::new(env);
     let runtime = tokio::runtime::Handle::current();
     Box::new(move |lifetime| {
@@ -77,7 +77,7 @@ fn token_source(env: EdgeEnvironment, ctl: mpsc::WeakUnboundedSender<Box<Command
                 }
             };
             if let Some(ctl) = ctl.upgrade() {
-                let _ = ctl.send(Box::new(Command::Token(TokenCommand::Answer(answer))));
+                let _ = ctl.try_send(Box::new(Command::Token(TokenCommand::Answer(answer))));
             }
         });
     })
@@ -108,10 +108,10 @@ impl Client {
     ) -> Result<Client, EdgeError> {
         let options = with_external_signer(options);
         let client = Client::new(options).map_err(EdgeError::Client)?;
-        let source = token_source(env, client.weak_control());
-        client
-            .control(Command::Token(TokenCommand::Source(source)))
-            .map_err(EdgeError::Client)?;
+        let ctl = client.control();
+        let source = token_source(env, ctl.downgrade());
+        ctl.try_send(Box::new(Command::Token(TokenCommand::Source(source))))
+            .map_err(|_| EdgeError::Client(iothub_net::Error::Closed))?;
         Ok(client)
     }
 }

@@ -27,8 +27,8 @@
 //!
 //! ```text
 //!  Client (Clone) ──commands──▶ driver task ──bytes──▶ TCP / TLS / WebSocket
-//!        ▲                        │ owns Session, Conn, one Sleep
-//!        └──oneshots, streams, ◀──┘ events
+//!        ▲                        │ owns DriverCore (Session, Router), Conn, one Sleep
+//!        └──replies, streams,  ◀──┘ events
 //!           watch<Status>
 //! ```
 //!

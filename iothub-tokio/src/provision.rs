@@ -10,18 +10,18 @@
 //! and sets one timer.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_net::provision_driver::{ProvisioningCore, Step};
-use iothub_net::transport::Failure;
-use iothub_net::{ClientOptions, Clock, Error, OptionsError, ProvisioningOptions};
+use iothub_net::transport::Endpoint;
+use iothub_net::{ClientOptions, Clock, Error, ProvisioningOptions};
 use iothub_proto::provisioning::{Registration, ReprovisionPolicy};
-use tracing::{Instrument as _, info, info_span, warn};
+use tracing::{Instrument as _, warn};
 
 use crate::Client;
-use crate::transport::{self, Conn, Endpoint};
+use crate::driver::{Opening, opened, read};
+use crate::transport::{self, Conn};
 
 /// What provisioning gave: the assignment, and the options of a client for
 /// the assigned hub ([`ProvisioningOptions::client_options`]).
@@ -63,9 +63,7 @@ impl Provisioned {
 pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Error> {
     let clock = Clock::starting_at(tokio::time::Instant::now().into_std());
     let now = clock.instant(tokio::time::Instant::now().into_std());
-    let (core, dps, span) = ProvisioningCore::start(options, now)?;
-    let endpoint = Endpoint::provisioning(options, dps.tls.map(|(config, _)| config))
-        .map_err(OptionsError::from)?;
+    let (core, endpoint, span) = ProvisioningCore::start(options, now)?;
     let registration = run(core, clock, Arc::new(endpoint))
         .instrument(span)
         .await?;
@@ -149,21 +147,14 @@ async fn run(
                 if let Some(c) = conn.as_mut() {
                     if let Err(f) = c.write(bytes, endpoint.write_timeout).await {
                         conn = None;
-                        core.transport_closed(now(), &failure(&f));
+                        core.transport_closed(now(), &f);
                     }
                 }
                 continue;
             }
             Step::Open => {
                 conn = None;
-                let span = info_span!(
-                    "connect",
-                    attempt = core.attempts(),
-                    host = %endpoint.host,
-                    port = endpoint.port,
-                    transport = ?endpoint.transport,
-                );
-                span.in_scope(|| info!("opening transport"));
+                let span = endpoint.open_span(core.attempts());
                 opening = Some(Box::pin(transport::open(endpoint.clone()).instrument(span)));
                 continue;
             }
@@ -195,7 +186,7 @@ async fn run(
                 }
                 Err(f) => {
                     conn = None;
-                    core.transport_closed(now(), &failure(&f));
+                    core.transport_closed(now(), &f);
                 }
             },
             r = opened(opening.as_mut()) => {
@@ -205,36 +196,12 @@ async fn run(
                         conn = Some(c);
                         core.transport_opened(now());
                     }
-                    Err(f) => core.transport_closed(now(), &failure(&f)),
+                    Err(f) => core.transport_closed(now(), &f),
                 }
             }
             () = sleep_until(wake) => core.timeout(now()),
         }
     }
-}
-
-/// A transport being opened.
-type Opening = Pin<Box<dyn Future<Output = Result<Conn, transport::Failure>> + Send>>;
-
-/// Bytes read from the transport, if there is one (else never).
-async fn read(conn: Option<&mut Conn>, buf: &mut Vec<u8>) -> Result<(), transport::Failure> {
-    match conn {
-        Some(c) => c.read(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The transport being opened, if one is (else never).
-async fn opened(opening: Option<&mut Opening>) -> Result<Conn, transport::Failure> {
-    match opening {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The shared failure type the core takes.
-fn failure(f: &transport::Failure) -> Failure {
-    Failure::new(f.kind, &f.detail)
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -162,6 +162,9 @@ async fn a_thousand_messages_survive_five_dropped_connections() {
         Client::new(options(&emu, "dev1").with_session(|c| c.with_max_in_flight(32))).unwrap();
     within(10, client.wait_connected()).await.unwrap();
     const N: u32 = 1_000;
+    // The sender stops at six checkpoints, with up to 64 messages in
+    // flight, until the test has dropped a live connection.
+    let (mut checkpoints, dropper) = support::checkpoints();
     let sender = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -173,11 +176,11 @@ async fn a_thousand_messages_survive_five_dropped_connections() {
                         .send_telemetry(Message::new(i.to_be_bytes().to_vec()))
                         .await
                 });
-                if i % 10 == 0 {
-                    tokio::time::sleep(Duration::from_millis(3)).await;
-                }
                 while tasks.len() >= 64 {
                     tasks.join_next().await.unwrap().unwrap().unwrap();
+                }
+                if i % 150 == 149 && i < 900 {
+                    checkpoints.reached().await;
                 }
             }
             while let Some(r) = tasks.join_next().await {
@@ -185,13 +188,9 @@ async fn a_thousand_messages_survive_five_dropped_connections() {
             }
         })
     };
-    let mut drops = 0;
-    while !sender.is_finished() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if emu.drop_connection("dev1").unwrap() {
-            drops += 1;
-        }
-    }
+    let drops = dropper
+        .drop_at(6, client.status(), || emu.drop_connection("dev1").unwrap())
+        .await;
     within(60, sender).await.unwrap();
     assert!(drops >= 5, "only {drops} drops while sending");
     let mut counts: HashMap<u32, u32> = HashMap::new();

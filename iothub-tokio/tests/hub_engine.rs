@@ -162,6 +162,9 @@ async fn reconnects_without_losing_a_message() {
     let client = Client::new(plain(&server).with_session(|c| c.with_max_in_flight(32))).unwrap();
     within(10, client.wait_connected()).await.unwrap();
     const N: u32 = 1_000;
+    // The sender stops at six checkpoints, with up to 64 messages in
+    // flight, until the test has dropped a live connection.
+    let (mut checkpoints, dropper) = support::checkpoints();
     let sender = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -173,11 +176,11 @@ async fn reconnects_without_losing_a_message() {
                         .send_telemetry(Message::new(i.to_be_bytes().to_vec()))
                         .await
                 });
-                if i % 10 == 0 {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
                 if tasks.len() >= 64 {
                     tasks.join_next().await.unwrap().unwrap().unwrap();
+                }
+                if i % 150 == 149 && i < 900 {
+                    checkpoints.reached().await;
                 }
             }
             while let Some(r) = tasks.join_next().await {
@@ -185,15 +188,17 @@ async fn reconnects_without_losing_a_message() {
             }
         })
     };
-    let mut drops = 0;
-    while !sender.is_finished() {
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        if let Some(conn) = server.with(|h| h.connection_of(&id)) {
-            server.with(|h| h.drop_connection(conn));
-            drops += 1;
-        }
-        assert!(drops < 500, "never finished");
-    }
+    let drops = dropper
+        .drop_at(6, client.status(), || {
+            match server.with(|h| h.connection_of(&id)) {
+                Some(conn) => {
+                    server.with(|h| h.drop_connection(conn));
+                    true
+                }
+                None => false,
+            }
+        })
+        .await;
     sender.await.unwrap();
     assert!(drops >= 5, "only {drops} connections dropped while sending");
     let got = server.with(|h| h.take_telemetry());

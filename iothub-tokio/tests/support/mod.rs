@@ -310,3 +310,66 @@ async fn serve_ws(
         }
     }
 }
+
+/// Checkpoints of a sender that must see its connection dropped while it
+/// sends: at each, the sender waits until the test has dropped a live
+/// connection, so the drops happen while sending whatever the speed of
+/// the machine.
+pub struct Checkpoints {
+    ready: tokio::sync::mpsc::Sender<()>,
+    dropped: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Checkpoints {
+    /// Sender side: stops until the test has dropped the connection.
+    pub async fn reached(&mut self) {
+        self.ready.send(()).await.unwrap();
+        self.dropped.recv().await.unwrap();
+    }
+}
+
+/// Test side of [`Checkpoints`]: drops the connection `n` times, each at
+/// the sender's next checkpoint and once the client has a live connection
+/// newer than the one dropped last (`drop` says whether there was one to
+/// drop). Returns the sender side first; run `drop_at` beside the sender.
+pub fn checkpoints() -> (Checkpoints, Dropper) {
+    let (ready, ready_rx) = tokio::sync::mpsc::channel(1);
+    let (dropped_tx, dropped) = tokio::sync::mpsc::channel(1);
+    (
+        Checkpoints { ready, dropped },
+        Dropper {
+            ready: ready_rx,
+            dropped: dropped_tx,
+        },
+    )
+}
+
+/// See [`checkpoints`].
+pub struct Dropper {
+    ready: tokio::sync::mpsc::Receiver<()>,
+    dropped: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Dropper {
+    /// Drops `n` connections, one at each checkpoint; returns `n`.
+    pub async fn drop_at(
+        mut self,
+        n: u64,
+        mut status: tokio::sync::watch::Receiver<iothub_tokio::Status>,
+        mut drop: impl FnMut() -> bool,
+    ) -> u64 {
+        let limit = Duration::from_secs(30);
+        for dropped in 0..n {
+            let ready = tokio::time::timeout(limit, self.ready.recv()).await;
+            ready.expect("the sender reaches its checkpoint").unwrap();
+            let live = status.wait_for(|s| {
+                s.state == iothub_tokio::ConnectionState::Connected && s.connection > dropped
+            });
+            let live = tokio::time::timeout(limit, live).await;
+            live.expect("a live connection").unwrap();
+            assert!(drop(), "no live connection to drop");
+            self.dropped.send(()).await.unwrap();
+        }
+        n
+    }
+}

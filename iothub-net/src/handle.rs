@@ -1,0 +1,301 @@
+//! The client side shared by the async adapters (`iothub-tokio`,
+//! `iothub-smol`): a [`Handle`] sends commands and telemetry to the driver
+//! over `async-channel` (which needs no runtime) and awaits the answers;
+//! [`Events`] and [`MethodRequest`] are the streams and method calls it
+//! hands out. The driver reads the other ends, an [`Inbox`]. An adapter's
+//! `Client` is a `Handle` plus its status watch and its way to run the
+//! driver.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender, TryRecvError, WeakSender};
+use bytes::Bytes;
+use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
+use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
+use iothub_proto::time::Instant;
+use serde_json::Value;
+use tracing::debug;
+
+use crate::api::{DesiredUpdate, Error, InputMessage};
+use crate::driver::{Command, DriverCore, Ready, Reply, Responder, Sink, Subscribe, Telemetry};
+
+/// Telemetry messages waiting for room in the session's queue.
+pub const TELEMETRY_CHANNEL: usize = 64;
+
+/// The driver's command channel (unbounded: `try_send` fails only once
+/// the driver has stopped).
+pub type Commands = Sender<Box<Command>>;
+/// The command channel held weakly: it does not keep the driver up.
+pub type WeakCommands = WeakSender<Box<Command>>;
+
+/// A reply whose answer arrives on a one-slot channel, and that channel.
+pub fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<Result<T, Error>>) {
+    let (tx, rx) = async_channel::bounded(1);
+    (
+        Reply::new(move |v| tx.try_send(v).err().map(|e| e.into_inner())),
+        rx,
+    )
+}
+
+/// The answer of a [`reply`]; [`Error::Closed`] if the driver dropped it.
+pub async fn answer<T>(rx: Receiver<Result<T, Error>>) -> Result<T, Error> {
+    rx.recv().await.map_err(|_| Error::Closed)?
+}
+
+/// The driver's ends of a [`Handle`]'s channels.
+#[derive(Debug)]
+pub struct Inbox {
+    /// Commands (unbounded: they are few and small).
+    pub commands: Receiver<Box<Command>>,
+    /// Telemetry (bounded: backpressure once the session's queue is full).
+    pub telemetry: Receiver<Telemetry>,
+}
+
+impl Inbox {
+    /// [`DriverCore::take_ready`] over these channels.
+    pub fn take_ready(&self, core: &mut DriverCore, now: Instant) {
+        let (c, t) = (&self.commands, &self.telemetry);
+        core.take_ready(now, || ready(c.try_recv()), || ready(t.try_recv()));
+    }
+
+    /// Once stopped, no command or telemetry will be taken again: closes
+    /// both channels, so later sends fail at once ([`Error::Closed`]), and
+    /// drops what is already queued, so its replies end (also
+    /// [`Error::Closed`]). Dropping the receivers is not enough: an
+    /// `async_channel` keeps its queued items while any sender (the
+    /// client's handles) lives, so a command sent after the stop but
+    /// before the driver's end would wait for an answer forever.
+    pub fn refuse_late(&self) {
+        self.commands.close();
+        self.telemetry.close();
+        while let Ok(c) = self.commands.try_recv() {
+            debug!("command after the stop: refused");
+            drop(c);
+        }
+        while let Ok(t) = self.telemetry.try_recv() {
+            debug!("telemetry after the stop: refused");
+            drop(t);
+        }
+    }
+}
+
+fn ready<T>(r: Result<T, TryRecvError>) -> Ready<T> {
+    match r {
+        Ok(item) => Ready::Item(item),
+        Err(TryRecvError::Empty) => Ready::Empty,
+        Err(TryRecvError::Closed) => Ready::Closed,
+    }
+}
+
+/// A direct method call; answer it with [`respond`](Self::respond) before
+/// the caller's timeout. Dropping it unanswered leaves the caller to time
+/// out (and is logged).
+#[derive(Debug)]
+pub struct MethodRequest {
+    /// The method name.
+    pub name: String,
+    /// The request body (JSON or empty).
+    pub payload: Bytes,
+    responder: Responder<Commands>,
+}
+
+impl MethodRequest {
+    fn new(name: String, payload: Bytes, responder: Responder<Commands>) -> Self {
+        MethodRequest {
+            name,
+            payload,
+            responder,
+        }
+    }
+
+    /// Answers with a status and a body (JSON or empty). Fails with
+    /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
+    /// if the connection the call came on is gone (the hub accepts
+    /// answers only there).
+    pub async fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let (tx, rx) = reply();
+        let (ctl, cmd) = (self.responder)
+            .respond(status, payload.into(), tx)
+            .ok_or(Error::Closed)?;
+        ctl.send(Box::new(cmd)).await.map_err(|_| Error::Closed)?;
+        answer(rx).await
+    }
+}
+
+/// A stream of inbound items (cloud-to-device messages, module inputs,
+/// method calls, desired updates). Use [`recv`](Self::recv) or the
+/// [`futures_core::Stream`] impl. It ends when the client stops, or when a
+/// newer stream of the same kind is asked for.
+#[derive(Debug)]
+pub struct Events<T> {
+    rx: Pin<Box<Receiver<T>>>,
+}
+
+impl<T> Events<T> {
+    /// The next item; `None` once the stream has ended. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<T> {
+        self.rx.recv().await.ok()
+    }
+}
+
+impl<T> futures_core::Stream for Events<T> {
+    type Item = T;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.rx.as_mut().poll_next(cx)
+    }
+}
+
+/// The async client calls: each sends one command (or one telemetry
+/// message) to the driver and awaits its answer. Cloning shares the
+/// channels; when every handle is gone the driver drains and stops.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    ctl: Commands,
+    tel: Sender<Telemetry>,
+}
+
+impl Handle {
+    /// A handle and the driver's ends of its channels.
+    #[must_use]
+    pub fn new() -> (Handle, Inbox) {
+        let (ctl, commands) = async_channel::unbounded();
+        let (tel, telemetry) = async_channel::bounded(TELEMETRY_CHANNEL);
+        (
+            Handle { ctl, tel },
+            Inbox {
+                commands,
+                telemetry,
+            },
+        )
+    }
+
+    /// The command channel, for commands that need no answer (the IoT
+    /// Edge token route).
+    #[must_use]
+    pub fn commands(&self) -> &Commands {
+        &self.ctl
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, Error> {
+        let (tx, rx) = reply();
+        self.ctl
+            .send(Box::new(make(tx)))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer(rx).await
+    }
+
+    /// Sends a telemetry message; resolves on PUBACK (QoS 1) or once
+    /// written (QoS 0). Waits for room while the session's queue is full.
+    pub async fn send_telemetry(&self, message: Message) -> Result<(), Error> {
+        let (tx, rx) = reply();
+        self.tel
+            .send(Box::new((message, tx)))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer(rx).await
+    }
+
+    /// Reads the full twin.
+    pub async fn get_twin(&self) -> Result<Twin, Error> {
+        self.call(Command::GetTwin).await
+    }
+
+    /// Patches reported properties; returns the new reported `$version`.
+    pub async fn update_reported(&self, patch: &Value) -> Result<u64, Error> {
+        let json = Bytes::from(patch.to_string());
+        self.call(|tx| Command::UpdateReported(json, tx)).await
+    }
+
+    async fn subscribe<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Sink<T>) -> Subscribe,
+    ) -> Result<Events<T>, Error> {
+        let (tx, rx) = async_channel::unbounded();
+        let sink = make(Sink::new(move |item| tx.try_send(item).is_ok()));
+        self.call(|reply| Command::Enable(sink, reply)).await?;
+        Ok(Events { rx: Box::pin(rx) })
+    }
+
+    /// Desired-properties updates (subscribes on first use).
+    pub async fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
+        self.subscribe(Subscribe::Desired).await
+    }
+
+    /// Direct method calls (subscribes on first use). A weak sender: the
+    /// stream does not keep the driver alive once every handle is gone.
+    pub async fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
+        let ctl = self.ctl.downgrade();
+        self.subscribe(|sink| Subscribe::methods(sink, move || ctl.upgrade(), MethodRequest::new))
+            .await
+    }
+
+    /// Cloud-to-device messages (subscribes on first use).
+    pub async fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
+        self.subscribe(Subscribe::C2d).await
+    }
+
+    /// Module input messages (subscribes on first use).
+    pub async fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
+        self.subscribe(Subscribe::Inputs).await
+    }
+
+    /// Acknowledges a message in manual-ack mode.
+    pub async fn ack(&self, token: AckToken) -> Result<(), Error> {
+        self.call(|tx| Command::Ack(token, tx)).await
+    }
+
+    /// Resolves when the device should provision again under `policy`.
+    pub async fn reprovision_needed(
+        &self,
+        policy: ReprovisionPolicy,
+    ) -> Result<ReprovisionReason, Error> {
+        self.call(|tx| Command::WatchReprovision(policy, tx)).await
+    }
+
+    /// Graceful shutdown within `timeout`; resolves once the driver has
+    /// stopped (at once if it already has).
+    pub async fn shutdown(&self, timeout: Duration) {
+        let _ = self.call(|tx| Command::Shutdown(timeout, tx)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    /// A command sent after the stop but before the driver's end (the
+    /// client's handles still alive) is answered with `Closed`, and later
+    /// sends fail at once.
+    #[test]
+    fn a_command_queued_at_the_stop_is_answered_closed() {
+        let (handle, inbox) = Handle::new();
+        let (tx, rx) = reply::<Twin>();
+        handle.ctl.try_send(Box::new(Command::GetTwin(tx))).unwrap();
+        inbox.refuse_late();
+        assert!(matches!(block_on(answer(rx)), Err(Error::Closed)));
+        assert!(matches!(block_on(handle.get_twin()), Err(Error::Closed)));
+        assert!(handle.tel.is_closed());
+    }
+
+    #[test]
+    fn handles_are_clone_send_sync() {
+        fn check<T: Clone + Send + Sync>() {}
+        check::<Handle>();
+    }
+}
