@@ -19,9 +19,9 @@
 //! The rules are the core's sans-IO engine [`iothub_proto::hub::dps::DpsService`].
 //!
 //! **One hub logic.** Every rule of the hub — CONNECT checks and CONNACK
-//! codes, eviction, subscriptions, QoS, twins, methods, C2D, will,
-//! keep-alive, token expiry, limits — lives in the sans-IO engine
-//! [`iothub_proto::hub::Hub`], the same one the core's tests drive in
+//! codes, the CONNECT deadline, eviction, subscriptions, QoS, twins,
+//! methods, C2D, will, keep-alive, token expiry, limits — lives in the
+//! sans-IO engine [`iothub_proto::hub::Hub`], the same one the core's tests drive in
 //! simulated time. This crate only adds I/O around it:
 //!
 //! ```text
