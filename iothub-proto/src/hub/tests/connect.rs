@@ -538,3 +538,36 @@ fn the_connect_deadline_can_be_turned_off_and_plain_accept_has_none() {
     w.hub.handle_timeout(u64::MAX - 1, T0);
     assert!(!w.hub.is_closed(late));
 }
+
+#[test]
+fn a_refused_or_client_closed_connection_keeps_its_own_close_reason() {
+    let mut w = World::new();
+    let (dev, _) = w.device("dev1", 1);
+    w.hub.set_connect_timeout(Some(1_000));
+    let refused = w.hub.accept_at(0, None);
+    let bad_key = connect_with(&dev, &key(9), T0 + 60, &UsernameOptions::default());
+    w.send(refused, bad_key);
+    let gone = w.hub.accept_at(0, None);
+    w.hub.client_closed(gone);
+    // Not CONNECT first: a violation before the deadline.
+    let pinger = w.hub.accept_at(0, None);
+    w.send(pinger, Packet::Pingreq);
+    assert_eq!(
+        w.hub.next_timeout(),
+        None,
+        "closed connections have no deadline"
+    );
+    w.hub.handle_timeout(1_000, T0 + 1);
+    assert_eq!(
+        w.hub.close_reason(refused),
+        Some(CloseReason::Refused(
+            ConnectReturnCode::BadUserNameOrPassword
+        ))
+    );
+    assert_eq!(w.hub.close_reason(gone), Some(CloseReason::TransportClosed));
+    assert_eq!(
+        w.hub.close_reason(pinger),
+        Some(CloseReason::ProtocolViolation(Violation::NotConnectFirst))
+    );
+    assert_eq!(w.hub.counters().connect_timeouts, 0);
+}
