@@ -826,6 +826,8 @@ async fn a_connection_without_connect_is_closed_at_the_connect_timeout() {
     // TLS: the deadline runs once the handshake is done.
     let config = tls_config(emu.ca_pem().unwrap(), None);
     let mut tls = tls_connect(emu.mqtt_addr(), config).await.unwrap();
+    // WebSocket: the deadline runs once the upgrade is done.
+    let mut ws = Client::websocket(&emu).await;
     // DPS, plain TCP, nothing sent.
     let mut dps = tokio::net::TcpStream::connect(emu.plain_dps_addr().unwrap())
         .await
@@ -841,6 +843,7 @@ async fn a_connection_without_connect_is_closed_at_the_connect_timeout() {
     eof_within_wait(&mut partial).await;
     eof_within_wait(&mut tls).await;
     eof_within_wait(&mut dps).await;
+    assert_eq!(ws.recv_within(WAIT).await, Ok(None), "WebSocket closed");
     good.send(Packet::Pingreq).await;
     assert!(matches!(good.recv().await, Some(Packet::Pingresp)));
     assert!(emu.is_connected("dev1"));
