@@ -150,13 +150,13 @@ impl Core {
     ) -> (Link, mpsc::UnboundedReceiver<Out>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let thumbprint = chain.first().map(|c| crate::tls::thumbprint(c));
-        let id = self.step(|st, _, _| match service {
+        let id = self.step(|st, now, _| match service {
             Service::Hub => {
-                let conn = st.hub.accept_with_thumbprint(thumbprint);
+                let conn = st.hub.accept_at(now, thumbprint);
                 st.conns.insert(conn, tx);
                 conn
             }
-            Service::Dps => st.dps.open(thumbprint, &chain, tx),
+            Service::Dps => st.dps.open(now, thumbprint, &chain, tx),
         });
         (Link { service, id }, rx)
     }
@@ -222,8 +222,9 @@ impl Core {
     }
 
     /// The timer task: feeds [`Hub::handle_timeout`] at the engine's next
-    /// deadline, and at least every 200 ms (so a deadline set by input,
-    /// such as a token expiry at CONNECT, is never late by more).
+    /// deadline, and at least every 200 ms (so a deadline set by input or
+    /// at accept, such as a token expiry at CONNECT or the CONNECT
+    /// deadline of a new connection, is never late by more).
     pub(crate) async fn run_timer(self: Arc<Core>, mut stop: watch::Receiver<bool>) {
         const TICK: Duration = Duration::from_millis(200);
         loop {

@@ -612,6 +612,7 @@ impl DpsState {
     /// one) is verified against the CA of every X.509 CA group.
     pub(crate) fn open(
         &mut self,
+        now_ms: u64,
         thumbprint: Option<String>,
         chain: &[CertificateDer<'static>],
         tx: mpsc::UnboundedSender<Out>,
@@ -628,9 +629,7 @@ impl DpsState {
             }
             _ => None,
         };
-        let conn = self
-            .svc
-            .accept_with_verified_certificate(thumbprint, verified);
+        let conn = self.svc.accept_at(now_ms, thumbprint, verified);
         self.conns.insert(
             conn,
             DpsLink {

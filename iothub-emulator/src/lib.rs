@@ -19,9 +19,9 @@
 //! The rules are the core's sans-IO engine [`iothub_proto::hub::dps::DpsService`].
 //!
 //! **One hub logic.** Every rule of the hub — CONNECT checks and CONNACK
-//! codes, eviction, subscriptions, QoS, twins, methods, C2D, will,
-//! keep-alive, token expiry, limits — lives in the sans-IO engine
-//! [`iothub_proto::hub::Hub`], the same one the core's tests drive in
+//! codes, the CONNECT deadline, eviction, subscriptions, QoS, twins,
+//! methods, C2D, will, keep-alive, token expiry, limits — lives in the
+//! sans-IO engine [`iothub_proto::hub::Hub`], the same one the core's tests drive in
 //! simulated time. This crate only adds I/O around it:
 //!
 //! ```text
@@ -113,6 +113,13 @@ use crate::dps::DpsState;
 pub const DEFAULT_HOST_NAME: &str = "localhost";
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "emulator.redb";
+/// How long a connection to the hub or to DPS may go without an accepted
+/// CONNECT, once its transport (and TLS or WebSocket handshake) is up,
+/// before the emulator closes it: 30 s
+/// ([`iothub_proto::hub::DEFAULT_CONNECT_TIMEOUT_MS`]); see
+/// [`EmulatorBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration =
+    Duration::from_millis(iothub_proto::hub::DEFAULT_CONNECT_TIMEOUT_MS);
 
 /// What went wrong.
 #[derive(Debug)]
@@ -284,6 +291,7 @@ pub struct EmulatorBuilder {
     enrollments: Vec<String>,
     enrollment_groups: Vec<String>,
     routes: Vec<(String, String)>,
+    connect_timeout: Option<Duration>,
 }
 
 impl Default for EmulatorBuilder {
@@ -307,6 +315,7 @@ impl Default for EmulatorBuilder {
             enrollments: Vec::new(),
             enrollment_groups: Vec::new(),
             routes: Vec::new(),
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
         }
     }
 }
@@ -447,6 +456,18 @@ impl EmulatorBuilder {
         self
     }
 
+    /// How long a connection (hub or DPS, any transport) may go without an
+    /// accepted CONNECT, counted once its TLS or WebSocket handshake is
+    /// done, before the emulator closes it, as IoT Hub does: a client that
+    /// connects and sends nothing, or only part of a CONNECT, does not keep
+    /// its socket. `None` turns the deadline off. Default
+    /// [`DEFAULT_CONNECT_TIMEOUT`] (30 s); checked at least every 200 ms.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// Create an individual DPS enrollment at start (symmetric keys
     /// generated; an existing enrollment is left as it is).
     #[must_use]
@@ -511,7 +532,12 @@ impl EmulatorBuilder {
                 (tls, None)
             }
         };
+        let connect_timeout_ms = self
+            .connect_timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let mut hub = Hub::new(&self.host_name);
+        hub.set_connect_timeout(connect_timeout_ms);
+        dps.svc.set_connect_timeout(connect_timeout_ms);
         let store = store.map(|(store, stored)| {
             for s in stored.identities {
                 hub.restore_identity(s);

@@ -10,10 +10,12 @@
 use std::net::{IpAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use iothub_emulator::{
-    DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_HOST_NAME, DEFAULT_ID_SCOPE, Emulator,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_HOST_NAME, DEFAULT_ID_SCOPE,
+    Emulator,
 };
 
 /// A local Azure IoT Hub device endpoint: MQTT over TLS, MQTT over
@@ -79,6 +81,11 @@ struct Args {
     /// The DPS ID scope devices provision with.
     #[arg(long, value_name = "S", default_value = DEFAULT_ID_SCOPE)]
     id_scope: String,
+    /// Close a connection (hub or DPS) that has not sent an accepted
+    /// CONNECT this many seconds after its TLS/WebSocket handshake; 0
+    /// turns the deadline off.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs())]
+    connect_timeout: u64,
     /// The retry-after (seconds) DPS answers with while assigning.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_DPS_RETRY_AFTER_SECS)]
     dps_retry_after: u32,
@@ -175,7 +182,10 @@ async fn main() -> ExitCode {
         .dps_port(args.dps_port)
         .dps_ws_port(args.dps_ws_port)
         .id_scope(args.id_scope.clone())
-        .dps_retry_after(args.dps_retry_after);
+        .dps_retry_after(args.dps_retry_after)
+        .connect_timeout(
+            (args.connect_timeout > 0).then(|| Duration::from_secs(args.connect_timeout)),
+        );
     builder = if args.in_memory {
         builder.in_memory()
     } else {

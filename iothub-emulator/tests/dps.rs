@@ -617,6 +617,7 @@ async fn the_binary_prints_the_dps_endpoint_and_enrollments() {
             "0",
         ])
         .args(["--enrollment", "cli-dev", "--enrollment-group", "cli-fleet"])
+        .args(["--connect-timeout", "1"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -633,7 +634,22 @@ async fn the_binary_prints_the_dps_endpoint_and_enrollments() {
         let (k, v) = line.trim_end().split_once(' ').unwrap();
         lines.insert(k.to_owned(), v.to_owned());
     }
+    // --connect-timeout 1: a DPS socket that sends nothing is closed
+    // (EOF) after a second.
+    let mut silent = tokio::net::TcpStream::connect(lines["plain-dps"].as_str())
+        .await
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read =
+        tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut silent, &mut buf)).await;
     let _ = (child.kill(), child.wait());
+    assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(lines["id-scope"], "0ne0000ABCD");
     for k in ["dps", "dps-websocket", "plain-dps", "mqtt"] {
         let a: std::net::SocketAddr = lines[k].parse().unwrap();
@@ -662,6 +678,7 @@ async fn the_binary_prints_the_dps_endpoint_and_enrollments() {
         "--dps-retry-after",
         "--enrollment",
         "--enrollment-group",
+        "--connect-timeout",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

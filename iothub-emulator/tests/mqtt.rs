@@ -777,3 +777,75 @@ async fn faults_drop_throttle_refuse_and_delay() {
     }
     emu.shutdown().await;
 }
+
+/// Reads from `s` until the emulator closes it, within [`WAIT`]; returns
+/// how long that took. Panics if the emulator sends anything first.
+async fn eof_within_wait(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Duration {
+    use tokio::io::AsyncReadExt as _;
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("the emulator kept a connection without CONNECT open")
+        .expect("the emulator closed with an error instead of EOF");
+    assert_eq!(n, 0, "the emulator sent {:?}", &buf[..n]);
+    t0.elapsed()
+}
+
+#[tokio::test]
+async fn a_connection_without_connect_is_closed_at_the_connect_timeout() {
+    use tokio::io::AsyncWriteExt as _;
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    let emu = iothub_emulator::Emulator::builder()
+        .in_memory()
+        .plain_mqtt(true)
+        .plain_dps(true)
+        .connect_timeout(Some(TIMEOUT))
+        .start()
+        .await
+        .unwrap();
+    let dev = emu.create_device("dev1").unwrap();
+    // A client that connects in time is not affected: it is still served
+    // after the others, opened later, were closed at their deadline.
+    let mut good = Client::plain(emu.plain_addr().unwrap()).await;
+    let ack = good
+        .connect_packet(connect_for(&dev, true).with_keep_alive(0))
+        .await;
+    assert!(ack.code().is_accepted());
+
+    // Plain TCP to the hub, nothing sent.
+    let opened_at = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(emu.plain_addr().unwrap())
+        .await
+        .unwrap();
+    // A slowloris: the first byte of a CONNECT, never the rest.
+    let mut partial = tokio::net::TcpStream::connect(emu.plain_addr().unwrap())
+        .await
+        .unwrap();
+    partial.write_all(&[0x10]).await.unwrap();
+    // TLS: the deadline runs once the handshake is done.
+    let config = tls_config(emu.ca_pem().unwrap(), None);
+    let mut tls = tls_connect(emu.mqtt_addr(), config).await.unwrap();
+    // WebSocket: the deadline runs once the upgrade is done.
+    let mut ws = Client::websocket(&emu).await;
+    // DPS, plain TCP, nothing sent.
+    let mut dps = tokio::net::TcpStream::connect(emu.plain_dps_addr().unwrap())
+        .await
+        .unwrap();
+
+    // Not before the deadline: `silent` was opened less than the time the
+    // other three took to open before this wait began.
+    let waited = {
+        let before_wait = opened_at.elapsed();
+        eof_within_wait(&mut silent).await + before_wait
+    };
+    assert!(waited >= TIMEOUT, "closed after {waited:?}");
+    eof_within_wait(&mut partial).await;
+    eof_within_wait(&mut tls).await;
+    eof_within_wait(&mut dps).await;
+    assert_eq!(ws.recv_within(WAIT).await, Ok(None), "WebSocket closed");
+    good.send(Packet::Pingreq).await;
+    assert!(matches!(good.recv().await, Some(Packet::Pingresp)));
+    assert!(emu.is_connected("dev1"));
+    emu.shutdown().await;
+}

@@ -1,6 +1,6 @@
 //! Real peers against the in-process emulator: a paho-mqtt device that
 //! signs its own SAS token, and Microsoft's azure-iot-device SDK (over TCP
-//! and over WebSocket). The Python scripts are in `tests/peers/`; the
+//! and over WebSocket, as a device and as IoT Edge modules). The Python scripts are in `tests/peers/`; the
 //! virtualenv `.venv` at the repository root is made by
 //! `scripts/install-peers.sh`. Without it the tests print `SKIPPED: …`,
 //! unless `IOTHUB_REQUIRE_PEERS` is set (as CI does).
@@ -393,5 +393,130 @@ async fn azure_iot_device_sdk_provisions_from_a_group_over_websocket() {
             .as_deref(),
         Some("sdk-fleet")
     );
+    emu.shutdown().await;
+}
+
+/// Waits until `target` is subscribed to every filter of `wanted`.
+async fn wait_subscribed(emu: &EmulatorHandle, target: &str, wanted: &[String]) {
+    let t0 = tokio::time::Instant::now();
+    while !wanted
+        .iter()
+        .all(|f| emu.subscriptions(target).iter().any(|s| s == f))
+    {
+        assert!(
+            t0.elapsed() < WAIT,
+            "{target} subscriptions: {:?}",
+            emu.subscriptions(target)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn azure_iot_device_sdk_module_client_inputs_outputs_twin_and_methods() {
+    let Some(py) = python() else { return };
+    let emu = Emulator::builder()
+        .in_memory()
+        .route(
+            "filter-to-sink",
+            r#"FROM /messages/modules/filter/outputs/out1 INTO BrokeredEndpoint("/modules/sink/inputs/in1")"#,
+        )
+        .start()
+        .await
+        .unwrap();
+    emu.create_device("edge-dev").unwrap();
+    let filter = emu.create_module("edge-dev", "filter").unwrap();
+    let sink = emu.create_module("edge-dev", "sink").unwrap();
+    emu.update_desired("edge-dev/filter", json!({"threshold": 5}))
+        .unwrap();
+    let script = Script::start(
+        &py,
+        "azure_module.py",
+        &[
+            (
+                "IOTHUB_MODULE_CONNECTION_STRING",
+                filter.connection_string(),
+            ),
+            ("IOTHUB_SINK_CONNECTION_STRING", sink.connection_string()),
+            ("IOTHUB_CA", emu.ca_path().unwrap().display().to_string()),
+            ("IOTHUB_PORT", emu.mqtt_addr().port().to_string()),
+        ],
+    );
+    // The module's twin, read and patched over the module's twin topics.
+    let twin_line = script.wait_line("TWIN ").await;
+    let twin: Value = serde_json::from_str(&twin_line["TWIN ".len()..]).unwrap();
+    assert_eq!(twin["desired"], json!({"threshold": 5, "$version": 2}));
+    assert_eq!(twin["reported"], json!({"$version": 1}));
+    script.wait_line("PATCHED").await;
+    assert_eq!(
+        Value::Object(emu.twin("edge-dev/filter").unwrap().reported),
+        json!({"module": "filter"})
+    );
+    assert_eq!(
+        Value::Object(emu.twin("edge-dev").unwrap().reported),
+        json!({}),
+        "the device's twin is not the module's"
+    );
+    // Once both modules subscribed, the service acts.
+    script.wait_line("READY").await;
+    wait_subscribed(
+        &emu,
+        "edge-dev/filter",
+        &[
+            "$iothub/twin/PATCH/properties/desired/#".to_owned(),
+            "$iothub/methods/POST/#".to_owned(),
+            "devices/edge-dev/modules/filter/inputs/#".to_owned(),
+        ],
+    )
+    .await;
+    wait_subscribed(
+        &emu,
+        "edge-dev/sink",
+        &["devices/edge-dev/modules/sink/inputs/#".to_owned()],
+    )
+    .await;
+    let mut p = MessageProperties::new();
+    p.add_application("kind", "reading").unwrap();
+    p.add_application("unit", "C").unwrap();
+    emu.send_module_input("edge-dev/filter", "in7", Bytes::from_static(b"21.5"), p)
+        .unwrap();
+    let reply = emu
+        .invoke_method(
+            "edge-dev/filter",
+            "calibrate",
+            json!({"offset": 1}),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.payload, json!({"module": "filter"}));
+    emu.update_desired("edge-dev/filter", json!({"threshold": 7}))
+        .unwrap();
+    let lines = script.finish().await;
+    let has = |l: &str| lines.iter().any(|x| x == l);
+    assert!(
+        has(r#"INPUT in7 21.5 {"kind": "reading", "unit": "C"}"#),
+        "{lines:#?}"
+    );
+    assert!(has(r#"METHOD calibrate {"offset": 1}"#), "{lines:#?}");
+    assert!(
+        has(r#"DESIRED {"$version": 3, "threshold": 7}"#),
+        "{lines:#?}"
+    );
+    // The output went through the route to the sink's input in1, with the
+    // sending module as `$.cdid` / `$.cmid` (which the SDK, knowing no such
+    // system property, hands over as custom properties).
+    assert!(
+        has(
+            r#"SINK in1 filtered 21.5 {"$.cdid": "edge-dev", "$.cmid": "filter", "stage": "filtered"}"#
+        ),
+        "{lines:#?}"
+    );
+    assert!(has("DONE"), "{lines:#?}");
+    wait_until("the sink's PUBACK removed the routed message", || {
+        emu.device("edge-dev/sink").unwrap().pending_c2d == 0
+    })
+    .await;
     emu.shutdown().await;
 }

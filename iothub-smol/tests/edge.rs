@@ -1,5 +1,6 @@
-//! An IoT Edge module client against the in-process emulator, under
-//! smol: the `IOTEDGE_*` environment given as a value (no process
+//! An IoT Edge module client against the in-process emulator, each test
+//! run twice: under smol (driver on `smol::spawn`) and under async-std
+//! (`async_std::task::block_on`, driver on `async_std::task::spawn`). The `IOTEDGE_*` environment given as a value (no process
 //! environment is touched), the edge CA and every SAS token from a fake
 //! workload API on a Unix socket in a temporary directory
 //! (iothub-testkit), tokens renewed through it while the client stays
@@ -18,6 +19,39 @@ use iothub_testkit::{Emu, wait_until};
 
 const GEN: &str = "637000000000000001";
 const T: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy)]
+enum Rt {
+    Smol,
+    AsyncStd,
+}
+
+impl Rt {
+    /// Runs the client's driver on this runtime.
+    fn spawn(self, driver: impl Future<Output = ()> + Send + 'static) {
+        match self {
+            Rt::Smol => smol::spawn(driver).detach(),
+            Rt::AsyncStd => drop(async_std::task::spawn(driver)),
+        }
+    }
+}
+
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod under_smol {
+            $( #[test] fn $name() { smol::block_on(super::$name(super::Rt::Smol)) } )*
+        }
+        mod under_async_std {
+            $( #[test] fn $name() { async_std::task::block_on(super::$name(super::Rt::AsyncStd)) } )*
+        }
+    };
+}
+
+on_both_runtimes!(
+    a_module_connects_with_a_workload_token_and_renews_it_twice,
+    a_failing_workload_api_is_asked_again_until_it_signs,
+    a_token_signed_with_another_key_is_refused_by_the_hub,
+);
 
 /// `f` within `secs` seconds, or the test fails.
 async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
@@ -42,7 +76,7 @@ fn setup(key: Option<&[u8]>) -> (Emu, FakeWorkload) {
     (emu, workload)
 }
 
-async fn client(emu: &Emu, workload: &FakeWorkload, lifetime: u64) -> Client {
+async fn client(rt: Rt, emu: &Emu, workload: &FakeWorkload, lifetime: u64) -> Client {
     let env = workload.environment(&emu.host_name(), None, "edge1", "filter", GEN);
     // The CA comes from the workload API's trust bundle, nowhere else.
     let options = module_options(&env)
@@ -56,7 +90,7 @@ async fn client(emu: &Emu, workload: &FakeWorkload, lifetime: u64) -> Client {
                 .with_backoff_max(Duration::from_millis(300))
         });
     let (client, driver) = Client::new_edge_module(options, env).unwrap();
-    smol::spawn(driver).detach();
+    rt.spawn(driver);
     client
 }
 
@@ -70,56 +104,47 @@ async fn telemetry_arrives(emu: &Emu, client: &Client, body: &'static str) {
     assert_eq!(m.identity.module_id().map(|m| m.as_str()), Some("filter"));
 }
 
-#[test]
-fn a_module_connects_with_a_workload_token_and_renews_it_twice() {
-    smol::block_on(async {
-        let (emu, workload) = setup(None);
-        let client = client(&emu, &workload, 3).await;
-        within(10, client.wait_connected()).await.unwrap();
-        assert_eq!(workload.sign_calls(), 1);
-        assert!(emu.is_connected("edge1/filter"));
-        telemetry_arrives(&emu, &client, "from the edge").await;
+async fn a_module_connects_with_a_workload_token_and_renews_it_twice(rt: Rt) {
+    let (emu, workload) = setup(None);
+    let client = client(rt, &emu, &workload, 3).await;
+    within(10, client.wait_connected()).await.unwrap();
+    assert_eq!(workload.sign_calls(), 1);
+    assert!(emu.is_connected("edge1/filter"));
+    telemetry_arrives(&emu, &client, "from the edge").await;
 
-        // 3 s tokens, renewed at 80 %: two more sign calls, each followed
-        // by a reconnection with the new token.
-        assert!(wait_until(Duration::from_secs(20), || workload
-            .sign_calls()
-            >= 3));
-        let s = within(
-            10,
-            client.wait_status(|s| s.connection >= 3 && s.state == ConnectionState::Connected),
-        )
-        .await;
-        assert_eq!(s.last_disconnect, Some(DisconnectReason::TokenRenewal));
-        assert_eq!(s.stopped, None);
-        assert!(emu.is_connected("edge1/filter"));
-        telemetry_arrives(&emu, &client, "after two renewals").await;
-        client.shutdown(Duration::from_secs(2)).await.unwrap();
-    });
+    // 3 s tokens, renewed at 80 %: two more sign calls, each followed
+    // by a reconnection with the new token.
+    assert!(wait_until(Duration::from_secs(20), || workload
+        .sign_calls()
+        >= 3));
+    let s = within(
+        10,
+        client.wait_status(|s| s.connection >= 3 && s.state == ConnectionState::Connected),
+    )
+    .await;
+    assert_eq!(s.last_disconnect, Some(DisconnectReason::TokenRenewal));
+    assert_eq!(s.stopped, None);
+    assert!(emu.is_connected("edge1/filter"));
+    telemetry_arrives(&emu, &client, "after two renewals").await;
+    client.shutdown(Duration::from_secs(2)).await.unwrap();
 }
 
-#[test]
-fn a_failing_workload_api_is_asked_again_until_it_signs() {
-    smol::block_on(async {
-        let (emu, workload) = setup(None);
-        workload.fail_next_signs(2);
-        let client = client(&emu, &workload, 3600).await;
-        within(15, client.wait_connected()).await.unwrap();
-        // Two refusals (500), then the token the client connected with.
-        assert_eq!(workload.sign_calls(), 1);
-        telemetry_arrives(&emu, &client, "after two refusals").await;
-    });
+async fn a_failing_workload_api_is_asked_again_until_it_signs(rt: Rt) {
+    let (emu, workload) = setup(None);
+    workload.fail_next_signs(2);
+    let client = client(rt, &emu, &workload, 3600).await;
+    within(15, client.wait_connected()).await.unwrap();
+    // Two refusals (500), then the token the client connected with.
+    assert_eq!(workload.sign_calls(), 1);
+    telemetry_arrives(&emu, &client, "after two refusals").await;
 }
 
-#[test]
-fn a_token_signed_with_another_key_is_refused_by_the_hub() {
-    smol::block_on(async {
-        let (emu, workload) = setup(Some(&[9u8; 32]));
-        let client = client(&emu, &workload, 3600).await;
-        assert!(matches!(
-            within(10, client.wait_connected()).await,
-            Err(Error::Refused(_))
-        ));
-        assert_eq!(workload.sign_calls(), 1);
-    });
+async fn a_token_signed_with_another_key_is_refused_by_the_hub(rt: Rt) {
+    let (emu, workload) = setup(Some(&[9u8; 32]));
+    let client = client(rt, &emu, &workload, 3600).await;
+    assert!(matches!(
+        within(10, client.wait_connected()).await,
+        Err(Error::Refused(_))
+    ));
+    assert_eq!(workload.sign_calls(), 1);
 }

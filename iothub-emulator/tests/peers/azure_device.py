@@ -35,8 +35,15 @@ client = IoTHubDeviceClient.create_from_connection_string(
 )
 
 
+_out_lock = threading.Lock()
+
+
 def out(*words):
-    print(*words, flush=True)
+    # One write per line: the SDK runs handlers on several threads, and
+    # print writes its words separately, so lines could interleave.
+    with _out_lock:
+        sys.stdout.write(" ".join(str(w) for w in words) + "\n")
+        sys.stdout.flush()
 
 
 client.connect()

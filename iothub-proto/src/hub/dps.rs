@@ -30,8 +30,13 @@
 //! ([`remove_individual_enrollment`](DpsService::remove_individual_enrollment),
 //! [`remove_group_enrollment`](DpsService::remove_group_enrollment)).
 //!
-//! **CONNECT** must be the first packet. The checks, in order (the first
-//! failure answers CONNACK with the code shown and closes):
+//! **CONNECT** must be the first packet. A connection opened with a clock
+//! ([`accept_at`](DpsService::accept_at)) without an accepted CONNECT
+//! [`connect_timeout`](DpsService::connect_timeout) ms later (default
+//! [`DEFAULT_CONNECT_TIMEOUT_MS`], 30 s) is closed by
+//! [`handle_timeout`](DpsService::handle_timeout)
+//! ([`CloseReason::ConnectTimeout`]), as the hub does. The checks, in
+//! order (the first failure answers CONNACK with the code shown and closes):
 //!
 //! | check | refusal |
 //! |---|---|
@@ -87,17 +92,19 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::Value;
 
-use super::{CloseReason, Conn, ConnId, MAX_KEEP_ALIVE_SECS, Violation};
+use super::{
+    CloseReason, Conn, ConnId, DEFAULT_CONNECT_TIMEOUT_MS, MAX_KEEP_ALIVE_SECS, Violation,
+};
 use crate::auth::{
     DPS_KEY_NAME, DeviceId, HostName, ProvisioningUsername, RegistrationId, SasToken,
     SharedAccessKey, dps_resource_uri,
 };
 use crate::mqtt::{
-    self, Connack, Connect, ConnectReturnCode, DecodeError, Packet, Pid, Publish, QoS, QosPid,
-    Suback, Subscribe, SubscribeReturnCode,
+    self, Connack, Connect, ConnectReturnCode, DecodeError, Packet, Publish, QoS, QosPid, Suback,
+    Subscribe, SubscribeReturnCode,
 };
 use crate::provisioning::{
     OperationStatus, RegisterRequest, RegistrationState, RegistrationStatus, ServiceError,
@@ -245,6 +252,9 @@ pub struct DpsCounters {
     pub protocol_violations: u64,
     /// Connections closed for keep-alive silence.
     pub keep_alive_timeouts: u64,
+    /// Connections closed because no CONNECT was accepted in time
+    /// ([`CloseReason::ConnectTimeout`]).
+    pub connect_timeouts: u64,
 }
 
 /// Who admitted a registration id.
@@ -372,6 +382,8 @@ pub struct DpsService {
     next_tracking: u64,
     faults: Faults,
     counters: DpsCounters,
+    /// How long a connection may wait for its CONNECT ([`DpsService::set_connect_timeout`]).
+    connect_timeout_ms: Option<u64>,
 }
 
 impl DpsService {
@@ -394,6 +406,7 @@ impl DpsService {
             next_tracking: 0,
             faults: Faults::default(),
             counters: DpsCounters::default(),
+            connect_timeout_ms: Some(DEFAULT_CONNECT_TIMEOUT_MS),
         }
     }
 
@@ -557,6 +570,22 @@ impl DpsService {
         }
     }
 
+    /// How long, in ms, a connection opened with [`accept_at`](Self::accept_at)
+    /// may go without an accepted CONNECT before the service closes it
+    /// ([`CloseReason::ConnectTimeout`]); `None` turns the deadline off.
+    /// Applies to connections accepted afterwards. Default
+    /// [`DEFAULT_CONNECT_TIMEOUT_MS`].
+    pub fn set_connect_timeout(&mut self, timeout_ms: Option<u64>) {
+        self.connect_timeout_ms = timeout_ms;
+    }
+
+    /// The CONNECT deadline of new connections, in ms
+    /// ([`set_connect_timeout`](Self::set_connect_timeout)).
+    #[must_use]
+    pub fn connect_timeout(&self) -> Option<u64> {
+        self.connect_timeout_ms
+    }
+
     /// The `retry-after` (seconds) of 202 answers; `None` leaves it out.
     pub fn set_retry_after(&mut self, seconds: Option<u32>) {
         self.retry_after = seconds;
@@ -566,6 +595,8 @@ impl DpsService {
     // Connections
 
     /// A new connection (the transport is up; the client has sent nothing).
+    /// Without a clock, it has no CONNECT deadline; an adapter serving
+    /// real sockets uses [`accept_at`](Self::accept_at).
     pub fn accept(&mut self) -> ConnId {
         self.accept_with_thumbprint(None)
     }
@@ -590,24 +621,32 @@ impl DpsService {
         thumbprint: Option<String>,
         verified: Option<VerifiedCertificate>,
     ) -> ConnId {
+        self.insert_conn(Conn::new(thumbprint, None), verified)
+    }
+
+    /// A new connection opened at monotonic `now_ms`, with the client
+    /// certificate as in [`accept_with_verified_certificate`](Self::accept_with_verified_certificate):
+    /// unless a CONNECT is accepted by `now_ms` + [`connect_timeout`](Self::connect_timeout),
+    /// [`handle_timeout`](Self::handle_timeout) closes it with
+    /// [`CloseReason::ConnectTimeout`]; [`next_timeout`](Self::next_timeout)
+    /// includes that deadline.
+    pub fn accept_at(
+        &mut self,
+        now_ms: u64,
+        thumbprint: Option<String>,
+        verified: Option<VerifiedCertificate>,
+    ) -> ConnId {
+        let deadline = self.connect_timeout_ms.map(|t| now_ms.saturating_add(t));
+        self.insert_conn(Conn::new(thumbprint, deadline), verified)
+    }
+
+    fn insert_conn(&mut self, base: Conn, verified: Option<VerifiedCertificate>) -> ConnId {
         self.next_conn = self.next_conn.saturating_add(1);
         let id = ConnId(self.next_conn);
         self.conns.insert(
             id,
             DpsConn {
-                base: Conn {
-                    rx: BytesMut::new(),
-                    tx: BytesMut::new(),
-                    client_id: None,
-                    closed: None,
-                    keep_alive_ms: 0,
-                    last_rx_ms: 0,
-                    token_expiry: None,
-                    will: None,
-                    clean_session: true,
-                    next_pid: Pid::MIN,
-                    thumbprint,
-                },
+                base,
                 client: None,
                 verified,
             },
@@ -689,9 +728,24 @@ impl DpsService {
         self.close(conn, CloseReason::Dropped);
     }
 
-    /// Advances to `now_ms` / `unix_secs`: closes connections silent for
-    /// more than 1.5 × their keep-alive, and those whose token expired.
+    /// Advances to `now_ms` / `unix_secs`: closes connections past their
+    /// CONNECT deadline without an accepted CONNECT, connections silent
+    /// for more than 1.5 × their keep-alive, and those whose token expired.
     pub fn handle_timeout(&mut self, now_ms: u64, unix_secs: u64) {
+        let unconnected: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.base
+                    .pending_connect_deadline()
+                    .is_some_and(|d| now_ms >= d)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in unconnected {
+            self.counters.connect_timeouts = self.counters.connect_timeouts.saturating_add(1);
+            self.close(id, CloseReason::ConnectTimeout);
+        }
         let live: Vec<ConnId> = self
             .conns
             .iter()
@@ -719,13 +773,7 @@ impl DpsService {
     pub fn next_timeout(&self) -> Option<u64> {
         self.conns
             .values()
-            .filter(|c| c.base.is_live())
-            .flat_map(|c| {
-                [
-                    c.base.keep_alive_deadline(),
-                    c.base.token_expiry.map(|(_, ms)| ms),
-                ]
-            })
+            .flat_map(|c| c.base.deadlines())
             .flatten()
             .min()
     }

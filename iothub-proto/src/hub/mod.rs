@@ -40,7 +40,13 @@
 //! # The hub's rules
 //!
 //! **CONNECT** must be the first packet; anything else first, or a second
-//! CONNECT, closes the connection. A CONNECT of another protocol level than
+//! CONNECT, closes the connection. A connection accepted with a clock
+//! ([`accept_at`](Hub::accept_at)) that has no accepted CONNECT
+//! [`connect_timeout`](Hub::connect_timeout) ms after it opened (default
+//! [`DEFAULT_CONNECT_TIMEOUT_MS`], 30 s) is closed by
+//! [`handle_timeout`](Hub::handle_timeout) with
+//! [`CloseReason::ConnectTimeout`]: a client that sends nothing, or only
+//! part of a CONNECT, does not keep its socket. A CONNECT of another protocol level than
 //! 4 (MQTT 3.1.1) is answered CONNACK 1. Then these checks, in order (the
 //! first failure answers CONNACK with the code shown and closes):
 //!
@@ -172,6 +178,12 @@ pub const MAX_C2D_SIZE: usize = 64 * 1024;
 pub const MAX_PENDING_C2D: usize = 50;
 /// The largest direct-method payload: 128 KB.
 pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
+/// How long a connection accepted with [`Hub::accept_at`] (or
+/// [`DpsService::accept_at`](dps::DpsService::accept_at)) may go without an
+/// accepted CONNECT before the hub closes it: 30 s. The service documents
+/// no value; 30 s is the CONNACK timeout of Microsoft's C device SDK, so a
+/// client slow enough to be cut off has given up already.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 30_000;
 
 /// The largest packet the hub decodes: a maximal telemetry PUBLISH (fixed
 /// header, topic of up to 65,535 bytes, packet id, 256 KB body). Larger
@@ -288,9 +300,51 @@ struct Conn {
     next_pid: Pid,
     /// The SHA-256 thumbprint of the client certificate the transport saw.
     thumbprint: Option<String>,
+    /// The monotonic ms by which CONNECT must be accepted
+    /// ([`Hub::accept_at`]); `None` without a clock at accept.
+    connect_deadline: Option<u64>,
 }
 
 impl Conn {
+    /// A new connection: nothing received, nothing to send.
+    fn new(thumbprint: Option<String>, connect_deadline: Option<u64>) -> Conn {
+        Conn {
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            client_id: None,
+            closed: None,
+            keep_alive_ms: 0,
+            last_rx_ms: 0,
+            token_expiry: None,
+            will: None,
+            clean_session: true,
+            next_pid: Pid::MIN,
+            thumbprint,
+            connect_deadline,
+        }
+    }
+
+    /// The CONNECT deadline while it matters: the connection is open and
+    /// no CONNECT was accepted yet.
+    fn pending_connect_deadline(&self) -> Option<u64> {
+        (self.is_open() && self.client_id.is_none())
+            .then_some(self.connect_deadline)
+            .flatten()
+    }
+
+    /// The timers of the connection: the CONNECT deadline before CONNECT,
+    /// then the keep-alive deadline and the SAS expiry.
+    fn deadlines(&self) -> [Option<u64>; 2] {
+        if self.is_live() {
+            [
+                self.keep_alive_deadline(),
+                self.token_expiry.map(|(_, ms)| ms),
+            ]
+        } else {
+            [self.pending_connect_deadline(), None]
+        }
+    }
+
     fn is_open(&self) -> bool {
         self.closed.is_none()
     }
@@ -403,6 +457,8 @@ pub struct Hub {
     routes: BTreeMap<String, Route>,
     /// Routed messages that could not be queued ([`Hub::take_route_failures`]).
     route_failures: Vec<RouteFailure>,
+    /// How long a connection may wait for its CONNECT ([`Hub::set_connect_timeout`]).
+    connect_timeout_ms: Option<u64>,
 }
 
 /// A method call awaiting its answer.
@@ -457,6 +513,7 @@ impl Hub {
             delayed: Vec::new(),
             routes: BTreeMap::new(),
             route_failures: Vec::new(),
+            connect_timeout_ms: Some(DEFAULT_CONNECT_TIMEOUT_MS),
         }
     }
 
@@ -473,6 +530,22 @@ impl Hub {
     /// authentication.
     pub fn skip_authentication(&mut self, skip: bool) {
         self.authenticate = !skip;
+    }
+
+    /// How long, in ms, a connection opened with [`accept_at`](Self::accept_at)
+    /// may go without an accepted CONNECT before the hub closes it
+    /// ([`CloseReason::ConnectTimeout`]); `None` turns the deadline off.
+    /// Applies to connections accepted afterwards. Default
+    /// [`DEFAULT_CONNECT_TIMEOUT_MS`].
+    pub fn set_connect_timeout(&mut self, timeout_ms: Option<u64>) {
+        self.connect_timeout_ms = timeout_ms;
+    }
+
+    /// The CONNECT deadline of new connections, in ms
+    /// ([`set_connect_timeout`](Self::set_connect_timeout)).
+    #[must_use]
+    pub fn connect_timeout(&self) -> Option<u64> {
+        self.connect_timeout_ms
     }
 
     /// Lets every identity subscribe to `filter` too (exact match), beyond
@@ -641,32 +714,36 @@ impl Hub {
     // Connections: bytes in, bytes out, time
 
     /// A new connection (the transport is up; the client has sent nothing).
+    /// Without a clock, it has no CONNECT deadline; an adapter serving
+    /// real sockets uses [`accept_at`](Self::accept_at).
     pub fn accept(&mut self) -> ConnId {
         self.accept_with_thumbprint(None)
     }
 
     /// A new connection whose TLS layer received a client certificate with
     /// this SHA-256 thumbprint (hex), checked against X.509 registrations
-    /// at CONNECT; `None` when the client presented no certificate.
+    /// at CONNECT; `None` when the client presented no certificate. No
+    /// CONNECT deadline, as with [`accept`](Self::accept).
     pub fn accept_with_thumbprint(&mut self, thumbprint: Option<String>) -> ConnId {
+        self.insert_conn(Conn::new(thumbprint, None))
+    }
+
+    /// A new connection opened at monotonic `now_ms` (with the client
+    /// certificate's thumbprint, as in
+    /// [`accept_with_thumbprint`](Self::accept_with_thumbprint)): unless a
+    /// CONNECT is accepted by `now_ms` + [`connect_timeout`](Self::connect_timeout),
+    /// [`handle_timeout`](Self::handle_timeout) closes it with
+    /// [`CloseReason::ConnectTimeout`]; [`next_timeout`](Self::next_timeout)
+    /// includes that deadline.
+    pub fn accept_at(&mut self, now_ms: u64, thumbprint: Option<String>) -> ConnId {
+        let deadline = self.connect_timeout_ms.map(|t| now_ms.saturating_add(t));
+        self.insert_conn(Conn::new(thumbprint, deadline))
+    }
+
+    fn insert_conn(&mut self, conn: Conn) -> ConnId {
         self.next_conn = self.next_conn.saturating_add(1);
         let id = ConnId(self.next_conn);
-        self.conns.insert(
-            id,
-            Conn {
-                rx: BytesMut::new(),
-                tx: BytesMut::new(),
-                client_id: None,
-                closed: None,
-                keep_alive_ms: 0,
-                last_rx_ms: 0,
-                token_expiry: None,
-                will: None,
-                clean_session: true,
-                next_pid: Pid::MIN,
-                thumbprint,
-            },
-        );
+        self.conns.insert(id, conn);
         id
     }
 
@@ -761,11 +838,22 @@ impl Hub {
     }
 
     /// Advances the hub to monotonic `now_ms` and wall-clock `unix_secs`:
-    /// closes every connection silent for more than 1.5 × its keep-alive
-    /// and every connection whose SAS token has expired (will published),
-    /// ends method calls past their deadline ([`MethodOutcome::TimedOut`]),
-    /// and releases answers held back by [`delay_answers`](Self::delay_answers).
+    /// closes every connection past its CONNECT deadline without an
+    /// accepted CONNECT ([`CloseReason::ConnectTimeout`]), every connection
+    /// silent for more than 1.5 × its keep-alive and every connection whose
+    /// SAS token has expired (will published), ends method calls past
+    /// their deadline ([`MethodOutcome::TimedOut`]), and releases answers
+    /// held back by [`delay_answers`](Self::delay_answers).
     pub fn handle_timeout(&mut self, now_ms: u64, unix_secs: u64) {
+        let unconnected: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.pending_connect_deadline().is_some_and(|d| now_ms >= d))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in unconnected {
+            self.close(id, CloseReason::ConnectTimeout);
+        }
         let live: Vec<ConnId> = self
             .conns
             .iter()
@@ -822,18 +910,14 @@ impl Hub {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work, in the
-    /// caller's monotonic ms: the earliest keep-alive deadline, or SAS
-    /// expiry (translated from Unix seconds with the clocks given at
-    /// CONNECT), of the live connections, method-call deadline, or end of
-    /// an injected delay. `None` when nothing is pending.
+    /// caller's monotonic ms: the earliest CONNECT deadline of a connection
+    /// still waiting for its CONNECT, keep-alive deadline or SAS expiry
+    /// (translated from Unix seconds with the clocks given at CONNECT) of
+    /// the live connections, method-call deadline, or end of an injected
+    /// delay. `None` when nothing is pending.
     #[must_use]
     pub fn next_timeout(&self) -> Option<u64> {
-        let conns = self
-            .conns
-            .values()
-            .filter(|c| c.is_live())
-            .flat_map(|c| [c.keep_alive_deadline(), c.token_expiry.map(|(_, ms)| ms)])
-            .flatten();
+        let conns = self.conns.values().flat_map(Conn::deadlines).flatten();
         let calls = self.method_calls.values().filter_map(|c| c.deadline);
         let delayed = self.delayed.iter().map(|d| d.at_ms);
         conns.chain(calls).chain(delayed).min()
@@ -1826,6 +1910,9 @@ impl Hub {
         let will = c.will.take().filter(|_| reason.publishes_will());
         let clean = c.clean_session;
         let Some(k) = c.client_id.clone() else {
+            if reason == CloseReason::ConnectTimeout {
+                self.counters.connect_timeouts = self.counters.connect_timeouts.saturating_add(1);
+            }
             return;
         };
         match reason {

@@ -56,11 +56,17 @@ pub enum CloseReason {
     /// The service deleted the identity
     /// ([`Hub::remove_identity`](super::Hub::remove_identity)); no will.
     IdentityDeleted,
+    /// No CONNECT was accepted within the connect timeout after the
+    /// connection opened ([`Hub::accept_at`](super::Hub::accept_at),
+    /// [`Hub::set_connect_timeout`](super::Hub::set_connect_timeout)): the
+    /// client sent nothing, or not a whole CONNECT. No session, no will.
+    ConnectTimeout,
 }
 
 impl CloseReason {
     /// Whether the hub publishes the client's will on this close: on every
-    /// close except DISCONNECT and a refused CONNECT (which has no session).
+    /// close except DISCONNECT, a deleted identity, and a connection that
+    /// never got a session (a refused CONNECT, a CONNECT timeout).
     #[must_use]
     pub fn publishes_will(self) -> bool {
         !matches!(
@@ -68,6 +74,7 @@ impl CloseReason {
             CloseReason::ClientDisconnected
                 | CloseReason::Refused(_)
                 | CloseReason::IdentityDeleted
+                | CloseReason::ConnectTimeout
         )
     }
 }
@@ -358,6 +365,9 @@ pub struct Counters {
     pub messages_routed: u64,
     /// Routed messages that could not be queued ([`Hub::take_route_failures`](super::Hub::take_route_failures)).
     pub route_failures: u64,
+    /// Connections closed because no CONNECT was accepted in time
+    /// ([`CloseReason::ConnectTimeout`]).
+    pub connect_timeouts: u64,
 }
 
 /// A service-side call that the hub refused: the test misused the API or

@@ -460,3 +460,114 @@ fn a_connection_is_closed_when_its_token_expires() {
     assert!(w.recv(conn).is_empty());
     assert_eq!(w.hub.close_reason(conn), Some(CloseReason::TokenExpired));
 }
+
+#[test]
+fn a_connection_without_connect_is_closed_at_the_connect_deadline() {
+    let mut w = World::new();
+    assert_eq!(w.hub.connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT_MS));
+    w.advance(1_000);
+    let silent = w.hub.accept_at(w.now_ms, None);
+    assert_eq!(w.hub.next_timeout(), Some(31_000));
+    w.hub.handle_timeout(30_999, T0 + 30);
+    assert!(!w.hub.is_closed(silent));
+    w.hub.handle_timeout(31_000, T0 + 31);
+    assert!(w.hub.is_closed(silent));
+    assert_eq!(
+        w.hub.close_reason(silent),
+        Some(CloseReason::ConnectTimeout)
+    );
+    // The adapter learns of the close through poll_ready; nothing is sent.
+    assert_eq!(w.hub.poll_ready(), Some(silent));
+    assert!(w.recv(silent).is_empty());
+    assert_eq!(w.hub.counters().connect_timeouts, 1);
+    assert!(w.hub.telemetry().is_empty());
+    assert_eq!(w.hub.next_timeout(), None);
+}
+
+#[test]
+fn a_partial_connect_does_not_hold_the_connection_open() {
+    let mut w = World::new();
+    let (dev, k) = w.device("dev1", 1);
+    w.hub.set_connect_timeout(Some(5_000));
+    let conn = w.hub.accept_at(w.now_ms, None);
+    let bytes = Packet::Connect(w.connect_packet(&dev, &k)).to_bytes();
+    // A slowloris: one byte now, one more later, never the whole CONNECT.
+    w.send_bytes(conn, &bytes[..1]);
+    w.advance(4_000);
+    w.send_bytes(conn, &bytes[1..2]);
+    assert_eq!(w.hub.next_timeout(), Some(5_000), "input moves no deadline");
+    w.hub.handle_timeout(5_000, T0 + 5);
+    assert_eq!(w.hub.close_reason(conn), Some(CloseReason::ConnectTimeout));
+    // The rest of the CONNECT, too late, is ignored.
+    w.send_bytes(conn, &bytes[2..]);
+    assert!(w.recv(conn).is_empty());
+    assert!(!w.hub.is_connected(&dev));
+}
+
+#[test]
+fn an_accepted_connect_ends_the_connect_deadline() {
+    let mut w = World::new();
+    let (dev, k) = w.device("dev1", 1);
+    w.hub.set_connect_timeout(Some(5_000));
+    let conn = w.hub.accept_at(w.now_ms, None);
+    w.advance(4_999);
+    let connect = w.connect_packet(&dev, &k).with_keep_alive(0);
+    w.send(conn, connect);
+    assert!(matches!(w.recv(conn).as_slice(), [Packet::Connack(a)] if a.code().is_accepted()));
+    // Only the token's expiry (an hour from now) is left.
+    assert_eq!(w.hub.next_timeout(), Some(w.now_ms + 3_600_000));
+    w.hub.handle_timeout(60_000, T0 + 60);
+    assert!(w.hub.is_connected(&dev));
+    assert_eq!(w.hub.counters().connect_timeouts, 0);
+}
+
+#[test]
+fn the_connect_deadline_can_be_turned_off_and_plain_accept_has_none() {
+    let mut w = World::new();
+    let untimed = w.hub.accept();
+    w.hub.set_connect_timeout(None);
+    let off = w.hub.accept_at(0, None);
+    assert_eq!(w.hub.next_timeout(), None);
+    w.hub.handle_timeout(u64::MAX, u64::MAX);
+    assert!(!w.hub.is_closed(untimed));
+    assert!(!w.hub.is_closed(off));
+    // A deadline near the end of time saturates instead of wrapping.
+    w.hub.set_connect_timeout(Some(u64::MAX));
+    let late = w.hub.accept_at(u64::MAX - 1, None);
+    assert_eq!(w.hub.next_timeout(), Some(u64::MAX));
+    w.hub.handle_timeout(u64::MAX - 1, T0);
+    assert!(!w.hub.is_closed(late));
+}
+
+#[test]
+fn a_refused_or_client_closed_connection_keeps_its_own_close_reason() {
+    let mut w = World::new();
+    let (dev, _) = w.device("dev1", 1);
+    w.hub.set_connect_timeout(Some(1_000));
+    let refused = w.hub.accept_at(0, None);
+    let bad_key = connect_with(&dev, &key(9), T0 + 60, &UsernameOptions::default());
+    w.send(refused, bad_key);
+    let gone = w.hub.accept_at(0, None);
+    w.hub.client_closed(gone);
+    // Not CONNECT first: a violation before the deadline.
+    let pinger = w.hub.accept_at(0, None);
+    w.send(pinger, Packet::Pingreq);
+    assert_eq!(
+        w.hub.next_timeout(),
+        None,
+        "closed connections have no deadline"
+    );
+    w.hub.handle_timeout(1_000, T0 + 1);
+    assert_eq!(
+        w.hub.close_reason(refused),
+        Some(CloseReason::Refused(
+            ConnectReturnCode::BadUserNameOrPassword
+        ))
+    );
+    assert_eq!(w.hub.close_reason(gone), Some(CloseReason::TransportClosed));
+    assert_eq!(
+        w.hub.close_reason(pinger),
+        Some(CloseReason::ProtocolViolation(Violation::NotConnectFirst))
+    );
+    assert_eq!(w.hub.counters().connect_timeouts, 0);
+}

@@ -780,3 +780,40 @@ fn x509_ca_groups_admit_verified_certificates_by_common_name() {
     assert_eq!(a.thumbprint.as_deref(), Some("ab01"));
     assert_eq!(a.device_id.as_str(), "cam-1");
 }
+
+#[test]
+fn a_dps_connection_without_connect_is_closed_at_the_connect_deadline() {
+    let mut d = Dps::new();
+    d.svc
+        .add_individual_enrollment(rid("dev-1"), key(1), EnrollmentOptions::default());
+    assert_eq!(d.svc.connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT_MS));
+    d.svc.set_connect_timeout(Some(2_000));
+    d.now_ms = 500;
+    let silent = d.svc.accept_at(d.now_ms, None, None);
+    // One byte of a CONNECT: not enough.
+    let partial = d.svc.accept_at(d.now_ms, None, None);
+    let connect = connect_for("dev-1", &sym(1), d.unix() + 3600);
+    let bytes = Packet::Connect(connect.clone()).to_bytes();
+    let (now, unix) = (d.now_ms, d.unix());
+    d.svc.handle_input(partial, now, unix, &bytes[..1]);
+    // A whole CONNECT in time: kept.
+    let connected = d.svc.accept_at(d.now_ms, None, None);
+    d.send(connected, connect);
+    assert!(matches!(d.recv(connected).as_slice(), [Packet::Connack(a)] if a.code().is_accepted()));
+    assert_eq!(d.svc.next_timeout(), Some(2_500));
+    d.now_ms = 2_499;
+    let (now, unix) = (d.now_ms, d.unix());
+    d.svc.handle_timeout(now, unix);
+    assert!(!d.svc.is_closed(silent) && !d.svc.is_closed(partial));
+    d.now_ms = 2_500;
+    let (now, unix) = (d.now_ms, d.unix());
+    d.svc.handle_timeout(now, unix);
+    for conn in [silent, partial] {
+        assert_eq!(d.svc.close_reason(conn), Some(CloseReason::ConnectTimeout));
+        assert!(d.recv(conn).is_empty());
+    }
+    assert!(!d.svc.is_closed(connected));
+    assert_eq!(d.svc.counters().connect_timeouts, 2);
+    // Only the connected client's keep-alive (60 s from 500 ms) is left.
+    assert_eq!(d.svc.next_timeout(), Some(90_501));
+}
