@@ -27,7 +27,7 @@
 //!
 //! ```text
 //!  Client (Clone) ──commands──▶ driver task ──bytes──▶ TCP / TLS / WebSocket
-//!        ▲                        │ owns DriverCore (Session, Router), Conn, one Sleep
+//!        ▲                        │ iothub_net::rt::Driver<Tokio>: DriverCore, Conn, one Sleep
 //!        └──replies, streams,  ◀──┘ events
 //!           watch<Status>
 //! ```
@@ -62,11 +62,10 @@
 #![forbid(unsafe_code)]
 
 mod client;
-mod driver;
 #[cfg(unix)]
 pub mod edge;
 mod provision;
-mod transport;
+mod rt;
 
 pub use client::{Client, Events, MethodRequest};
 pub use iothub_net::{
