@@ -33,7 +33,7 @@
 //!
 //! ```text
 //!  Client (Clone) ──commands──▶ Driver future ──bytes──▶ TCP / TLS / WebSocket
-//!        ▲                        │ owns DriverCore (Session, Router), Conn, one async-io Timer
+//!        ▲                        │ iothub_net::rt::Driver<AsyncIo>: DriverCore, Conn, one async-io Timer
 //!        └──replies, streams,  ◀──┘ events
 //!           StatusWatch
 //! ```
@@ -66,7 +66,7 @@ mod driver;
 #[cfg(unix)]
 pub mod edge;
 mod provision;
-mod transport;
+mod rt;
 
 pub use client::{Client, Events, MethodRequest};
 pub use driver::Driver;
