@@ -7,7 +7,9 @@
 //! returns the client and its [`Driver`], a future you spawn on the
 //! executor of your choice; it ends when the client stops. The order of
 //! the driver's steps and the routing of events are `iothub-net`'s,
-//! shared with the tokio and blocking adapters.
+//! shared with the tokio and blocking adapters; the driver loop, the
+//! transport and the provisioning loop are `iothub-net`'s one async
+//! implementation (`iothub_net::rt`), shared with `iothub-tokio`.
 //!
 //! ```no_run
 //! use iothub_smol::{Client, Message};

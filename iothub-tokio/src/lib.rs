@@ -53,7 +53,13 @@
 //! Transports ([`Transport`]): MQTT over TLS (8883), MQTT over WebSocket
 //! over TLS (443, through an optional HTTP `CONNECT` [`Proxy`]), and plain
 //! TCP for local tests only when asked for. TLS is rustls with the ring
-//! provider, trusting the webpki roots plus an optional extra CA.
+//! provider (`futures-rustls`), trusting the webpki roots plus an optional
+//! extra CA.
+//!
+//! The driver loop, the transport and the provisioning loop are
+//! `iothub-net`'s one async implementation (`iothub_net::rt`, shared with
+//! `iothub-smol`) on tokio's sockets (through `tokio-util`'s compat),
+//! timer and tasks.
 //!
 //! Logging: the driver runs in a `tracing` span `iothub{client_id}`;
 //! every transport attempt in a span `connect{attempt, host, port}`.
