@@ -153,3 +153,143 @@ impl Conn {
         let _ = until::<R, _, _>(deadline, close, || ()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use iothub_proto::session::TransportClosed;
+
+    use super::{Conn, open};
+    use crate::rt::{Runtime, Task};
+    use crate::{ClientOptions, Proxy, Transport};
+
+    /// `async-io` and `async-net`: the test runtime.
+    struct Test;
+
+    struct Sleep(async_io::Timer);
+
+    impl Future for Sleep {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::pin::Pin::new(&mut self.0).poll(cx).map(drop)
+        }
+    }
+
+    impl Runtime for Test {
+        type Tcp = async_net::TcpStream;
+        #[cfg(unix)]
+        type Unix = async_net::unix::UnixStream;
+        type Sleep = Sleep;
+
+        async fn connect_tcp(host: &str, port: u16) -> std::io::Result<Self::Tcp> {
+            async_net::TcpStream::connect((host, port)).await
+        }
+
+        #[cfg(unix)]
+        async fn connect_unix(path: &str) -> std::io::Result<Self::Unix> {
+            async_net::unix::UnixStream::connect(path).await
+        }
+
+        fn sleep_until(at: Instant) -> Sleep {
+            Sleep(async_io::Timer::at(at))
+        }
+
+        fn spawn(task: Task) -> std::io::Result<()> {
+            std::thread::spawn(move || async_io::block_on(task));
+            Ok(())
+        }
+    }
+
+    fn options(port: u16, transport: Transport) -> ClientOptions {
+        ClientOptions::from_connection_string(
+            "HostName=127.0.0.1;DeviceId=dev1;SharedAccessKey=AAAA",
+        )
+        .unwrap()
+        .with_port(port)
+        .with_transport(transport)
+        .with_open_timeout(Duration::from_millis(300))
+    }
+
+    #[test]
+    fn a_silent_tls_peer_times_the_open_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ep = options(port, Transport::Mqtt).endpoint().unwrap();
+        let silent = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let start = Instant::now();
+        let err = async_io::block_on(open::<Test>(&ep)).err().unwrap();
+        let took = start.elapsed();
+        assert_eq!(err.kind, TransportClosed::HandshakeFailed);
+        assert_eq!(err.detail, "TLS handshake timed out");
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        drop(silent.join());
+    }
+
+    #[test]
+    fn a_refusing_proxy_fails_the_open() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ep = options(443, Transport::WebSocket)
+            .with_proxy(Proxy::new("127.0.0.1", port))
+            .endpoint()
+            .unwrap();
+        let proxy = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8];
+            while !request.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).unwrap();
+                request.push(byte[0]);
+            }
+            s.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                .unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        let err = async_io::block_on(open::<Test>(&ep)).err().unwrap();
+        assert_eq!(err.kind, TransportClosed::ConnectFailed);
+        assert!(err.detail.starts_with("proxy: "), "{}", err.detail);
+        let request = proxy.join().unwrap();
+        assert!(
+            request.starts_with("CONNECT 127.0.0.1:443 HTTP/1.1\r\n"),
+            "{request}"
+        );
+    }
+
+    #[test]
+    fn plain_tcp_carries_bytes_both_ways_then_sees_the_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ep = options(port, Transport::PlainTcp).endpoint().unwrap();
+        let echo = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        });
+        async_io::block_on(async {
+            let mut conn = open::<Test>(&ep).await.unwrap();
+            assert!(matches!(conn, Conn::Stream(_)));
+            conn.write::<Test>(bytes::Bytes::from_static(b"hello"), Duration::from_secs(1))
+                .await
+                .unwrap();
+            let mut buf = Vec::new();
+            let mut got = Vec::new();
+            while got.len() < 5 {
+                let n = conn.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, b"hello");
+            echo.join().unwrap();
+            let end = conn.read(&mut buf).await.err().unwrap();
+            assert_eq!(end.kind, TransportClosed::ClosedByPeer);
+            conn.close::<Test>().await;
+        });
+    }
+}
