@@ -12,25 +12,11 @@ use iothub_net::rt::{Runtime, Task};
 #[derive(Debug)]
 pub(crate) struct AsyncIo;
 
-/// [`async_io::Timer`] as a future of `()`.
-#[derive(Debug)]
-pub(crate) struct Sleep(async_io::Timer);
-
-impl std::future::Future for Sleep {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(drop)
-    }
-}
-
 impl Runtime for AsyncIo {
     type Tcp = async_net::TcpStream;
     #[cfg(unix)]
     type Unix = async_net::unix::UnixStream;
-    type Sleep = Sleep;
+    type Sleep = async_io::Timer;
 
     async fn connect_tcp(host: &str, port: u16) -> io::Result<Self::Tcp> {
         let tcp = async_net::TcpStream::connect((host, port)).await?;
@@ -44,7 +30,7 @@ impl Runtime for AsyncIo {
     }
 
     fn sleep_until(at: Instant) -> Self::Sleep {
-        Sleep(async_io::Timer::at(at))
+        async_io::Timer::at(at)
     }
 
     /// The driver runs on any executor, so a background task gets a

@@ -48,8 +48,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// A connected Unix stream (the IoT Edge workload API).
     #[cfg(unix)]
     type Unix: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// A future that completes at an instant.
-    type Sleep: Future<Output = ()> + Send + 'static;
+    /// A future that completes at an instant (its output is ignored).
+    type Sleep: Future + Send + 'static;
 
     /// Connects to `host:port` (the first address that answers), with
     /// `TCP_NODELAY` set.

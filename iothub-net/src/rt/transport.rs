@@ -169,23 +169,11 @@ mod tests {
     /// `async-io` and `async-net`: the test runtime.
     struct Test;
 
-    struct Sleep(async_io::Timer);
-
-    impl Future for Sleep {
-        type Output = ();
-        fn poll(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<()> {
-            std::pin::Pin::new(&mut self.0).poll(cx).map(drop)
-        }
-    }
-
     impl Runtime for Test {
         type Tcp = async_net::TcpStream;
         #[cfg(unix)]
         type Unix = async_net::unix::UnixStream;
-        type Sleep = Sleep;
+        type Sleep = async_io::Timer;
 
         async fn connect_tcp(host: &str, port: u16) -> std::io::Result<Self::Tcp> {
             async_net::TcpStream::connect((host, port)).await
@@ -196,8 +184,8 @@ mod tests {
             async_net::unix::UnixStream::connect(path).await
         }
 
-        fn sleep_until(at: Instant) -> Sleep {
-            Sleep(async_io::Timer::at(at))
+        fn sleep_until(at: Instant) -> async_io::Timer {
+            async_io::Timer::at(at)
         }
 
         fn spawn(task: Task) -> std::io::Result<()> {
