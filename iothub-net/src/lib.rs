@@ -20,10 +20,12 @@
 //! | [`watch`] | [`StatusWatch`](watch::StatusWatch): the latest status, waited on blocking or async under any runtime (blocking and smol adapters) |
 //! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core, used through [`driver`]) |
 //! | [`edge`] | IoT Edge modules: [`module_options`](edge::module_options) (tokens from the workload API, the edge CA), the bytes of one workload API call ([`WorkloadCall`](edge::WorkloadCall)), the token route's [`TokenCommand`](edge::TokenCommand) |
+//! | `rt` (feature `rt`) | the one async implementation of the async adapters, generic over their small `Runtime` trait: the driver loop, the transport (TCP, proxy tunnel, `futures-rustls`, `async-tungstenite`), the provisioning loop, the IoT Edge workload calls |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
-//! Nothing here opens a socket or spawns a thread: every function is a
-//! pure computation or a constructor.
+//! Outside `rt`, nothing here opens a socket or spawns a thread: every
+//! function is a pure computation or a constructor. `rt` does I/O only
+//! through the `Runtime` an adapter implements.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -36,6 +38,8 @@ pub mod provision_driver;
 pub mod provisioning;
 pub mod proxy;
 pub mod router;
+#[cfg(feature = "rt")]
+pub mod rt;
 pub mod tls;
 pub mod transport;
 pub mod watch;

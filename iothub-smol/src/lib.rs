@@ -7,7 +7,9 @@
 //! returns the client and its [`Driver`], a future you spawn on the
 //! executor of your choice; it ends when the client stops. The order of
 //! the driver's steps and the routing of events are `iothub-net`'s,
-//! shared with the tokio and blocking adapters.
+//! shared with the tokio and blocking adapters; the driver loop, the
+//! transport and the provisioning loop are `iothub-net`'s one async
+//! implementation (`iothub_net::rt`), shared with `iothub-tokio`.
 //!
 //! ```no_run
 //! use iothub_smol::{Client, Message};
@@ -33,7 +35,7 @@
 //!
 //! ```text
 //!  Client (Clone) ──commands──▶ Driver future ──bytes──▶ TCP / TLS / WebSocket
-//!        ▲                        │ owns DriverCore (Session, Router), Conn, one async-io Timer
+//!        ▲                        │ iothub_net::rt::Driver<AsyncIo>: DriverCore, Conn, one async-io Timer
 //!        └──replies, streams,  ◀──┘ events
 //!           StatusWatch
 //! ```
@@ -66,7 +68,7 @@ mod driver;
 #[cfg(unix)]
 pub mod edge;
 mod provision;
-mod transport;
+mod rt;
 
 pub use client::{Client, Events, MethodRequest};
 pub use driver::Driver;

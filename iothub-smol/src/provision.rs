@@ -1,24 +1,19 @@
 //! Provisioning with the Device Provisioning Service, runtime-neutral:
-//! the core's provisioning session driven inside the caller's future over
-//! the client's transports (the same `open` as a hub connection, an
-//! `async-io` timer), then a [`Client`] for the hub it assigned. Every
-//! protocol decision is the core's, and the order of the steps around it
-//! is `iothub-net`'s [`ProvisioningCore`]; nothing is spawned, so it runs
-//! under smol, async-std or any executor.
+//! `iothub-net`'s provisioning loop ([`iothub_net::rt::provision`],
+//! shared with the tokio adapter) inside the caller's future over the
+//! client's transports and an `async-io` timer, then a [`Client`] for the
+//! hub it assigned. Nothing is spawned, so it runs under smol, async-std
+//! or any executor.
 
 use std::future::{Future, pending};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::FutureExt as _;
-use iothub_net::provision_driver::{ProvisioningCore, Step};
-use iothub_net::transport::Endpoint;
-use iothub_net::{ClientOptions, Clock, Error, ProvisioningOptions};
+use iothub_net::{ClientOptions, Error, ProvisioningOptions};
 use iothub_proto::provisioning::{Registration, ReprovisionPolicy};
-use tracing::{Instrument as _, warn};
+use tracing::warn;
 
-use crate::driver::{self, Opening, READ_CHUNK, Wake};
-use crate::transport::Conn;
+use crate::rt::AsyncIo;
 use crate::{Client, Driver};
 
 /// What provisioning gave: the assignment, and the options of a client for
@@ -62,16 +57,10 @@ impl Provisioned {
 /// # Ok(()) }
 /// ```
 pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Error> {
-    let clock = Clock::new();
-    let (core, endpoint, span) =
-        ProvisioningCore::start(options, clock.instant(std::time::Instant::now()))?;
-    let registration = run(core, clock, Arc::new(endpoint))
-        .instrument(span)
-        .await?;
-    let client = options.client_options(&registration)?;
+    let (registration, options) = iothub_net::rt::provision::<AsyncIo>(options).await?;
     Ok(Provisioned {
         registration,
-        options: client,
+        options,
     })
 }
 
@@ -150,71 +139,6 @@ where
                 let reason = reason?;
                 warn!(%reason, "provisioning again");
             }
-        }
-    }
-}
-
-/// The loop of the module docs.
-async fn run(
-    mut core: ProvisioningCore,
-    clock: Clock,
-    endpoint: Arc<Endpoint>,
-) -> Result<Registration, Error> {
-    let now = || clock.instant(std::time::Instant::now());
-    let mut conn: Option<Conn> = None;
-    let mut opening: Option<Opening> = None;
-    let mut chunk = vec![0; READ_CHUNK];
-    loop {
-        let deadline = match core.poll() {
-            Step::Write(data) => {
-                if let Some(c) = conn.as_mut() {
-                    if let Err(f) = c.write(data, endpoint.write_timeout).await {
-                        conn = None;
-                        core.transport_closed(now(), &f);
-                    }
-                }
-                continue;
-            }
-            Step::Open => {
-                conn = None;
-                opening = Some(driver::open(&endpoint, core.attempts()));
-                continue;
-            }
-            Step::Close => {
-                opening = None;
-                if let Some(c) = conn.take() {
-                    c.close().await;
-                }
-                continue;
-            }
-            Step::Wait(at) => at.map(|at| clock.deadline(at)),
-            step => {
-                if let Some(c) = conn.take() {
-                    c.close().await;
-                }
-                return match step {
-                    Step::Done(r) => r,
-                    _ => Err(Error::Closed),
-                };
-            }
-        };
-        let wake = driver::transport(conn.as_mut(), opening.as_mut(), &mut chunk)
-            .or(driver::timer(deadline))
-            .await;
-        match wake {
-            Wake::Read(Ok(data)) => core.handle_input(now(), &data),
-            Wake::Opened(Ok(c)) => {
-                opening = None;
-                conn = Some(c);
-                core.transport_opened(now());
-            }
-            Wake::Read(Err(f)) | Wake::Opened(Err(f)) => {
-                opening = None;
-                conn = None;
-                core.transport_closed(now(), &f);
-            }
-            Wake::Timer => core.timeout(now()),
-            Wake::Command(_) | Wake::Telemetry(_) => {}
         }
     }
 }

@@ -8,16 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iothub_net::handle::{Commands, Handle};
+use iothub_net::rt::Driver;
 use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, ConnectionState, InboundMessage, Message, Twin};
 use serde_json::Value;
 use tokio::sync::watch;
-use tracing::Instrument as _;
 
 pub use iothub_net::handle::{Events, MethodRequest};
 
-use crate::driver::Driver;
+use crate::rt::Tokio;
 
 /// An IoT Hub device or module client: a cheap handle (`Clone + Send +
 /// Sync`) to one driver task that owns the session and the socket.
@@ -47,8 +47,15 @@ impl Client {
     /// within a tokio runtime.
     pub fn new(options: ClientOptions) -> Result<Client, Error> {
         let (handle, inbox) = Handle::new();
-        let (driver, status, span) = Driver::new(options, inbox)?;
-        tokio::spawn(driver.run().instrument(span));
+        let driver = Driver::<Tokio>::new(options, inbox)?;
+        let (publish, status) = watch::channel(driver.status());
+        tokio::spawn(driver.run(move |now| {
+            publish.send_if_modified(|s| {
+                let changed = *s != now;
+                *s = now;
+                changed
+            });
+        }));
         Ok(Client {
             inner: Arc::new(Inner { handle, status }),
         })

@@ -27,7 +27,7 @@
 //!
 //! ```text
 //!  Client (Clone) ──commands──▶ driver task ──bytes──▶ TCP / TLS / WebSocket
-//!        ▲                        │ owns DriverCore (Session, Router), Conn, one Sleep
+//!        ▲                        │ iothub_net::rt::Driver<Tokio>: DriverCore, Conn, one Sleep
 //!        └──replies, streams,  ◀──┘ events
 //!           watch<Status>
 //! ```
@@ -53,7 +53,13 @@
 //! Transports ([`Transport`]): MQTT over TLS (8883), MQTT over WebSocket
 //! over TLS (443, through an optional HTTP `CONNECT` [`Proxy`]), and plain
 //! TCP for local tests only when asked for. TLS is rustls with the ring
-//! provider, trusting the webpki roots plus an optional extra CA.
+//! provider (`futures-rustls`), trusting the webpki roots plus an optional
+//! extra CA.
+//!
+//! The driver loop, the transport and the provisioning loop are
+//! `iothub-net`'s one async implementation (`iothub_net::rt`, shared with
+//! `iothub-smol`) on tokio's sockets (through `tokio-util`'s compat),
+//! timer and tasks.
 //!
 //! Logging: the driver runs in a `tracing` span `iothub{client_id}`;
 //! every transport attempt in a span `connect{attempt, host, port}`.
@@ -62,11 +68,10 @@
 #![forbid(unsafe_code)]
 
 mod client;
-mod driver;
 #[cfg(unix)]
 pub mod edge;
 mod provision;
-mod transport;
+mod rt;
 
 pub use client::{Client, Events, MethodRequest};
 pub use iothub_net::{

@@ -1,27 +1,20 @@
 //! Provisioning with the Device Provisioning Service: the core's
-//! provisioning session ([`iothub_proto::provisioning::Session`]) driven
-//! over the client's transports (MQTT over TLS, WebSocket over TLS, plain
-//! TCP for tests), then a [`Client`] for the hub it assigned. Every
-//! protocol decision (register, poll after `retry-after`, retries,
-//! backoff, the overall timeout) is the core's, and the order of the
-//! steps around it is `iothub-net`'s
-//! [`ProvisioningCore`](iothub_net::provision_driver::ProvisioningCore)
-//! (shared with the blocking and smol adapters); this loop moves bytes
-//! and sets one timer.
+//! provisioning session driven over the client's transports (MQTT over
+//! TLS, WebSocket over TLS, plain TCP for tests), then a [`Client`] for
+//! the hub it assigned. Every protocol decision (register, poll after
+//! `retry-after`, retries, backoff, the overall timeout) is the core's;
+//! the loop around it is `iothub-net`'s ([`iothub_net::rt::provision`],
+//! shared with the smol adapter) on tokio.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use iothub_net::provision_driver::{ProvisioningCore, Step};
-use iothub_net::transport::Endpoint;
-use iothub_net::{ClientOptions, Clock, Error, ProvisioningOptions};
+use iothub_net::{ClientOptions, Error, ProvisioningOptions};
 use iothub_proto::provisioning::{Registration, ReprovisionPolicy};
-use tracing::{Instrument as _, warn};
+use tracing::warn;
 
 use crate::Client;
-use crate::driver::{Opening, opened, read};
-use crate::transport::{self, Conn};
+use crate::rt::Tokio;
 
 /// What provisioning gave: the assignment, and the options of a client for
 /// the assigned hub ([`ProvisioningOptions::client_options`]).
@@ -61,16 +54,10 @@ impl Provisioned {
 /// # Ok(()) }
 /// ```
 pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Error> {
-    let clock = Clock::starting_at(tokio::time::Instant::now().into_std());
-    let now = clock.instant(tokio::time::Instant::now().into_std());
-    let (core, endpoint, span) = ProvisioningCore::start(options, now)?;
-    let registration = run(core, clock, Arc::new(endpoint))
-        .instrument(span)
-        .await?;
-    let client = options.client_options(&registration)?;
+    let (registration, options) = iothub_net::rt::provision::<Tokio>(options).await?;
     Ok(Provisioned {
         registration,
-        options: client,
+        options,
     })
 }
 
@@ -127,86 +114,5 @@ where
             }
             r = run(client.clone(), registration) => return r,
         }
-    }
-}
-
-/// The loop of the module docs: [`ProvisioningCore`]'s steps carried
-/// out with this adapter's transport.
-async fn run(
-    mut core: ProvisioningCore,
-    clock: Clock,
-    endpoint: Arc<Endpoint>,
-) -> Result<Registration, Error> {
-    let now = || clock.instant(tokio::time::Instant::now().into_std());
-    let mut conn: Option<Conn> = None;
-    let mut opening: Option<Opening> = None;
-    let mut rbuf = Vec::new();
-    loop {
-        let wake = match core.poll() {
-            Step::Write(bytes) => {
-                if let Some(c) = conn.as_mut() {
-                    if let Err(f) = c.write(bytes, endpoint.write_timeout).await {
-                        conn = None;
-                        core.transport_closed(now(), &f);
-                    }
-                }
-                continue;
-            }
-            Step::Open => {
-                conn = None;
-                let span = endpoint.open_span(core.attempts());
-                opening = Some(Box::pin(transport::open(endpoint.clone()).instrument(span)));
-                continue;
-            }
-            Step::Close => {
-                opening = None;
-                if let Some(c) = conn.take() {
-                    c.close().await;
-                }
-                continue;
-            }
-            Step::Wait(at) => at.map(|at| tokio::time::Instant::from_std(clock.deadline(at))),
-            // Step::Done
-            step => {
-                if let Some(c) = conn.take() {
-                    c.close().await;
-                }
-                return match step {
-                    Step::Done(r) => r,
-                    _ => Err(Error::Closed),
-                };
-            }
-        };
-        tokio::select! {
-            biased;
-            r = read(conn.as_mut(), &mut rbuf) => match r {
-                Ok(()) => {
-                    core.handle_input(now(), &rbuf);
-                    rbuf.clear();
-                }
-                Err(f) => {
-                    conn = None;
-                    core.transport_closed(now(), &f);
-                }
-            },
-            r = opened(opening.as_mut()) => {
-                opening = None;
-                match r {
-                    Ok(c) => {
-                        conn = Some(c);
-                        core.transport_opened(now());
-                    }
-                    Err(f) => core.transport_closed(now(), &f),
-                }
-            }
-            () = sleep_until(wake) => core.timeout(now()),
-        }
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -1,0 +1,106 @@
+//! IoT Edge modules on an async runtime: the workload API calls over the
+//! [`Runtime`]'s Unix socket (the bytes of each call are built and parsed
+//! by [`WorkloadCall`]), and the [`TokenSource`] of a module client, which
+//! runs each sign call in the background ([`Runtime::spawn`]) and hands
+//! its outcome to the driver through its command channel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
+use iothub_proto::auth::SasToken;
+use iothub_proto::edge::{EdgeEnvironment, HttpResponse};
+use tracing::warn;
+
+use super::{Runtime, until};
+use crate::driver::Command;
+use crate::edge::{
+    EdgeError, TokenCommand, TokenSource, WORKLOAD_TIMEOUT, WorkloadCall, workload_socket,
+};
+use crate::handle::{Commands, WeakCommands};
+use crate::{ClientOptions, Clock};
+
+/// One call to the workload API: write the request, read until the
+/// response is complete, within [`WORKLOAD_TIMEOUT`].
+async fn call<R: Runtime>(
+    env: &EdgeEnvironment,
+    call: &mut WorkloadCall,
+) -> Result<HttpResponse, EdgeError> {
+    let path = workload_socket(env)?;
+    let exchange = async {
+        let mut socket = R::connect_unix(path).await?;
+        socket.write_all(call.request()).await?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await?;
+            if let Some(response) = call.feed(&buf[..n], n == 0)? {
+                return Ok(response);
+            }
+        }
+    };
+    until::<R, _, _>(Instant::now() + WORKLOAD_TIMEOUT, exchange, || {
+        EdgeError::Io(std::io::ErrorKind::TimedOut.into())
+    })
+    .await
+}
+
+/// Signs a token valid for `lifetime` from now through the workload API.
+pub async fn sign_token<R: Runtime>(
+    env: &EdgeEnvironment,
+    lifetime: Duration,
+) -> Result<SasToken, EdgeError> {
+    let mut sign = WorkloadCall::sign(env, Clock::unix_secs(), lifetime);
+    let response = call::<R>(env, &mut sign).await?;
+    Ok(sign.token(env, &response)?)
+}
+
+/// The client options of the module: tokens from the workload API, the
+/// gateway as the transport host, and the edge CA of the workload API's
+/// trust bundle added to the TLS roots
+/// ([`module_options`](crate::edge::module_options)).
+pub async fn module_options<R: Runtime>(env: &EdgeEnvironment) -> Result<ClientOptions, EdgeError> {
+    let mut bundle = WorkloadCall::trust_bundle(env);
+    let response = call::<R>(env, &mut bundle).await?;
+    let pem = WorkloadCall::certificate(&response)?;
+    Ok(crate::edge::module_options(env, Some(pem)))
+}
+
+/// Makes the client whose command channel is `ctl` a module client
+/// whose tokens the workload API of `env` signs (its options must name an
+/// external signer: [`with_external_signer`](crate::edge::with_external_signer)).
+/// Fails with [`Error::Closed`](crate::Error::Closed) once the driver has
+/// stopped.
+pub fn install_token_source<R: Runtime>(
+    ctl: &Commands,
+    env: EdgeEnvironment,
+) -> Result<(), EdgeError> {
+    let source = token_source::<R>(env, ctl.downgrade());
+    ctl.try_send(Box::new(Command::Token(TokenCommand::Source(source))))
+        .map_err(|_| EdgeError::Client(crate::Error::Closed))
+}
+
+/// The token source of a client: each request runs one sign call in the
+/// background, whose outcome goes back to the driver. It holds the
+/// driver's channel weakly, so it never keeps a client alive.
+fn token_source<R: Runtime>(env: EdgeEnvironment, ctl: WeakCommands) -> TokenSource {
+    let env = Arc::new(env);
+    Box::new(move |lifetime| {
+        let answer = |ctl: &WeakCommands, token| {
+            if let Some(ctl) = ctl.upgrade() {
+                let _ = ctl.try_send(Box::new(Command::Token(TokenCommand::Answer(token))));
+            }
+        };
+        let (env, tx) = (env.clone(), ctl.clone());
+        let spawned = R::spawn(Box::pin(async move {
+            let token = sign_token::<R>(&env, lifetime)
+                .await
+                .inspect_err(|e| warn!(error = %e, "the workload API did not sign a token"))
+                .ok();
+            answer(&tx, token);
+        }));
+        if let Err(e) = spawned {
+            warn!(error = %e, "no task for the workload API call");
+            answer(&ctl, None);
+        }
+    })
+}
