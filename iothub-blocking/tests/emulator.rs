@@ -416,6 +416,11 @@ fn builder_with_a_module_identity_a_fixed_token_api_version_and_model_id() {
         Err(Error::Command(CommandError::FeatureNotAvailable(_)))
     ));
     assert!(client.update_reported(&json!({"module": true})).unwrap() > 0);
+    assert_eq!(
+        emu.model_id("dev1/filter").unwrap().as_deref(),
+        Some("dtmi:com:example:Thermostat;1")
+    );
+    assert!(emu.model_id("dev1/nobody").is_err());
 }
 
 #[test]

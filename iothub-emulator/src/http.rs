@@ -234,7 +234,12 @@ async fn list_modules(State(core): Shared, Path(d): Path<String>) -> Reply {
 
 fn twin_reply(core: &Core, id: &Identity) -> Reply {
     let (twin, connected) = core.twin(id)?;
-    ok_json(twin_json(id, &twin, connected))
+    ok_json(twin_json(
+        id,
+        &twin,
+        connected,
+        core.model_id(id).as_deref(),
+    ))
 }
 
 async fn patch_twin(core: &Core, id: Identity, body: &Bytes) -> Reply {
@@ -246,7 +251,12 @@ async fn patch_twin(core: &Core, id: Identity, body: &Bytes) -> Reply {
     let tags = body["tags"].clone();
     let some = |v: Value| (!v.is_null()).then_some(v);
     let (twin, connected) = core.patch_twin(&id, some(desired), some(tags))?;
-    ok_json(twin_json(&id, &twin, connected))
+    ok_json(twin_json(
+        &id,
+        &twin,
+        connected,
+        core.model_id(&id).as_deref(),
+    ))
 }
 
 async fn get_twin(State(core): Shared, Path(d): Path<String>) -> Reply {

@@ -935,6 +935,16 @@ impl EmulatorHandle {
         Ok(self.core.twin(&service::parse_target(target)?)?.0)
     }
 
+    /// The IoT Plug and Play model id (`model-id` in the CONNECT username)
+    /// that a device or module announced when it last connected; `None`
+    /// when it announced none (or never connected). The service API's twin
+    /// shows it as `modelId`.
+    pub fn model_id(&self, target: &str) -> Result<Option<String>, EmulatorError> {
+        let identity = service::parse_target(target)?;
+        self.core.get_identity(&identity)?;
+        Ok(self.core.model_id(&identity))
+    }
+
     /// Merges `patch` (a JSON object; `null` deletes) into the desired
     /// properties and returns the new desired `$version`; a connected,
     /// subscribed device gets the patch.

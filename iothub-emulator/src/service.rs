@@ -93,10 +93,18 @@ fn with_version(section: &Map<String, Value>, version: u64) -> Value {
     Value::Object(s)
 }
 
-/// The service's twin document.
-pub(crate) fn twin_json(identity: &Identity, twin: &Twin, connected: bool) -> Value {
+/// The service's twin document; `modelId` is the IoT Plug and Play model
+/// the identity announced in its last accepted CONNECT (`""` when none, as
+/// the service shows it).
+pub(crate) fn twin_json(
+    identity: &Identity,
+    twin: &Twin,
+    connected: bool,
+    model_id: Option<&str>,
+) -> Value {
     let mut doc = json!({
         "deviceId": identity.device_id().as_str(),
+        "modelId": model_id.unwrap_or(""),
         "etag": STANDARD.encode(twin.version.to_string()),
         "version": twin.version,
         "status": "enabled",
@@ -195,6 +203,11 @@ impl Core {
                 .collect()
         };
         ids.iter().filter_map(|i| self.info(i).ok()).collect()
+    }
+
+    /// The Plug and Play model id of the identity's last accepted CONNECT.
+    pub(crate) fn model_id(&self, identity: &Identity) -> Option<String> {
+        self.lock().hub.model_id(identity).map(str::to_owned)
     }
 
     pub(crate) fn twin(&self, identity: &Identity) -> Result<(Twin, bool), EmulatorError> {

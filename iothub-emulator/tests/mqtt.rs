@@ -136,6 +136,15 @@ async fn credentials_are_checked_as_the_hub_does() {
         .connect_packet(connect_with(&dev, true, &modern, unix_now() + 60))
         .await;
     assert_eq!(ack.code(), ConnectReturnCode::Accepted);
+    // The model id of the username is the twin's modelId.
+    assert_eq!(
+        emu.model_id("dev1").unwrap().as_deref(),
+        Some("dtmi:com:example:T;1")
+    );
+    let t = http(emu.http_addr(), "GET", "/twins/dev1", &[], b"")
+        .await
+        .json();
+    assert_eq!(t["modelId"], "dtmi:com:example:T;1");
     // The secondary key signs valid tokens too.
     let mut by_secondary = dev.clone();
     by_secondary.authentication = DeviceAuthentication::Sas {
@@ -405,6 +414,7 @@ async fn twins_get_patch_and_desired_notifications() {
     assert_eq!(t["properties"]["reported"]["$version"], 3);
     assert_eq!(t["properties"]["desired"], json!({"$version": 3}));
     assert_eq!(t["connectionState"], "Connected");
+    assert_eq!(t["modelId"], "", "no model id announced");
     // Sections are capped at 32 KB.
     let big = json!({"properties": {"desired": {"x": "a".repeat(33 * 1024)}}});
     let r = http_json(emu.http_addr(), "PATCH", "/twins/dev1", big).await;

@@ -611,5 +611,11 @@ async fn builder_with_a_module_identity_a_fixed_token_api_version_and_model_id()
         .unwrap();
     assert!(v > 0);
     assert!(emu.is_connected("dev1/filter"));
+    // The model id travelled in the CONNECT username; the device has none.
+    assert_eq!(
+        emu.model_id("dev1/filter").unwrap().as_deref(),
+        Some("dtmi:com:example:Thermostat;1")
+    );
+    assert_eq!(emu.model_id("dev1").unwrap(), None);
     emu.shutdown().await;
 }
