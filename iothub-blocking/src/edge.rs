@@ -19,7 +19,6 @@ use iothub_net::edge::{
 use iothub_net::{ClientOptions, Clock};
 use iothub_proto::auth::SasToken;
 use iothub_proto::edge::{EdgeEnvironment, HttpResponse};
-use tracing::warn;
 
 use crate::Client;
 use crate::driver::Input;
@@ -71,13 +70,11 @@ fn token_source(env: EdgeEnvironment, inputs: Sender<Input>) -> TokenSource {
             .name("iothub-workload".into())
             .spawn(move || {
                 let token = sign_token(&env, lifetime)
-                    .inspect_err(|e| warn!(error = %e, "the workload API did not sign a token"))
-                    .ok();
+                    .map_err(|e| format!("the workload API did not sign a token: {e}"));
                 answer(&tx, token);
             });
         if let Err(e) = spawned {
-            warn!(error = %e, "no thread for the workload API call");
-            answer(&inputs, None);
+            answer(&inputs, Err(format!("no thread for the workload API call: {e}")));
         }
     })
 }
