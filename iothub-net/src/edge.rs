@@ -297,6 +297,31 @@ mod tests {
         assert_eq!(s.poll_transport(), Some(TransportCommand::Open));
         // Still shown until the client connects.
         assert!(r.status(&s).last_token_failure.is_some());
+        r.dispatch(
+            &s,
+            Event::Connected {
+                session_present: false,
+            },
+        );
+        assert_eq!(r.status(&s).last_token_failure, None);
+        // A timeout carries no detail, not even one left from an earlier
+        // answer.
+        r.token(
+            &mut s,
+            retry,
+            1_001,
+            TokenCommand::Answer(Err("late".into())),
+        );
+        r.dispatch(
+            &s,
+            Event::TokenRequestFailed {
+                reason: TokenFailure::TimedOut,
+                retry_in: Duration::from_secs(1),
+            },
+        );
+        let timed_out = r.status(&s).last_token_failure.unwrap();
+        assert_eq!(timed_out.reason, TokenFailure::TimedOut);
+        assert_eq!(timed_out.detail, None);
     }
 
     #[test]
