@@ -205,8 +205,8 @@ impl Client {
         Client::new(ClientOptions::from_connection_string(cs)?)
     }
 
-    /// The driver's input channel (the IoT Edge token route).
-    #[cfg(unix)]
+    /// The driver's input channel (the token route of IoT Edge and of
+    /// custom signers).
     pub(crate) fn inputs(&self) -> Sender<Input> {
         self.inner.ctl.clone()
     }

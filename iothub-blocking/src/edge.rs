@@ -19,7 +19,6 @@ use iothub_net::edge::{
 use iothub_net::{ClientOptions, Clock};
 use iothub_proto::auth::SasToken;
 use iothub_proto::edge::{EdgeEnvironment, HttpResponse};
-use tracing::warn;
 
 use crate::Client;
 use crate::driver::Input;
@@ -71,13 +70,14 @@ fn token_source(env: EdgeEnvironment, inputs: Sender<Input>) -> TokenSource {
             .name("iothub-workload".into())
             .spawn(move || {
                 let token = sign_token(&env, lifetime)
-                    .inspect_err(|e| warn!(error = %e, "the workload API did not sign a token"))
-                    .ok();
+                    .map_err(|e| format!("the workload API did not sign a token: {e}"));
                 answer(&tx, token);
             });
         if let Err(e) = spawned {
-            warn!(error = %e, "no thread for the workload API call");
-            answer(&inputs, None);
+            answer(
+                &inputs,
+                Err(format!("no thread for the workload API call: {e}")),
+            );
         }
     })
 }
@@ -103,13 +103,31 @@ impl Client {
         options: ClientOptions,
         env: EdgeEnvironment,
     ) -> Result<Client, EdgeError> {
-        let options = with_external_signer(options);
-        let client = Client::new(options).map_err(EdgeError::Client)?;
-        let inputs = client.inputs();
-        let source = token_source(env, inputs.clone());
-        inputs
-            .send(Input::Command(Command::Token(TokenCommand::Source(source))))
-            .map_err(|_| EdgeError::Client(iothub_net::Error::Closed))?;
+        let client = Client::new(with_external_signer(options)).map_err(EdgeError::Client)?;
+        install_token_source(&client, env)?;
         Ok(client)
     }
+
+    /// [`new_edge_module`](Self::new_edge_module) with the driver on a
+    /// thread of your own, as [`with_driver`](Self::with_driver): nothing
+    /// happens (no token is signed) until [`Driver::run`](crate::Driver::run)
+    /// runs.
+    pub fn new_edge_module_with_driver(
+        options: ClientOptions,
+        env: EdgeEnvironment,
+    ) -> Result<(Client, crate::Driver), EdgeError> {
+        let (client, driver) =
+            Client::with_driver(with_external_signer(options)).map_err(EdgeError::Client)?;
+        install_token_source(&client, env)?;
+        Ok((client, driver))
+    }
+}
+
+/// Routes the token requests of `client` to the workload API of `env`.
+fn install_token_source(client: &Client, env: EdgeEnvironment) -> Result<(), EdgeError> {
+    let inputs = client.inputs();
+    let source = token_source(env, inputs.clone());
+    inputs
+        .send(Input::Command(Command::Token(TokenCommand::Source(source))))
+        .map_err(|_| EdgeError::Client(iothub_net::Error::Closed))
 }

@@ -92,13 +92,15 @@ mod driver;
 #[cfg(unix)]
 pub mod edge;
 mod provision;
+mod token;
 mod transport;
 
 pub use client::{Client, Events, MethodRequest, Receipt};
 pub use driver::Driver;
+pub use iothub_net::token::{SignerError, TokenRequest};
 pub use iothub_net::{
     ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, ProvisioningOptions, Proxy,
-    Status, Transport,
+    Status, TokenRequestFailure, Transport,
 };
 /// The sans-IO core, for every other type (errors, identities, options).
 pub use iothub_proto as proto;

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use iothub_blocking::edge::module_options;
-use iothub_blocking::{Client, ConnectionState, DisconnectReason, Error, Message};
+use iothub_blocking::proto::edge::EdgeEnvironment;
+use iothub_blocking::proto::session::TokenFailure;
+use iothub_blocking::{Client, ClientOptions, ConnectionState, DisconnectReason, Error, Message};
 use iothub_testkit::workload::FakeWorkload;
 use iothub_testkit::{Emu, wait_until};
 
@@ -29,7 +31,8 @@ fn setup(key: Option<&[u8]>) -> (Emu, FakeWorkload) {
     (emu, workload)
 }
 
-fn client(emu: &Emu, workload: &FakeWorkload, lifetime: u64) -> Client {
+/// The module's environment and options.
+fn options(emu: &Emu, workload: &FakeWorkload, lifetime: u64) -> (EdgeEnvironment, ClientOptions) {
     let env = workload.environment(&emu.host_name(), None, "edge1", "filter", GEN);
     // The CA comes from the workload API's trust bundle, nowhere else.
     let options = module_options(&env)
@@ -41,6 +44,11 @@ fn client(emu: &Emu, workload: &FakeWorkload, lifetime: u64) -> Client {
                 .with_backoff_min(Duration::from_millis(50))
                 .with_backoff_max(Duration::from_millis(300))
         });
+    (env, options)
+}
+
+fn client(emu: &Emu, workload: &FakeWorkload, lifetime: u64) -> Client {
+    let (env, options) = options(emu, workload, lifetime);
     Client::new_edge_module(options, env).unwrap()
 }
 
@@ -98,4 +106,40 @@ fn a_token_signed_with_another_key_is_refused_by_the_hub() {
     let client = client(&emu, &workload, 3600);
     assert!(matches!(client.wait_connected(T), Err(Error::Refused(_))));
     assert_eq!(workload.sign_calls(), 1);
+}
+
+#[test]
+fn a_failing_workload_api_shows_in_the_status_until_the_client_connects() {
+    let (emu, workload) = setup(None);
+    workload.fail_next_signs(usize::MAX);
+    let client = client(&emu, &workload, 3600);
+    let s = client
+        .wait_status(|s| s.last_token_failure.is_some(), T)
+        .unwrap();
+    let failure = s.last_token_failure.unwrap();
+    assert_eq!(failure.reason, TokenFailure::Unavailable);
+    let detail = failure.detail.unwrap();
+    assert!(detail.contains("the workload API answered 500"), "{detail}");
+    assert_ne!(s.state, ConnectionState::Connected);
+    assert_eq!(workload.sign_calls(), 0);
+
+    // The workload API signs again: connected, and the failure is gone.
+    workload.fail_next_signs(0);
+    client.wait_connected(T).unwrap();
+    assert_eq!(client.status().last_token_failure, None);
+    assert_eq!(workload.sign_calls(), 1);
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn an_edge_module_with_its_driver_on_the_callers_thread() {
+    let (emu, workload) = setup(None);
+    let (env, options) = options(&emu, &workload, 3600);
+    let (client, driver) = Client::new_edge_module_with_driver(options, env).unwrap();
+    let thread = std::thread::spawn(move || driver.run());
+    client.wait_connected(T).unwrap();
+    assert_eq!(workload.sign_calls(), 1);
+    telemetry_arrives(&emu, &client, "driven by the caller");
+    client.shutdown(Duration::from_secs(2)).unwrap();
+    thread.join().unwrap();
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use iothub_proto::provisioning::ProvisioningError;
 use iothub_proto::session::{
     CommandError, ConnectRefused, ConnectionState, DisconnectReason, InboundMessage,
-    MessageFailure, RequestError, Session, StopReason,
+    MessageFailure, RequestError, Session, StopReason, TokenFailure,
 };
 use serde_json::Value;
 
@@ -93,6 +93,44 @@ pub struct Status {
     pub last_disconnect: Option<DisconnectReason>,
     /// Why the session stopped, once it has.
     pub stopped: Option<StopReason>,
+    /// Why the last token request of an external signer (the IoT Edge
+    /// workload API, a custom signer) failed, if one did since the last
+    /// connection: set from
+    /// [`Event::TokenRequestFailed`](iothub_proto::session::Event::TokenRequestFailed),
+    /// cleared once the client connects. The session keeps asking (and
+    /// `wait_connected` keeps waiting) meanwhile; this says why it does
+    /// not connect.
+    pub last_token_failure: Option<TokenRequestFailure>,
+}
+
+/// Why a token request of an external signer failed ([`Status::last_token_failure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRequestFailure {
+    /// What the session saw: no token in time, the signer failed, or the
+    /// token had already expired.
+    pub reason: TokenFailure,
+    /// What the signer said ([`TokenFailure::Unavailable`]: the workload
+    /// API's or the custom signer's error), or why the token it gave was
+    /// refused.
+    pub detail: Option<String>,
+}
+
+impl TokenRequestFailure {
+    /// A failure for `reason`, with the signer's `detail` if known.
+    #[must_use]
+    pub fn new(reason: TokenFailure, detail: Option<String>) -> TokenRequestFailure {
+        TokenRequestFailure { reason, detail }
+    }
+}
+
+impl fmt::Display for TokenRequestFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}: {d}", self.reason),
+            None => fmt::Display::fmt(&self.reason, f),
+        }
+    }
 }
 
 /// A desired-properties update.
@@ -129,7 +167,8 @@ pub struct InputMessage {
 
 impl Status {
     /// The status of a session, with the last disconnection reason the
-    /// adapter saw (from [`Event::Disconnected`](iothub_proto::session::Event::Disconnected)).
+    /// adapter saw (from [`Event::Disconnected`](iothub_proto::session::Event::Disconnected))
+    /// and no token failure ([`with_token_failure`](Status::with_token_failure)).
     #[must_use]
     pub fn of(session: &Session, last_disconnect: Option<DisconnectReason>) -> Status {
         Status {
@@ -137,7 +176,15 @@ impl Status {
             connection: session.connection(),
             last_disconnect,
             stopped: session.stop_reason(),
+            last_token_failure: None,
         }
+    }
+
+    /// This status with [`last_token_failure`](Status::last_token_failure) set.
+    #[must_use]
+    pub fn with_token_failure(mut self, failure: Option<TokenRequestFailure>) -> Status {
+        self.last_token_failure = failure;
+        self
     }
 
     /// What `wait_connected` returns for this status: `None` while it
@@ -190,6 +237,7 @@ mod tests {
             connection: 1,
             last_disconnect: last,
             stopped: None,
+            last_token_failure: None,
         }
     }
 
@@ -223,5 +271,14 @@ mod tests {
             Some(Error::Stopped(StopReason::Requested))
         ));
         assert!(Error::Closed.to_string().contains("stopped"));
+        let f = TokenRequestFailure::new(TokenFailure::Unavailable, Some("HSM busy".into()));
+        assert_eq!(f.to_string(), "the signer could not sign a token: HSM busy");
+        // A token failure alone does not fail `wait_connected`: the session retries.
+        assert!(
+            status(ConnectionState::Opening, None)
+                .with_token_failure(Some(f))
+                .failure()
+                .is_none()
+        );
     }
 }

@@ -41,9 +41,10 @@ pub enum TokenCommand {
     /// From now on, token requests go to this source (a request made
     /// before it was installed goes to it at once).
     Source(TokenSource),
-    /// The outcome of a request: a token, or `None` when the signer
-    /// failed (the adapter logs why).
-    Answer(Option<SasToken>),
+    /// The outcome of a request: a token, or why the signer failed (it
+    /// becomes the detail of
+    /// [`Status::last_token_failure`](crate::Status::last_token_failure)).
+    Answer(Result<SasToken, String>),
 }
 
 impl fmt::Debug for TokenCommand {
@@ -265,14 +266,24 @@ mod tests {
         r.token(&mut s, now, 1_000, TokenCommand::Source(source));
         assert_eq!(*asked.lock().unwrap(), vec![Duration::from_secs(3600)]);
         // The signer failed: the session reports it and asks again later.
-        r.token(&mut s, now, 1_000, TokenCommand::Answer(None));
+        r.token(
+            &mut s,
+            now,
+            1_000,
+            TokenCommand::Answer(Err("HSM busy".into())),
+        );
+        let failed = s.poll_event().unwrap();
         assert!(matches!(
-            s.poll_event(),
-            Some(Event::TokenRequestFailed {
+            failed,
+            Event::TokenRequestFailed {
                 reason: TokenFailure::Unavailable,
                 ..
-            })
+            }
         ));
+        r.dispatch(&s, failed);
+        let failure = r.status(&s).last_token_failure.unwrap();
+        assert_eq!(failure.reason, TokenFailure::Unavailable);
+        assert_eq!(failure.detail.as_deref(), Some("HSM busy"));
         let retry = s.poll_timeout().unwrap();
         s.handle_timeout(retry, 1_001);
         while let Some(e) = s.poll_event() {
@@ -282,8 +293,35 @@ mod tests {
         // A token: the session wants its transport.
         let key = iothub_proto::auth::SharedAccessKey::from_bytes([1u8; 32]).unwrap();
         let token = SasToken::generate(&env.resource_uri(), &key, 5_000, None);
-        r.token(&mut s, retry, 1_001, TokenCommand::Answer(Some(token)));
+        r.token(&mut s, retry, 1_001, TokenCommand::Answer(Ok(token)));
         assert_eq!(s.poll_transport(), Some(TransportCommand::Open));
+        // Still shown until the client connects.
+        assert!(r.status(&s).last_token_failure.is_some());
+        r.dispatch(
+            &s,
+            Event::Connected {
+                session_present: false,
+            },
+        );
+        assert_eq!(r.status(&s).last_token_failure, None);
+        // A timeout carries no detail, not even one left from an earlier
+        // answer.
+        r.token(
+            &mut s,
+            retry,
+            1_001,
+            TokenCommand::Answer(Err("late".into())),
+        );
+        r.dispatch(
+            &s,
+            Event::TokenRequestFailed {
+                reason: TokenFailure::TimedOut,
+                retry_in: Duration::from_secs(1),
+            },
+        );
+        let timed_out = r.status(&s).last_token_failure.unwrap();
+        assert_eq!(timed_out.reason, TokenFailure::TimedOut);
+        assert_eq!(timed_out.detail, None);
     }
 
     #[test]

@@ -21,11 +21,13 @@
 //! | [`router`] | [`Router`]: the session's events routed to the adapter's completions and streams (by message id and request token), and the connection lifecycle logged with `tracing` (the one routing core, used through [`driver`]) |
 //! | [`edge`] | IoT Edge modules: [`module_options`](edge::module_options) (tokens from the workload API, the edge CA), the bytes of one workload API call ([`WorkloadCall`](edge::WorkloadCall)), the token route's [`TokenCommand`](edge::TokenCommand) |
 //! | `rt` (feature `rt`) | the one async implementation of the async adapters, generic over their small `Runtime` trait: the driver loop, the transport (TCP, proxy tunnel, `futures-rustls`, `async-tungstenite`), the provisioning loop, the IoT Edge workload calls |
+//! | [`token`] | custom signers (HSM, TPM): the [`TokenRequest`](token::TokenRequest) a [`TokenSigner`](token::TokenSigner) answers, run on a thread of its own per token, its answer through the token route (every adapter's `Client::with_token_signer`) |
 //! | [`clock`] | the map from the platform's monotonic clock to the core's [`Instant`](iothub_proto::time::Instant), and Unix seconds |
 //!
-//! Outside `rt`, nothing here opens a socket or spawns a thread: every
-//! function is a pure computation or a constructor. `rt` does I/O only
-//! through the `Runtime` an adapter implements.
+//! Outside `rt`, nothing here opens a socket, and the one thread is a
+//! custom signer's ([`token::signer_source`]); every other function is a
+//! pure computation or a constructor. `rt` does I/O only through the
+//! `Runtime` an adapter implements.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -41,11 +43,12 @@ pub mod router;
 #[cfg(feature = "rt")]
 pub mod rt;
 pub mod tls;
+pub mod token;
 pub mod transport;
 pub mod watch;
 pub mod websocket;
 
-pub use api::{DesiredUpdate, Error, InputMessage, Status};
+pub use api::{DesiredUpdate, Error, InputMessage, Status, TokenRequestFailure};
 pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};
 pub use provisioning::ProvisioningOptions;

@@ -15,12 +15,12 @@ use bytes::Bytes;
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason, ReprovisionWatch};
 use iothub_proto::session::{
     DisconnectReason, Event, Feature, InboundMessage, JsonError, Message, MessageId, MethodId,
-    RequestError, RequestToken, Session, Twin,
+    RequestError, RequestToken, Session, TokenFailure, Twin,
 };
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::api::{DesiredUpdate, Error, InputMessage, Status};
+use crate::api::{DesiredUpdate, Error, InputMessage, Status, TokenRequestFailure};
 use crate::edge::{TokenCommand, TokenSource};
 
 /// Completes one command; returns whether anyone was still waiting (a
@@ -84,6 +84,11 @@ pub struct Router {
     /// before it was installed.
     token_source: Option<TokenSource>,
     token_wanted: Option<std::time::Duration>,
+    /// Why the signer's last answer was no token, until the session's
+    /// [`Event::TokenRequestFailed`] takes it.
+    token_detail: Option<String>,
+    /// The status's [`last_token_failure`](Status::last_token_failure).
+    last_token_failure: Option<TokenRequestFailure>,
 }
 
 impl fmt::Debug for Router {
@@ -92,6 +97,7 @@ impl fmt::Debug for Router {
             .field("messages", &self.messages.len())
             .field("requests", &(self.twins.len() + self.reported.len()))
             .field("last_disconnect", &self.last_disconnect)
+            .field("last_token_failure", &self.last_token_failure)
             .finish_non_exhaustive()
     }
 }
@@ -174,7 +180,8 @@ impl Router {
     /// The token route: installs the [`TokenSource`] (and hands it a
     /// request that came first), or gives a signer's answer to the session
     /// ([`Session::provide_token`] at `unix_secs`, or
-    /// [`Session::token_unavailable`]).
+    /// [`Session::token_unavailable`]; the signer's error becomes the
+    /// detail of the status's [`last_token_failure`](Status::last_token_failure)).
     pub fn token(&mut self, s: &mut Session, now: Instant, unix_secs: u64, cmd: TokenCommand) {
         match cmd {
             TokenCommand::Source(mut source) => {
@@ -183,12 +190,17 @@ impl Router {
                 }
                 self.token_source = Some(source);
             }
-            TokenCommand::Answer(Some(token)) => {
+            TokenCommand::Answer(Ok(token)) => {
                 if let Err(e) = s.provide_token(now, unix_secs, token) {
                     warn!(error = %e, "the signed token was refused");
+                    self.token_detail = Some(e.to_string());
                 }
             }
-            TokenCommand::Answer(None) => s.token_unavailable(now),
+            TokenCommand::Answer(Err(detail)) => {
+                warn!(error = %detail, "the signer did not sign a token");
+                self.token_detail = Some(detail);
+                s.token_unavailable(now);
+            }
         }
     }
 
@@ -196,6 +208,7 @@ impl Router {
     #[must_use]
     pub fn status(&self, s: &Session) -> Status {
         Status::of(s, self.last_disconnect.clone())
+            .with_token_failure(self.last_token_failure.clone())
     }
 
     /// Routes one event from [`Session::poll_event`] (and logs the
@@ -205,6 +218,7 @@ impl Router {
         match event {
             Event::Connected { session_present } => {
                 info!(connection = s.connection(), session_present, "connected");
+                self.last_token_failure = None;
             }
             Event::Disconnected { reason } => {
                 match &reason {
@@ -232,6 +246,12 @@ impl Router {
             Event::TokenRequestFailed { reason, retry_in } => {
                 let retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
                 warn!(%reason, retry_ms, "no token from the signer");
+                // A detail belongs to the signer's answer, not to a timeout.
+                let detail = self
+                    .token_detail
+                    .take()
+                    .filter(|_| reason != TokenFailure::TimedOut);
+                self.last_token_failure = Some(TokenRequestFailure::new(reason, detail));
             }
             Event::SubscriptionFailed { subscription } => {
                 warn!(?subscription, "the hub refused a subscription");

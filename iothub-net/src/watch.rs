@@ -99,6 +99,7 @@ mod tests {
             connection: 0,
             last_disconnect: None,
             stopped: None,
+            last_token_failure: None,
         }
     }
 

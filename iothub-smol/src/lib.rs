@@ -69,12 +69,14 @@ mod driver;
 pub mod edge;
 mod provision;
 mod rt;
+mod token;
 
 pub use client::{Client, Events, MethodRequest};
 pub use driver::Driver;
+pub use iothub_net::token::{SignerError, TokenRequest};
 pub use iothub_net::{
     ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, ProvisioningOptions, Proxy,
-    Status, Transport,
+    Status, TokenRequestFailure, Transport,
 };
 /// The sans-IO core, for every other type (errors, identities, options).
 pub use iothub_proto as proto;

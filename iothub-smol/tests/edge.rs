@@ -50,6 +50,7 @@ macro_rules! on_both_runtimes {
 on_both_runtimes!(
     a_module_connects_with_a_workload_token_and_renews_it_twice,
     a_failing_workload_api_is_asked_again_until_it_signs,
+    a_failing_workload_api_shows_in_the_status_until_the_client_connects,
     a_token_signed_with_another_key_is_refused_by_the_hub,
 );
 
@@ -137,6 +138,29 @@ async fn a_failing_workload_api_is_asked_again_until_it_signs(rt: Rt) {
     // Two refusals (500), then the token the client connected with.
     assert_eq!(workload.sign_calls(), 1);
     telemetry_arrives(&emu, &client, "after two refusals").await;
+}
+
+async fn a_failing_workload_api_shows_in_the_status_until_the_client_connects(rt: Rt) {
+    let (emu, workload) = setup(None);
+    workload.fail_next_signs(usize::MAX);
+    let client = client(rt, &emu, &workload, 3600).await;
+    let s = within(10, client.wait_status(|s| s.last_token_failure.is_some())).await;
+    let failure = s.last_token_failure.unwrap();
+    assert_eq!(
+        failure.reason,
+        iothub_proto::session::TokenFailure::Unavailable
+    );
+    let detail = failure.detail.unwrap();
+    assert!(detail.contains("the workload API answered 500"), "{detail}");
+    assert_ne!(s.state, ConnectionState::Connected);
+    assert_eq!(workload.sign_calls(), 0);
+
+    // The workload API signs again: connected, and the failure is gone.
+    workload.fail_next_signs(0);
+    within(10, client.wait_connected()).await.unwrap();
+    assert_eq!(client.status().last_token_failure, None);
+    assert_eq!(workload.sign_calls(), 1);
+    client.shutdown(Duration::from_secs(2)).await.unwrap();
 }
 
 async fn a_token_signed_with_another_key_is_refused_by_the_hub(rt: Rt) {

@@ -4,6 +4,9 @@
 //! smol adapter) over [`tokio::net::UnixStream`]; each token is signed in
 //! a tokio task. The session asks for each token; the driver's router
 //! hands the request to the source installed here.
+//!
+//! A custom signer (an HSM, a TPM) takes the workload API's place with
+//! [`Client::with_token_signer`] (on every platform).
 
 use std::time::Duration;
 

@@ -109,6 +109,34 @@ async fn a_failing_workload_api_is_asked_again_until_it_signs() {
     client.shutdown(Duration::from_secs(2)).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_workload_api_shows_in_the_status_until_the_client_connects() {
+    let (emu, workload) = setup().await;
+    workload.fail_next_signs(usize::MAX);
+    let client = client(&emu, &workload, 3600).await;
+    let mut status = client.status();
+    let s = within(10, status.wait_for(|s| s.last_token_failure.is_some()))
+        .await
+        .unwrap()
+        .clone();
+    let failure = s.last_token_failure.unwrap();
+    assert_eq!(
+        failure.reason,
+        iothub_proto::session::TokenFailure::Unavailable
+    );
+    let detail = failure.detail.unwrap();
+    assert!(detail.contains("the workload API answered 500"), "{detail}");
+    assert_ne!(s.state, ConnectionState::Connected);
+    assert_eq!(workload.sign_calls(), 0);
+
+    // The workload API signs again: connected, and the failure is gone.
+    workload.fail_next_signs(0);
+    within(10, client.wait_connected()).await.unwrap();
+    assert_eq!(client.status().borrow().last_token_failure, None);
+    assert_eq!(workload.sign_calls(), 1);
+    client.shutdown(Duration::from_secs(2)).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_bad_environment_or_socket_is_a_typed_error() {
     use iothub_net::edge::EdgeError;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
 use iothub_proto::auth::SasToken;
 use iothub_proto::edge::{EdgeEnvironment, HttpResponse};
-use tracing::warn;
 
 use super::{Runtime, until};
 use crate::driver::Command;
@@ -94,13 +93,11 @@ fn token_source<R: Runtime>(env: EdgeEnvironment, ctl: WeakCommands) -> TokenSou
         let spawned = R::spawn(Box::pin(async move {
             let token = sign_token::<R>(&env, lifetime)
                 .await
-                .inspect_err(|e| warn!(error = %e, "the workload API did not sign a token"))
-                .ok();
+                .map_err(|e| format!("the workload API did not sign a token: {e}"));
             answer(&tx, token);
         }));
         if let Err(e) = spawned {
-            warn!(error = %e, "no task for the workload API call");
-            answer(&ctl, None);
+            answer(&ctl, Err(format!("no task for the workload API call: {e}")));
         }
     })
 }
