@@ -1213,7 +1213,9 @@ impl Hub {
     /// The service (an IoT Edge route) sends a message to a module's input
     /// `input`, on `devices/{d}/modules/{m}/inputs/{input}/{bag}`; queued and
     /// delivered like [`send_c2d`](Self::send_c2d) (without adding
-    /// properties), with the same limits, plus [`HubError::InvalidName`].
+    /// properties), with the same limits, plus [`HubError::InvalidName`]
+    /// for an input name that is empty, holds `/`, `+`, `#` or U+0000, or
+    /// makes the topic longer than MQTT allows.
     pub fn send_module_input(
         &mut self,
         device_id: &DeviceId,
@@ -1225,6 +1227,9 @@ impl Hub {
         check_c2d_size(&properties, &payload)?;
         let topic = hub::module_input(device_id, module_id, input, &properties)
             .map_err(|_| HubError::InvalidName)?;
+        // A topic that cannot be sent (a wildcard, U+0000, over 65,535
+        // bytes) would wait in the queue for ever: refused here.
+        crate::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
         let identity = Identity::module(device_id.clone(), module_id.clone());
         self.enqueue(&identity, topic, payload)
     }

@@ -393,7 +393,8 @@ pub enum HubError {
         /// The limit (50).
         max: usize,
     },
-    /// A method or input name that is empty or holds a `/`.
+    /// A method or input name that is empty or holds a `/` (an input
+    /// name also `+`, `#` or U+0000, or one too long for an MQTT topic).
     InvalidName,
     /// A twin patch that is not a JSON object.
     NotAnObject,
