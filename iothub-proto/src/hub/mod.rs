@@ -1142,6 +1142,9 @@ impl Hub {
         }
         let request_id = RequestId::from(self.next_request.saturating_add(1));
         let topic = hub::method_request(name, &request_id).map_err(|_| HubError::InvalidName)?;
+        // A topic that cannot be sent (a wildcard, U+0000, over 65,535
+        // bytes) would make a call whose request never leaves: refused.
+        crate::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
         let k = key(identity);
         let r = self.identities.get(&k).ok_or(HubError::UnknownIdentity)?;
         let c = r
