@@ -1187,7 +1187,8 @@ impl Hub {
     /// connected and subscribed; it stays queued until PUBACK.
     ///
     /// Errors: [`HubError::TooLarge`] over 64 KB (payload plus property
-    /// bag), [`HubError::QueueFull`] with 50 pending,
+    /// bag), or with a topic over the 65,535 bytes MQTT allows (the bag
+    /// with the properties added here), [`HubError::QueueFull`] with 50 pending,
     /// [`HubError::UnknownIdentity`].
     pub fn send_c2d(
         &mut self,
@@ -1210,6 +1211,15 @@ impl Hub {
         }
         let identity = Identity::device(device_id.clone());
         let topic = hub::c2d(device_id, &properties);
+        // The bag fits 64 KB but, with the prefix and the properties added
+        // here, not an MQTT topic: a PUBLISH that cannot be built would
+        // wait in the queue for ever.
+        if topic.len() > crate::mqtt::MAX_STRING_LEN {
+            return Err(HubError::TooLarge {
+                size: topic.len(),
+                max: crate::mqtt::MAX_STRING_LEN,
+            });
+        }
         self.enqueue(&identity, topic, payload)
     }
 

@@ -275,3 +275,29 @@ fn a_module_input_name_that_cannot_be_a_topic_is_refused_not_queued_for_ever() {
     let conn = w.connect(&m, &mk);
     assert_eq!(publishes(&w.subscribe_all(conn, &m)).len(), 1);
 }
+
+#[test]
+fn a_c2d_property_bag_that_fits_64_kb_but_not_a_topic_is_refused() {
+    // Within 64 KB (payload plus bag), but the bag, with the topic's
+    // prefix and the `$.mid` and `$.to` the hub adds, is over the 65,535
+    // bytes of an MQTT topic: the PUBLISH cannot be built, so the message
+    // must be refused, not queued and never sent.
+    let mut w = World::new();
+    let (dev, key) = w.device("dev1", 1);
+    let d = dev.device_id().clone();
+    let mut p = MessageProperties::new();
+    p.add_application("k", &"v".repeat(MAX_C2D_SIZE - 10))
+        .unwrap();
+    assert!(p.encoded_len() <= MAX_C2D_SIZE);
+    assert!(matches!(
+        w.hub.send_c2d(&d, p, Bytes::new()),
+        Err(HubError::TooLarge { .. })
+    ));
+    assert_eq!(w.hub.pending_messages(&dev), 0);
+    // Every message accepted is sent.
+    let mut p = MessageProperties::new();
+    p.add_application("k", &"v".repeat(60_000)).unwrap();
+    w.hub.send_c2d(&d, p, Bytes::new()).unwrap();
+    let conn = w.connect(&dev, &key);
+    assert_eq!(publishes(&w.subscribe_all(conn, &dev)).len(), 1);
+}
