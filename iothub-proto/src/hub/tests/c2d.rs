@@ -286,7 +286,7 @@ fn a_c2d_property_bag_that_fits_64_kb_but_not_a_topic_is_refused() {
     let (dev, key) = w.device("dev1", 1);
     let d = dev.device_id().clone();
     let mut p = MessageProperties::new();
-    p.add_application("k", &"v".repeat(MAX_C2D_SIZE - 10))
+    p.add_application("k", "v".repeat(MAX_C2D_SIZE - 10))
         .unwrap();
     assert!(p.encoded_len() <= MAX_C2D_SIZE);
     assert!(matches!(
@@ -296,7 +296,7 @@ fn a_c2d_property_bag_that_fits_64_kb_but_not_a_topic_is_refused() {
     assert_eq!(w.hub.pending_messages(&dev), 0);
     // Every message accepted is sent.
     let mut p = MessageProperties::new();
-    p.add_application("k", &"v".repeat(60_000)).unwrap();
+    p.add_application("k", "v".repeat(60_000)).unwrap();
     w.hub.send_c2d(&d, p, Bytes::new()).unwrap();
     let conn = w.connect(&dev, &key);
     assert_eq!(publishes(&w.subscribe_all(conn, &dev)).len(), 1);
