@@ -321,7 +321,7 @@ impl Core {
                 .send_module_input(identity.device_id(), module, input, properties, body)
                 .map_err(|e| match e {
                     HubError::InvalidName => EmulatorError::BadRequest(format!(
-                        "input name {input:?}: non-empty, without `/`"
+                        "input name {input:?}: non-empty, without `/`, `+`, `#` or U+0000"
                     )),
                     other => other.into(),
                 })

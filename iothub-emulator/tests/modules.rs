@@ -149,6 +149,18 @@ async fn module_inputs_through_the_library_and_the_service_api() {
     .await;
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("iothub-ack"));
+    // An input name that cannot be in an MQTT topic (`+` sent as %2B):
+    // refused, not queued where it could never be delivered.
+    let r = http(
+        emu.http_addr(),
+        "POST",
+        "/devices/dev1/modules/sink/messages/inputs/a%2Bb",
+        &[],
+        b"x",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("input name"));
     emu.shutdown().await;
 }
 

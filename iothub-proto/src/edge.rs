@@ -252,11 +252,12 @@ pub fn parse_http_response(data: &[u8], eof: bool) -> Result<Option<HttpResponse
             let (name, value) = line.split_once(':').ok_or(WorkloadError::MalformedHttp)?;
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
-                length = Some(
-                    value
-                        .parse::<usize>()
-                        .map_err(|_| WorkloadError::MalformedHttp)?,
-                );
+                let n = parse_digits(value, 10)?;
+                // Two lengths that disagree: where the body ends is unknown.
+                if length.is_some_and(|l| l != n) {
+                    return Err(WorkloadError::MalformedHttp);
+                }
+                length = Some(n);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = value
                     .rsplit(',')
@@ -305,7 +306,16 @@ fn parse_status_line(line: &str) -> Result<u16, WorkloadError> {
     if code.len() != 3 {
         return Err(WorkloadError::MalformedHttp);
     }
-    code.parse().map_err(|_| WorkloadError::MalformedHttp)
+    u16::try_from(parse_digits(code, 10)?).map_err(|_| WorkloadError::MalformedHttp)
+}
+
+/// A length, chunk size or status code: digits of `radix` only (Rust's
+/// own parsing would also take a leading `+`), within `usize`.
+fn parse_digits(text: &str, radix: u32) -> Result<usize, WorkloadError> {
+    if text.is_empty() || !text.chars().all(|c| c.is_digit(radix)) {
+        return Err(WorkloadError::MalformedHttp);
+    }
+    usize::from_str_radix(text, radix).map_err(|_| WorkloadError::MalformedHttp)
 }
 
 /// A chunked body: `Ok(None)` until the last (empty) chunk.
@@ -317,7 +327,7 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, WorkloadError> {
         };
         let line = core::str::from_utf8(line).map_err(|_| WorkloadError::MalformedHttp)?;
         let size = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size, 16).map_err(|_| WorkloadError::MalformedHttp)?;
+        let size = parse_digits(size, 16)?;
         if size == 0 {
             // Trailers, then an empty line.
             return Ok(split_at_seq(rest, b"\r\n").map(|_| body));
@@ -877,6 +887,30 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(no_content.body.is_empty());
+    }
+
+    #[test]
+    fn workload_http_lengths_are_digits_and_agree() {
+        // A length or chunk size is hex/decimal digits only (no sign), and
+        // two Content-Length headers that disagree leave the body's end
+        // unknown: refused, not one of them picked.
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nok\r\n0\r\n\r\n",
+            b"HTTP/1.1 +20 OK\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_http_response(bad, true),
+                Err(WorkloadError::MalformedHttp),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+        // The same length twice is one length.
+        let twice = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok";
+        let r = parse_http_response(twice, false).unwrap().unwrap();
+        assert_eq!(r.body, b"ok");
     }
 
     #[test]

@@ -1142,6 +1142,9 @@ impl Hub {
         }
         let request_id = RequestId::from(self.next_request.saturating_add(1));
         let topic = hub::method_request(name, &request_id).map_err(|_| HubError::InvalidName)?;
+        // A topic that cannot be sent (a wildcard, U+0000, over 65,535
+        // bytes) would make a call whose request never leaves: refused.
+        crate::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
         let k = key(identity);
         let r = self.identities.get(&k).ok_or(HubError::UnknownIdentity)?;
         let c = r
@@ -1184,7 +1187,8 @@ impl Hub {
     /// connected and subscribed; it stays queued until PUBACK.
     ///
     /// Errors: [`HubError::TooLarge`] over 64 KB (payload plus property
-    /// bag), [`HubError::QueueFull`] with 50 pending,
+    /// bag), or with a topic over the 65,535 bytes MQTT allows (the bag
+    /// with the properties added here), [`HubError::QueueFull`] with 50 pending,
     /// [`HubError::UnknownIdentity`].
     pub fn send_c2d(
         &mut self,
@@ -1207,13 +1211,24 @@ impl Hub {
         }
         let identity = Identity::device(device_id.clone());
         let topic = hub::c2d(device_id, &properties);
+        // The bag fits 64 KB but, with the prefix and the properties added
+        // here, not an MQTT topic: a PUBLISH that cannot be built would
+        // wait in the queue for ever.
+        if topic.len() > crate::mqtt::MAX_STRING_LEN {
+            return Err(HubError::TooLarge {
+                size: topic.len(),
+                max: crate::mqtt::MAX_STRING_LEN,
+            });
+        }
         self.enqueue(&identity, topic, payload)
     }
 
     /// The service (an IoT Edge route) sends a message to a module's input
     /// `input`, on `devices/{d}/modules/{m}/inputs/{input}/{bag}`; queued and
     /// delivered like [`send_c2d`](Self::send_c2d) (without adding
-    /// properties), with the same limits, plus [`HubError::InvalidName`].
+    /// properties), with the same limits, plus [`HubError::InvalidName`]
+    /// for an input name that is empty, holds `/`, `+`, `#` or U+0000, or
+    /// makes the topic longer than MQTT allows.
     pub fn send_module_input(
         &mut self,
         device_id: &DeviceId,
@@ -1225,6 +1240,9 @@ impl Hub {
         check_c2d_size(&properties, &payload)?;
         let topic = hub::module_input(device_id, module_id, input, &properties)
             .map_err(|_| HubError::InvalidName)?;
+        // A topic that cannot be sent (a wildcard, U+0000, over 65,535
+        // bytes) would wait in the queue for ever: refused here.
+        crate::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
         let identity = Identity::module(device_id.clone(), module_id.clone());
         self.enqueue(&identity, topic, payload)
     }

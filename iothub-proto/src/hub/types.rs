@@ -393,7 +393,8 @@ pub enum HubError {
         /// The limit (50).
         max: usize,
     },
-    /// A method or input name that is empty or holds a `/`.
+    /// A method or input name that is empty, holds `/`, `+`, `#` or
+    /// U+0000, or is too long for an MQTT topic.
     InvalidName,
     /// A twin patch that is not a JSON object.
     NotAnObject,
@@ -412,7 +413,9 @@ impl fmt::Display for HubError {
                 write!(f, "message of {size} bytes is over the limit of {max}")
             }
             HubError::QueueFull { max } => write!(f, "{max} messages are already pending"),
-            HubError::InvalidName => f.write_str("name must be non-empty and hold no `/`"),
+            HubError::InvalidName => f.write_str(
+                "name must be non-empty, hold no `/`, `+`, `#` or U+0000, and fit in an MQTT topic",
+            ),
             HubError::NotAnObject => f.write_str("a twin patch must be a JSON object"),
             HubError::WrongIdentityKind => {
                 f.write_str("a module operation needs a module identity, a device one a device")

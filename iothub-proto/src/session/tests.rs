@@ -2441,3 +2441,27 @@ fn a_unix_time_jump_asks_an_external_signer_early() {
     h.cmds.push(TransportCommand::Open);
     assert_eq!(password_of(&h.open()), fresh.expose_secret().as_bytes());
 }
+
+#[test]
+fn a_token_whose_renewal_point_rounds_to_now_is_still_used() {
+    // 1 % of 60 s rounds down to 0 whole seconds: the renewal point must
+    // still be after the moment the token came, or the session would
+    // open a transport, refuse its own token, close, ask again, and so on
+    // without end.
+    let mut h = Harness::new(
+        external_config()
+            .with_sas_lifetime(secs(60))
+            .with_renewal_percent(1),
+    );
+    h.events();
+    let token = h.provide();
+    let c = h.open();
+    assert_eq!(password_of(&c), token.expose_secret().as_bytes());
+    h.feed(Connack::new(false, ConnectReturnCode::Accepted));
+    assert_eq!(h.s.state(), ConnectionState::Connected);
+    assert!(token_requests(&h.events()).is_empty());
+    // Renewed one second later, while the connection goes on.
+    h.advance(secs(1));
+    assert_eq!(token_requests(&h.events()), vec![secs(60)]);
+    assert_eq!(h.s.state(), ConnectionState::Connected);
+}

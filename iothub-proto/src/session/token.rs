@@ -160,7 +160,7 @@ impl Session {
     /// [`Event::TokenRequested`] (`unix_secs`: the wall-clock time now).
     ///
     /// Its renewal point is [`Config::renewal_percent`](super::Config::renewal_percent)
-    /// of its remaining lifetime from `unix_secs`. If the session was
+    /// of its remaining lifetime from `unix_secs` (at least a second). If the session was
     /// waiting for it to open a transport, [`TransportCommand::Open`]
     /// follows; if the current connection's token is due for renewal, the
     /// session reconnects with it (DISCONNECT, then a new transport,
@@ -204,9 +204,14 @@ impl Session {
             });
         }
         let left = expiry - unix;
+        // At least a second: a renewal point that rounds down to now
+        // would make the token unusable the moment it came, and the
+        // session would ask, open, refuse it and ask again without end.
+        // (`left` is at least 1, so this is never past the expiry.)
         let renew_after =
             u64::try_from(u128::from(left) * u128::from(self.config.renewal_percent) / 100)
-                .unwrap_or(u64::MAX);
+                .unwrap_or(u64::MAX)
+                .max(1);
         self.external.token = Some((token, unix.saturating_add(renew_after)));
         if self.external.wait == Wait::Requested {
             self.timers.clear(TimerKind::TokenRequest);

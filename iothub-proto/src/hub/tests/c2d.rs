@@ -247,3 +247,57 @@ fn module_inputs_follow_the_same_rules() {
     w.send(conn, Packet::Puback(again.pid().unwrap()));
     assert_eq!(w.hub.pending_messages(&m), 0);
 }
+
+#[test]
+fn a_module_input_name_that_cannot_be_a_topic_is_refused_not_queued_for_ever() {
+    // `+`, `#` and U+0000 cannot be in an MQTT topic name, nor can a topic
+    // be over 65,535 bytes: such a message could never be sent, so it
+    // would sit in the queue (and count against its limit) unsent and
+    // unrefused.
+    let mut w = World::new();
+    let (m, mk) = w.module("dev1", "mod1", 2);
+    let (d, mo) = (m.device_id().clone(), m.module_id().unwrap().clone());
+    let long = "i".repeat(70_000);
+    for bad in ["a+b", "#", "in\0", long.as_str()] {
+        assert_eq!(
+            w.hub
+                .send_module_input(&d, &mo, bad, MessageProperties::new(), Bytes::new()),
+            Err(HubError::InvalidName),
+            "{:?}",
+            bad.chars().take(8).collect::<String>()
+        );
+    }
+    assert_eq!(w.hub.pending_messages(&m), 0);
+    // A good one still goes through.
+    w.hub
+        .send_module_input(&d, &mo, "in1", MessageProperties::new(), Bytes::new())
+        .unwrap();
+    let conn = w.connect(&m, &mk);
+    assert_eq!(publishes(&w.subscribe_all(conn, &m)).len(), 1);
+}
+
+#[test]
+fn a_c2d_property_bag_that_fits_64_kb_but_not_a_topic_is_refused() {
+    // Within 64 KB (payload plus bag), but the bag, with the topic's
+    // prefix and the `$.mid` and `$.to` the hub adds, is over the 65,535
+    // bytes of an MQTT topic: the PUBLISH cannot be built, so the message
+    // must be refused, not queued and never sent.
+    let mut w = World::new();
+    let (dev, key) = w.device("dev1", 1);
+    let d = dev.device_id().clone();
+    let mut p = MessageProperties::new();
+    p.add_application("k", "v".repeat(MAX_C2D_SIZE - 10))
+        .unwrap();
+    assert!(p.encoded_len() <= MAX_C2D_SIZE);
+    assert!(matches!(
+        w.hub.send_c2d(&d, p, Bytes::new()),
+        Err(HubError::TooLarge { .. })
+    ));
+    assert_eq!(w.hub.pending_messages(&dev), 0);
+    // Every message accepted is sent.
+    let mut p = MessageProperties::new();
+    p.add_application("k", "v".repeat(60_000)).unwrap();
+    w.hub.send_c2d(&d, p, Bytes::new()).unwrap();
+    let conn = w.connect(&dev, &key);
+    assert_eq!(publishes(&w.subscribe_all(conn, &dev)).len(), 1);
+}

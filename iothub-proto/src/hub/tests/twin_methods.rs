@@ -230,6 +230,16 @@ fn direct_methods_round_trip() {
         w.hub.invoke_method(&dev, "", Bytes::new()),
         Err(HubError::InvalidName)
     );
+    // A name that cannot be in an MQTT topic: refused, not a call whose
+    // request is never sent (and, without a deadline, never ends).
+    let long = "m".repeat(70_000);
+    for bad in ["a+b", "#", "m\0", long.as_str()] {
+        assert_eq!(
+            w.hub.invoke_method(&dev, bad, Bytes::new()),
+            Err(HubError::InvalidName)
+        );
+    }
+    assert!(w.recv(conn).is_empty());
     let big = Bytes::from(vec![b' '; MAX_METHOD_PAYLOAD + 1]);
     assert_eq!(
         w.hub.invoke_method(&dev, "m", big),
