@@ -26,12 +26,23 @@ use crate::driver::Input;
 /// One call to the workload API: write the request, read until the
 /// response is complete.
 fn call(env: &EdgeEnvironment, call: &mut WorkloadCall) -> Result<HttpResponse, EdgeError> {
+    // WORKLOAD_TIMEOUT bounds the whole call, not each read: a workload
+    // API that answers a byte at a time still has to finish in time.
+    let deadline = std::time::Instant::now() + WORKLOAD_TIMEOUT;
+    let left = || {
+        let d = deadline.saturating_duration_since(std::time::Instant::now());
+        if d.is_zero() {
+            Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        } else {
+            Ok(d)
+        }
+    };
     let mut socket = UnixStream::connect(workload_socket(env)?)?;
-    socket.set_read_timeout(Some(WORKLOAD_TIMEOUT))?;
-    socket.set_write_timeout(Some(WORKLOAD_TIMEOUT))?;
+    socket.set_write_timeout(Some(left()?))?;
     socket.write_all(call.request())?;
     let mut buf = vec![0u8; 4096];
     loop {
+        socket.set_read_timeout(Some(left()?))?;
         let n = socket.read(&mut buf)?;
         if let Some(response) = call.feed(&buf[..n], n == 0)? {
             return Ok(response);

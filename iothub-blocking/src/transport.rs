@@ -139,15 +139,16 @@ fn open(ep: &Endpoint) -> Result<(Link, TcpStream), Failure> {
     sock.set_nodelay(true).map_err(Failure::connect)?;
     timeouts(&sock, left(deadline, "proxy CONNECT")?)?;
     if let Some(p) = &ep.proxy {
-        tunnel(&mut sock, p, &ep.host, ep.port)?;
+        tunnel(&mut sock, p, &ep.host, ep.port, deadline)?;
     }
     let (sock, tls, ws) = match &ep.tls {
         Some((config, name)) => {
             let conn = ClientConnection::new(config.clone(), name.clone())
                 .map_err(|e| Failure::handshake(format!("TLS: {e}")))?;
             let mut stream = StreamOwned::new(conn, sock);
-            timeouts(&stream.sock, left(deadline, "TLS handshake")?)?;
             while stream.conn.is_handshaking() {
+                // The open's deadline bounds the whole handshake, not each read.
+                timeouts(&stream.sock, left(deadline, "TLS handshake")?)?;
                 stream
                     .conn
                     .complete_io(&mut stream.sock)
@@ -170,13 +171,22 @@ fn open(ep: &Endpoint) -> Result<(Link, TcpStream), Failure> {
 }
 
 /// Asks the proxy for a tunnel, reading its answer byte by byte so that no
-/// byte of the tunnel is consumed.
-fn tunnel(sock: &mut TcpStream, p: &Proxy, host: &str, port: u16) -> Result<(), Failure> {
+/// byte of the tunnel is consumed; a proxy that answers slowly, a byte at a
+/// time, still has to finish by `deadline`.
+fn tunnel(
+    sock: &mut TcpStream,
+    p: &Proxy,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<(), Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::connect(format!("proxy: {e}"));
     let mut t = proxy::Tunnel::new(p, host, port);
     sock.write_all(t.request()).map_err(|e| failed(&e))?;
     let mut byte = [0u8; 1];
     loop {
+        sock.set_read_timeout(Some(left(deadline, "proxy CONNECT")?))
+            .map_err(Failure::connect)?;
         sock.read_exact(&mut byte).map_err(|e| failed(&e))?;
         if t.feed(byte[0]).map_err(|e| failed(&e))? {
             return Ok(());
@@ -205,6 +215,9 @@ fn upgrade(
             Ok((ws, _)) => return Ok(Some(ws)),
             Err(HandshakeError::Failure(e)) => return Err(failed(&e)),
             Err(HandshakeError::Interrupted(mut mid)) => {
+                // Each read may wait up to the time left when the phase
+                // began; a peer that dribbles is stopped here at the deadline.
+                left(deadline, "WebSocket handshake")?;
                 let pipe = mid.get_mut().get_mut();
                 stream
                     .write_all(&std::mem::take(&mut pipe.outbound))

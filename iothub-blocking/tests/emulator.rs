@@ -278,6 +278,63 @@ fn websocket_through_an_http_connect_proxy() {
     );
 }
 
+/// A proxy that accepts the CONNECT request, then answers one byte every
+/// 50 ms and never finishes its header; it stops when the client leaves.
+fn dribbling_proxy() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    request.push(byte[0]);
+                }
+                let mut answer = b"HTTP/1.1 200 OK\r\nX-Pad: "
+                    .iter()
+                    .chain(std::iter::repeat(&b'a'));
+                while let Some(b) = answer.next() {
+                    if conn.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_proxy_that_answers_a_byte_at_a_time_is_bounded_by_the_open_timeout() {
+    // Every byte comes well within any per-read timeout; only an overall
+    // deadline ends the open (before, it waited as long as the proxy
+    // kept dribbling).
+    let emu = Emu::start();
+    let client = Client::new(
+        emu.options("dev1")
+            .with_transport(Transport::WebSocket)
+            .with_port(emu.ws_addr().port())
+            .with_proxy(Proxy::new("127.0.0.1", dribbling_proxy()))
+            .with_open_timeout(Duration::from_millis(600)),
+    )
+    .unwrap();
+    let s = client
+        .wait_status(|s| s.last_disconnect.is_some(), T)
+        .unwrap();
+    assert_eq!(
+        s.last_disconnect,
+        Some(DisconnectReason::Transport(TransportClosed::ConnectFailed))
+    );
+    assert_ne!(s.state, ConnectionState::Connected);
+}
+
 #[test]
 fn x509_authentication() {
     let emu = Emu::start();
