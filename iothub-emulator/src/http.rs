@@ -86,6 +86,17 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
+/// An optional non-negative integer member: absent or `null` gives
+/// `default`; any other kind of value is a 400 naming `what`.
+fn int_or(v: &Value, what: &str, default: u64) -> Result<u64, ApiError> {
+    match v {
+        Value::Null => Ok(default),
+        v => v
+            .as_u64()
+            .ok_or_else(|| bad(format!("{what} must be a non-negative integer"))),
+    }
+}
+
 fn ok_json(v: Value) -> Reply {
     Ok((StatusCode::OK, axum::Json(v)).into_response())
 }
@@ -452,16 +463,21 @@ async fn faults(core: &Core, id: Identity, body: &Bytes) -> Reply {
     core.get_identity(&id)?;
     let mut dropped = false;
     if let Some(f) = body.get("failTwinOps") {
-        let n = f["count"].as_u64().unwrap_or(1);
-        let status = f["status"].as_u64().unwrap_or(429);
+        let n = int_or(&f["count"], "failTwinOps.count", 1)?;
+        let status = int_or(&f["status"], "failTwinOps.status", 429)?;
         let n = u32::try_from(n).map_err(|_| bad("failTwinOps.count is too large"))?;
         let status =
             u16::try_from(status).map_err(|_| bad("failTwinOps.status is not a status"))?;
         core.fail_next_twin_ops(&id, n, status)?;
     }
     if let Some(f) = body.get("refuseConnects") {
-        let secs = f["seconds"].as_f64().unwrap_or(10.0);
-        let code = f["returnCode"].as_u64().unwrap_or(3);
+        let secs = match &f["seconds"] {
+            Value::Null => 10.0,
+            v => v
+                .as_f64()
+                .ok_or_else(|| bad("refuseConnects.seconds must be a number"))?,
+        };
+        let code = int_or(&f["returnCode"], "refuseConnects.returnCode", 3)?;
         let code = u8::try_from(code)
             .ok()
             .and_then(ConnectReturnCode::from_u8)
@@ -787,7 +803,7 @@ async fn dps_faults(State(core): Shared, body: Bytes) -> Reply {
     let refuse = f
         .get("refuseConnects")
         .map(|t| -> Result<_, ApiError> {
-            let code = t["returnCode"].as_u64().unwrap_or(3);
+            let code = int_or(&t["returnCode"], "refuseConnects.returnCode", 3)?;
             let code = u8::try_from(code)
                 .ok()
                 .and_then(ConnectReturnCode::from_u8)

@@ -182,6 +182,8 @@ async fn bad_fault_requests_are_refused_and_apply_nothing() {
             "count",
         ),
         (json!({"refuseConnects": {"returnCode": 0}}), "returnCode"),
+        // A value of the wrong kind is refused, not taken as the default.
+        (json!({"refuseConnects": {"returnCode": "4"}}), "returnCode"),
         (
             json!({"delayAssignmentPolls": "two"}),
             "delayAssignmentPolls",

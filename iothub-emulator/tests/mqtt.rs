@@ -759,6 +759,15 @@ async fn faults_drop_throttle_refuse_and_delay() {
     .await;
     assert_eq!(r.json(), json!({"dropped": true}));
     c.expect_closed().await;
+    // A member of the wrong kind is a 400, not its default.
+    for bad in [
+        json!({"refuseConnects": {"returnCode": "5"}}),
+        json!({"refuseConnects": {"seconds": "1"}}),
+        json!({"failTwinOps": {"status": 503.5}}),
+    ] {
+        let r = http_json(h, "POST", "/devices/dev1/faults", bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
     // Refused for a while: CONNACK 3, then accepted again.
     let r = http_json(
         h,
