@@ -296,10 +296,10 @@ fn dribbling_proxy() -> u16 {
                     }
                     request.push(byte[0]);
                 }
-                let mut answer = b"HTTP/1.1 200 OK\r\nX-Pad: "
+                let answer = b"HTTP/1.1 200 OK\r\nX-Pad: "
                     .iter()
                     .chain(std::iter::repeat(&b'a'));
-                while let Some(b) = answer.next() {
+                for b in answer {
                     if conn.write_all(&[*b]).is_err() {
                         return;
                     }
