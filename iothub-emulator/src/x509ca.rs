@@ -2,7 +2,10 @@
 //! against a group's CA certificate (rustls-webpki, the verifier rustls
 //! uses: signatures, validity at the current time, CA basic constraints,
 //! the client-authentication key usage when present), and the subject
-//! common name that becomes the registration id.
+//! common name that becomes the registration id. A group's certificate
+//! must be a CA (basic constraints CA:TRUE) and is checked for validity at
+//! each verification (webpki does not check trust anchors); certificates
+//! are read with x509-parser.
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -24,7 +27,23 @@ pub(crate) fn ca_certificate(text: &str) -> Result<CertificateDer<'static>, Emul
         }
     };
     webpki::anchor_from_trusted_cert(&der).map_err(|e| bad(format!("not a certificate: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| bad(format!("not a certificate: {e}")))?;
+    let is_ca = cert
+        .basic_constraints()
+        .map_err(|e| bad(format!("bad basic constraints: {e}")))?
+        .is_some_and(|bc| bc.value.ca);
+    if !is_ca {
+        return Err(bad(
+            "not a CA certificate (its basic constraints do not say CA:TRUE)".into(),
+        ));
+    }
     Ok(der)
+}
+
+/// Whether `ca` is within its validity period now.
+fn valid_now(ca: &CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(ca.as_ref()).is_ok_and(|(_, c)| c.validity().is_valid())
 }
 
 /// The PEM form of a DER certificate.
@@ -46,6 +65,9 @@ pub(crate) fn verifies(chain: &[CertificateDer<'static>], ca: &CertificateDer<'_
     let Some((leaf, intermediates)) = chain.split_first() else {
         return false;
     };
+    if !valid_now(ca) {
+        return false;
+    }
     let (Ok(anchor), Ok(ee)) = (
         webpki::anchor_from_trusted_cert(ca),
         webpki::EndEntityCert::try_from(leaf),
@@ -65,60 +87,11 @@ pub(crate) fn verifies(chain: &[CertificateDer<'static>], ca: &CertificateDer<'_
 }
 
 /// The subject common name (OID 2.5.4.3) of a certificate, if it has one
-/// in a string type.
+/// as a string (the first, if several).
 pub(crate) fn common_name(der: &CertificateDer<'_>) -> Option<String> {
-    let ee = webpki::EndEntityCert::try_from(der).ok()?;
-    // The contents of the subject Name: SETs of SEQUENCE { OID, value }.
-    let mut sets = ee.subject();
-    while !sets.is_empty() {
-        let (tag, set, rest) = tlv(sets)?;
-        sets = rest;
-        if tag != 0x31 {
-            return None;
-        }
-        let mut attrs = set;
-        while !attrs.is_empty() {
-            let (tag, attr, rest) = tlv(attrs)?;
-            attrs = rest;
-            if tag != 0x30 {
-                return None;
-            }
-            let (oid_tag, oid, value) = tlv(attr)?;
-            if oid_tag == 0x06 && oid == [0x55, 0x04, 0x03] {
-                let (vtag, v, _) = tlv(value)?;
-                // UTF8String, PrintableString, IA5String, T61String.
-                if matches!(vtag, 0x0c | 0x13 | 0x16 | 0x14) {
-                    return std::str::from_utf8(v).ok().map(str::to_owned);
-                }
-                return None;
-            }
-        }
-    }
-    None
-}
-
-/// One DER TLV: tag, value, and what follows.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, mut rest) = rest.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (bytes, after) = rest.split_at(n);
-        rest = after;
-        bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (value, after) = rest.split_at(len);
-    Some((tag, value, after))
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -177,5 +150,34 @@ mod tests {
             ca_certificate("AAAA"),
             Err(EmulatorError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_group_certificate_must_be_a_ca_and_valid_now() {
+        // A leaf is not a CA: refused as a group's certificate.
+        let root = ca("root");
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "not-a-ca");
+        let not_ca = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        match ca_certificate(&not_ca.pem()) {
+            Err(EmulatorError::BadRequest(m)) => assert!(m.contains("not a CA"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // An expired CA is read, but verifies nothing.
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "old");
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let old = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let old_der = ca_certificate(&old.pem()).unwrap();
+        let cert = leaf("cam-3", &old);
+        assert!(!verifies(std::slice::from_ref(&cert), &old_der));
+        // The same shape under a valid CA verifies.
+        let cert = leaf("cam-3", &root);
+        let root_der = ca_certificate(&root.pem()).unwrap();
+        assert!(verifies(std::slice::from_ref(&cert), &root_der));
     }
 }
