@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use iothub_emulator::{DeviceAuthentication, Emulator, EmulatorHandle};
@@ -164,40 +163,15 @@ async fn a_thousand_messages_survive_five_dropped_connections() {
     const N: u32 = 1_000;
     // The sender stops at six checkpoints, with up to 64 messages in
     // flight, until the test has dropped a live connection.
-    let (mut checkpoints, dropper) = support::checkpoints();
-    let sender = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in 0..N {
-                let client = client.clone();
-                tasks.spawn(async move {
-                    client
-                        .send_telemetry(Message::new(i.to_be_bytes().to_vec()))
-                        .await
-                });
-                while tasks.len() >= 64 {
-                    tasks.join_next().await.unwrap().unwrap().unwrap();
-                }
-                if i % 150 == 149 && i < 900 {
-                    checkpoints.reached().await;
-                }
-            }
-            while let Some(r) = tasks.join_next().await {
-                r.unwrap().unwrap();
-            }
-        })
-    };
+    let (checkpoints, dropper) = support::checkpoints();
+    let sender = support::send_numbered(client.clone(), N, checkpoints);
     let drops = dropper
         .drop_at(6, client.status(), || emu.drop_connection("dev1").unwrap())
         .await;
     within(60, sender).await.unwrap();
     assert!(drops >= 5, "only {drops} drops while sending");
-    let mut counts: HashMap<u32, u32> = HashMap::new();
-    for m in emu.telemetry() {
-        let n = u32::from_be_bytes(m.body.as_ref().try_into().unwrap());
-        *counts.entry(n).or_default() += 1;
-    }
+    let telemetry = emu.telemetry();
+    let counts = support::count_numbered(telemetry.iter().map(|m| m.body.as_ref()));
     let duplicates: u32 = counts.values().map(|c| c - 1).sum();
     eprintln!(
         "{N} QoS 1 messages, {drops} dropped connections: {} distinct arrived, {duplicates} duplicates",

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use iothub_proto::auth::DeviceId;
@@ -164,30 +163,8 @@ async fn reconnects_without_losing_a_message() {
     const N: u32 = 1_000;
     // The sender stops at six checkpoints, with up to 64 messages in
     // flight, until the test has dropped a live connection.
-    let (mut checkpoints, dropper) = support::checkpoints();
-    let sender = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in 0..N {
-                let client = client.clone();
-                tasks.spawn(async move {
-                    client
-                        .send_telemetry(Message::new(i.to_be_bytes().to_vec()))
-                        .await
-                });
-                if tasks.len() >= 64 {
-                    tasks.join_next().await.unwrap().unwrap().unwrap();
-                }
-                if i % 150 == 149 && i < 900 {
-                    checkpoints.reached().await;
-                }
-            }
-            while let Some(r) = tasks.join_next().await {
-                r.unwrap().unwrap();
-            }
-        })
-    };
+    let (checkpoints, dropper) = support::checkpoints();
+    let sender = support::send_numbered(client.clone(), N, checkpoints);
     let drops = dropper
         .drop_at(6, client.status(), || {
             match server.with(|h| h.connection_of(&id)) {
@@ -202,11 +179,7 @@ async fn reconnects_without_losing_a_message() {
     sender.await.unwrap();
     assert!(drops >= 5, "only {drops} connections dropped while sending");
     let got = server.with(|h| h.take_telemetry());
-    let mut counts: HashMap<u32, u32> = HashMap::new();
-    for t in &got {
-        let n = u32::from_be_bytes(t.payload.as_ref().try_into().unwrap());
-        *counts.entry(n).or_default() += 1;
-    }
+    let counts = support::count_numbered(got.iter().map(|t| t.payload.as_ref()));
     let duplicates: u32 = counts.values().map(|c| c - 1).sum();
     eprintln!(
         "{N} messages, {drops} dropped connections, {} received, {duplicates} duplicates",

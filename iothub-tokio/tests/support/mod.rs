@@ -373,3 +373,46 @@ impl Dropper {
         n
     }
 }
+
+/// The sender of the thousand-message tests: sends messages `0..n` (each
+/// body its number, big-endian) with up to 64 in flight, and stops at a
+/// checkpoint after every 150 messages up to 900 (six stops). Every send
+/// must succeed.
+pub fn send_numbered(
+    client: iothub_tokio::Client,
+    n: u32,
+    mut checkpoints: Checkpoints,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let client = client.clone();
+            tasks.spawn(async move {
+                client
+                    .send_telemetry(iothub_tokio::Message::new(i.to_be_bytes().to_vec()))
+                    .await
+            });
+            while tasks.len() >= 64 {
+                tasks.join_next().await.unwrap().unwrap().unwrap();
+            }
+            if i % 150 == 149 && i < 900 {
+                checkpoints.reached().await;
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+    })
+}
+
+/// How often each number sent by [`send_numbered`] arrived.
+pub fn count_numbered<'a>(
+    bodies: impl IntoIterator<Item = &'a [u8]>,
+) -> std::collections::HashMap<u32, u32> {
+    let mut counts = std::collections::HashMap::new();
+    for body in bodies {
+        let n = u32::from_be_bytes(body.try_into().expect("a 4-byte message number"));
+        *counts.entry(n).or_default() += 1;
+    }
+    counts
+}
