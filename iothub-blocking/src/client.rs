@@ -8,9 +8,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iothub_net::driver::{Command, Reply, Responder, Sink, Subscribe, Telemetry};
+use iothub_net::driver::{Command, Reply, Responder, Sink, Subscribe, Taken, Telemetry};
 use iothub_net::watch::StatusWatch;
-use iothub_net::{ClientOptions, DesiredUpdate, Error, InputMessage, Status};
+use iothub_net::{ClientOptions, DesiredUpdate, Error, Inbound, InputMessage, Status};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
@@ -89,7 +89,7 @@ impl MethodRequest {
     /// Answers with a status and a body (JSON or empty). Fails with
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
     /// if the connection the call came on is gone.
-    pub fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
+    pub fn respond(mut self, status: i32, payload: impl Into<Bytes>) -> Result<(), Error> {
         let (reply, receipt) = Receipt::new();
         let (ctl, cmd) = (self.responder)
             .respond(status, payload.into(), reply)
@@ -102,31 +102,60 @@ impl MethodRequest {
 /// Inbound items (C2D messages, module inputs, method calls, desired
 /// updates): an [`Iterator`] that blocks for the next one and ends when
 /// the client stops or a newer stream of the same kind is asked for.
+///
+/// A cloud-to-device or module input message is acknowledged to the hub
+/// when this stream hands it out (unless
+/// [`Config::manual_ack`](iothub_proto::session::Config::manual_ack)), not
+/// before: the messages still inside when the stream is dropped go back to
+/// the client, which holds them unacknowledged for the next stream.
 #[derive(Debug)]
 pub struct Events<T> {
     rx: Receiver<T>,
+    /// Set once the stream is dropped: the driver then keeps its items.
+    closed: Arc<Mutex<bool>>,
+    taken: Option<Taken<T>>,
 }
 
 impl<T> Events<T> {
     /// The next item, blocking; `None` once the stream has ended.
     pub fn recv(&self) -> Option<T> {
-        self.rx.recv().ok()
+        let item = self.rx.recv().ok()?;
+        self.took(&item);
+        Some(item)
     }
 
     /// The next item within `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.rx.recv_timeout(timeout)
+        let item = self.rx.recv_timeout(timeout)?;
+        self.took(&item);
+        Ok(item)
     }
 
     /// The next item if one is waiting.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.rx.try_recv()
+        let item = self.rx.try_recv()?;
+        self.took(&item);
+        Ok(item)
     }
 
-    /// The underlying channel, to hand to another thread or select on.
-    #[must_use]
-    pub fn into_receiver(self) -> Receiver<T> {
-        self.rx
+    /// Reports an item handed out (a message taken: acknowledged).
+    fn took(&self, item: &T) {
+        if let Some(taken) = &self.taken {
+            taken.taken(item);
+        }
+    }
+}
+
+impl<T> Drop for Events<T> {
+    fn drop(&mut self) {
+        let Some(taken) = &self.taken else { return };
+        // Under the lock the driver's sink holds while it sends: no item
+        // can slip in after the last one is taken out.
+        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        *closed = true;
+        while let Ok(item) = self.rx.try_recv() {
+            taken.returned(item);
+        }
     }
 }
 
@@ -260,11 +289,28 @@ impl Client {
     fn subscribe<T: Send + 'static>(
         &self,
         make: impl FnOnce(Sink<T>) -> Subscribe,
+        taken: Option<Taken<T>>,
     ) -> Result<Events<T>, Error> {
+        // Unbounded, yet bounded by the session: a message stays in it
+        // unacknowledged until taken, within `Config::max_inbound_pending`.
         let (tx, rx) = mpsc::channel();
-        let sink = make(Sink::new(move |item| tx.send(item).is_ok()));
+        let closed = Arc::new(Mutex::new(false));
+        let guard = Arc::clone(&closed);
+        let sink = make(Sink::new(move |item| {
+            let closed = guard.lock().unwrap_or_else(PoisonError::into_inner);
+            if *closed {
+                return Err(item);
+            }
+            tx.send(item).map_err(|e| e.0)
+        }));
         self.command(|r| Command::Enable(sink, r))?.wait()?;
-        Ok(Events { rx })
+        Ok(Events { rx, closed, taken })
+    }
+
+    /// The reports of a message stream, over the driver's input channel.
+    fn taken<T: Inbound>(&self) -> Taken<T> {
+        let ctl = self.inner.ctl.clone();
+        Taken::new(move |c| ctl.send(Input::Command(c)).is_ok())
     }
 
     /// Desired-properties updates: a [`DesiredUpdate::Full`] after every
@@ -272,28 +318,34 @@ impl Client {
     /// patches. Subscribes on first use; a second call ends the first
     /// stream.
     pub fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
-        self.subscribe(Subscribe::Desired)
+        self.subscribe(Subscribe::Desired, None)
     }
 
     /// Direct method calls. Subscribes on first use; a second call ends
     /// the first stream.
     pub fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
         let ctl = self.inner.ctl.clone();
-        self.subscribe(|sink| {
-            Subscribe::methods(sink, move || Some(ctl.clone()), MethodRequest::new)
-        })
+        self.subscribe(
+            |sink| Subscribe::methods(sink, move || Some(ctl.clone()), MethodRequest::new),
+            None,
+        )
     }
 
     /// Cloud-to-device messages (device identities). Each is acknowledged
-    /// to the hub when the driver hands it to this stream (or by
-    /// [`ack`](Self::ack) with [`Config::manual_ack`](iothub_proto::session::Config::manual_ack)).
+    /// to the hub when this stream hands it to you (or by
+    /// [`ack`](Self::ack) with [`Config::manual_ack`](iothub_proto::session::Config::manual_ack));
+    /// until then the hub keeps it. Messages that arrive before you ask
+    /// (a kept CleanSession 0 subscription after a restart) are held,
+    /// unacknowledged, and come first. A second call ends the first
+    /// stream.
     pub fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
-        self.subscribe(Subscribe::C2d)
+        self.subscribe(Subscribe::C2d, Some(self.taken()))
     }
 
-    /// IoT Edge module input messages (module identities).
+    /// IoT Edge module input messages (module identities), acknowledged
+    /// like [`c2d_messages`](Self::c2d_messages).
     pub fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
-        self.subscribe(Subscribe::Inputs)
+        self.subscribe(Subscribe::Inputs, Some(self.taken()))
     }
 
     /// Acknowledges a message in manual-ack mode.

@@ -341,7 +341,7 @@ fn message_properties(headers: &HeaderMap) -> Result<MessageProperties, ApiError
             "iothub-expiry" => p.absolute_expiry_time = Some(value),
             "iothub-ack" => {
                 p.ack = Some(
-                    Ack::from_wire(&value)
+                    Ack::known(&value)
                         .ok_or_else(|| bad("iothub-ack: none, positive, negative or full"))?,
                 );
             }

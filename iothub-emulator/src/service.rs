@@ -27,7 +27,7 @@ pub const METHOD_TIMEOUT_RANGE: (Duration, Duration) =
 #[non_exhaustive]
 pub struct MethodReply {
     /// The status the device chose.
-    pub status: u16,
+    pub status: i32,
     /// The body, parsed as JSON (`null` when empty; a JSON string holding
     /// the text when it is not JSON).
     pub payload: Value,

@@ -45,7 +45,7 @@ async fn recv_input(c: &mut Client) -> (String, MessageProperties, Vec<u8>) {
     match topic::parse(p.topic().as_str()) {
         Ok(HubTopic::ModuleInput {
             input, properties, ..
-        }) => (input.to_owned(), properties, p.payload().to_vec()),
+        }) => (input.into_owned(), properties, p.payload().to_vec()),
         other => panic!("not a module input: {other:?}"),
     }
 }

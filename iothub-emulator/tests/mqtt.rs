@@ -458,7 +458,7 @@ async fn direct_methods_answer_404_offline_and_carry_status_and_payload() {
         serde_json::from_slice::<Value>(req.payload()).unwrap(),
         json!({"delay": 1})
     );
-    let rid = topic::RequestId::new(request_id).unwrap();
+    let rid = topic::RequestId::new(request_id);
     c.publish(
         &topic::method_response(201, &rid),
         QoS::AtMostOnce,

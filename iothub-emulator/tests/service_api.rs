@@ -165,7 +165,7 @@ async fn modules_have_identities_twins_and_methods() {
     let Ok(HubTopic::MethodRequest { request_id, .. }) = topic::parse(req.topic().as_str()) else {
         panic!()
     };
-    let rid = topic::RequestId::new(request_id).unwrap();
+    let rid = topic::RequestId::new(request_id);
     c.publish(
         &topic::method_response(200, &rid),
         QoS::AtMostOnce,

@@ -6,8 +6,8 @@ use std::fmt;
 
 use iothub_proto::provisioning::ProvisioningError;
 use iothub_proto::session::{
-    CommandError, ConnectRefused, ConnectionState, DisconnectReason, InboundMessage,
-    MessageFailure, RequestError, Session, StopReason, TokenFailure,
+    AckToken, CommandError, ConnectRefused, ConnectionState, DisconnectReason, Event,
+    InboundMessage, MessageFailure, RequestError, Session, StopReason, TokenFailure,
 };
 use serde_json::Value;
 
@@ -223,6 +223,39 @@ impl InputMessage {
     #[must_use]
     pub fn new(input: String, message: InboundMessage) -> InputMessage {
         InputMessage { input, message }
+    }
+}
+
+/// A cloud-to-device or module input message as a stream hands it to the
+/// application: what the stream reports when the application takes it
+/// (its PUBACK token), and the session event it goes back as when it
+/// cannot be taken (its stream was dropped with it inside).
+pub trait Inbound: Sized {
+    /// The token of a QoS 1 message ([`InboundMessage::ack`]).
+    fn ack_token(&self) -> Option<AckToken>;
+    /// The event to give back to the session
+    /// ([`Session::return_inbound`]).
+    fn into_event(self) -> Event;
+}
+
+impl Inbound for InboundMessage {
+    fn ack_token(&self) -> Option<AckToken> {
+        self.ack
+    }
+    fn into_event(self) -> Event {
+        Event::C2dMessage(self)
+    }
+}
+
+impl Inbound for InputMessage {
+    fn ack_token(&self) -> Option<AckToken> {
+        self.message.ack
+    }
+    fn into_event(self) -> Event {
+        Event::InputMessage {
+            input: self.input,
+            message: self.message,
+        }
     }
 }
 

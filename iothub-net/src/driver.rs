@@ -32,13 +32,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{
-    AckToken, Config, ConfigError, ConnectionState, InboundMessage, Message, MethodId, Session,
-    TransportCommand, Twin,
+    AckToken, Config, ConfigError, ConnectionState, Event, InboundMessage, Message, MethodId,
+    Session, TransportCommand, Twin,
 };
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::api::{DesiredUpdate, Error, InputMessage, Status};
+use crate::api::{DesiredUpdate, Error, Inbound, InputMessage, Status};
 use crate::router::{Done, Outlet, Router, Subscriber};
 use crate::transport::{Endpoint, Failure};
 use crate::{ClientOptions, Clock, OptionsError};
@@ -74,19 +74,69 @@ impl<T> fmt::Debug for Reply<T> {
 }
 
 /// Where one kind of inbound item goes: an adapter's stream, behind a
-/// closure that says whether the stream still exists.
-pub struct Sink<T>(Box<dyn Fn(T) -> bool + Send>);
+/// closure that gives the item back when the stream is gone.
+pub struct Sink<T>(Box<dyn Fn(T) -> Result<(), T> + Send>);
 
 impl<T> Sink<T> {
-    /// A sink from a function that delivers an item and says whether its
-    /// stream still exists.
-    pub fn new(f: impl Fn(T) -> bool + Send + 'static) -> Sink<T> {
+    /// A sink from a function that delivers an item, or gives it back
+    /// when its stream is gone.
+    pub fn new(f: impl Fn(T) -> Result<(), T> + Send + 'static) -> Sink<T> {
         Sink(Box::new(f))
     }
 
-    /// Hands an item to the stream; `false` if the stream is gone.
-    pub fn deliver(&self, item: T) -> bool {
+    /// Hands an item to the stream; the item back if the stream is gone.
+    pub fn deliver(&self, item: T) -> Result<(), T> {
         (self.0)(item)
+    }
+}
+
+/// The part of a cloud-to-device or module input stream that tells the
+/// driver what became of each message, so that the session
+/// acknowledges only what the application has: the stream calls
+/// [`taken`](Self::taken) for every message it hands out
+/// ([`Command::Taken`]), and [`returned`](Self::returned) for every
+/// message still inside it when it is dropped ([`Command::Return`]).
+/// `send` puts a command on the adapter's channel; when it fails (the
+/// client is gone), the message stays unacknowledged and the hub sends
+/// it again.
+pub struct Taken<T> {
+    send: Box<dyn Fn(Command) -> bool + Send + Sync>,
+    token: fn(&T) -> Option<AckToken>,
+    event: fn(T) -> Event,
+}
+
+impl<T: Inbound> Taken<T> {
+    /// The reports of one stream, sent with `send`.
+    pub fn new(send: impl Fn(Command) -> bool + Send + Sync + 'static) -> Taken<T> {
+        Taken {
+            send: Box::new(send),
+            token: T::ack_token,
+            event: T::into_event,
+        }
+    }
+}
+
+impl<T> Taken<T> {
+    /// The application took `item` from the stream.
+    pub fn taken(&self, item: &T) {
+        if let Some(token) = (self.token)(item) {
+            if !(self.send)(Command::Taken(token)) {
+                debug!("message taken after the client stopped: the hub sends it again");
+            }
+        }
+    }
+
+    /// `item` was left in the stream when it was dropped.
+    pub fn returned(&self, item: T) {
+        if !(self.send)(Command::Return(Box::new((self.event)(item)))) {
+            debug!("message returned after the client stopped: the hub sends it again");
+        }
+    }
+}
+
+impl<T> fmt::Debug for Taken<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Taken")
     }
 }
 
@@ -117,7 +167,7 @@ impl<C> Responder<C> {
     /// [`Error::Closed`]). Only the first call yields it.
     pub fn respond(
         &mut self,
-        status: u16,
+        status: i32,
         payload: Bytes,
         reply: Reply<()>,
     ) -> Option<(C, Command)> {
@@ -159,12 +209,14 @@ impl Subscribe {
         wrap: fn(String, Bytes, Responder<C>) -> R,
     ) -> Subscribe {
         Subscribe::Methods(Sink::new(move |call: MethodCall| {
+            let back = call.clone();
             let responder = Responder {
                 name: call.name.clone(),
                 id: Some(call.id),
                 ctl: ctl(),
             };
             sink.deliver(wrap(call.name, call.payload, responder))
+                .map_err(|_| back)
         }))
     }
 }
@@ -191,12 +243,18 @@ pub enum Command {
     /// Patch reported properties (JSON object text); answered with the new
     /// version.
     UpdateReported(Bytes, Reply<u64>),
-    /// Answer a method call.
-    Respond(MethodId, u16, Bytes, Reply<()>),
+    /// Answer a method call with a status (any integer) and a body.
+    Respond(MethodId, i32, Bytes, Reply<()>),
     /// Enable a feature and route its items to a stream.
     Enable(Subscribe, Reply<()>),
     /// Acknowledge a message (manual-ack mode).
     Ack(AckToken, Reply<()>),
+    /// The application took a message from its stream
+    /// ([`Session::taken`]).
+    Taken(AckToken),
+    /// A message left in a stream that was dropped
+    /// ([`Session::return_inbound`]).
+    Return(Box<Event>),
     /// Graceful shutdown within a drain time; answered when the driver
     /// has stopped.
     Shutdown(Duration, Reply<()>),
@@ -468,6 +526,8 @@ impl DriverCore {
             Command::Ack(token, reply) => {
                 let _ = reply.send(self.session.ack(token).map_err(Error::Command));
             }
+            Command::Taken(token) => self.session.taken(token),
+            Command::Return(event) => self.session.return_inbound(*event),
             Command::Shutdown(timeout, done) => {
                 info!(timeout_ms = millis(timeout), "shutdown requested");
                 self.shutdown.push(done);
@@ -545,7 +605,7 @@ pub(crate) enum Output {
 pub(crate) fn drain<S: Outputs>(
     session: &mut S,
     attempts: &mut u64,
-    mut on_event: impl FnMut(&S, S::Event),
+    mut on_event: impl FnMut(&mut S, S::Event),
 ) -> Option<Output> {
     loop {
         if let Some(b) = gather(|| session.transmit()) {
@@ -623,6 +683,8 @@ mod tests {
     }
 
     #[test]
+    // A sink gives a message back by value; its size does not matter here.
+    #[allow(clippy::result_large_err)]
     fn steps_in_order_and_replies_routed() {
         let mut core = core();
         let now = Instant::from_millis(0);
@@ -646,7 +708,7 @@ mod tests {
         let (r, refused) = reply();
         core.command(
             now,
-            Command::Enable(Subscribe::Inputs(Sink::new(|_| true)), r),
+            Command::Enable(Subscribe::Inputs(Sink::new(|_| Ok(()))), r),
         );
         assert!(matches!(refused.try_recv(), Ok(Err(Error::Command(_)))));
         // Shutdown while a request waits: it fails, the caller is answered.

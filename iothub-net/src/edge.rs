@@ -257,7 +257,7 @@ mod tests {
         let now = Instant::ZERO;
         // The first request comes before any source is installed.
         while let Some(e) = s.poll_event() {
-            r.dispatch(&s, e);
+            r.dispatch(&mut s, e);
         }
         assert_eq!(s.poll_transport(), None);
         let asked = Arc::new(Mutex::new(Vec::new()));
@@ -280,14 +280,14 @@ mod tests {
                 ..
             }
         ));
-        r.dispatch(&s, failed);
+        r.dispatch(&mut s, failed);
         let failure = r.status(&s).last_token_failure.unwrap();
         assert_eq!(failure.reason, TokenFailure::Unavailable);
         assert_eq!(failure.detail.as_deref(), Some("HSM busy"));
         let retry = s.poll_timeout().unwrap();
         s.handle_timeout(retry, 1_001);
         while let Some(e) = s.poll_event() {
-            r.dispatch(&s, e);
+            r.dispatch(&mut s, e);
         }
         assert_eq!(asked.lock().unwrap().len(), 2);
         // A token: the session wants its transport.
@@ -298,7 +298,7 @@ mod tests {
         // Still shown until the client connects.
         assert!(r.status(&s).last_token_failure.is_some());
         r.dispatch(
-            &s,
+            &mut s,
             Event::Connected {
                 session_present: false,
             },
@@ -313,7 +313,7 @@ mod tests {
             TokenCommand::Answer(Err("late".into())),
         );
         r.dispatch(
-            &s,
+            &mut s,
             Event::TokenRequestFailed {
                 reason: TokenFailure::TimedOut,
                 retry_in: Duration::from_secs(1),

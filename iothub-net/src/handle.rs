@@ -18,8 +18,10 @@ use iothub_proto::time::Instant;
 use serde_json::Value;
 use tracing::debug;
 
-use crate::api::{DesiredUpdate, Error, InputMessage};
-use crate::driver::{Command, DriverCore, Ready, Reply, Responder, Sink, Subscribe, Telemetry};
+use crate::api::{DesiredUpdate, Error, Inbound, InputMessage};
+use crate::driver::{
+    Command, DriverCore, Ready, Reply, Responder, Sink, Subscribe, Taken, Telemetry,
+};
 
 /// Telemetry messages waiting for room in the session's queue.
 pub const TELEMETRY_CHANNEL: usize = 64;
@@ -114,7 +116,7 @@ impl MethodRequest {
     /// [`CommandError::MethodResponseUndeliverable`](iothub_proto::session::CommandError::MethodResponseUndeliverable)
     /// if the connection the call came on is gone (the hub accepts
     /// answers only there).
-    pub async fn respond(mut self, status: u16, payload: impl Into<Bytes>) -> Result<(), Error> {
+    pub async fn respond(mut self, status: i32, payload: impl Into<Bytes>) -> Result<(), Error> {
         let (tx, rx) = reply();
         let (ctl, cmd) = (self.responder)
             .respond(status, payload.into(), tx)
@@ -128,22 +130,54 @@ impl MethodRequest {
 /// method calls, desired updates). Use [`recv`](Self::recv) or the
 /// [`futures_core::Stream`] impl. It ends when the client stops, or when a
 /// newer stream of the same kind is asked for.
+///
+/// A cloud-to-device or module input message is acknowledged to the hub
+/// when this stream hands it out (unless
+/// [`Config::manual_ack`](iothub_proto::session::Config::manual_ack)), not
+/// before: the messages still inside when the stream is dropped go back to
+/// the client, which holds them unacknowledged for the next stream.
 #[derive(Debug)]
 pub struct Events<T> {
     rx: Pin<Box<Receiver<T>>>,
+    taken: Option<Taken<T>>,
 }
 
 impl<T> Events<T> {
     /// The next item; `None` once the stream has ended. Cancel-safe.
     pub async fn recv(&mut self) -> Option<T> {
-        self.rx.recv().await.ok()
+        let item = self.rx.recv().await.ok()?;
+        self.took(&item);
+        Some(item)
+    }
+
+    fn took(&self, item: &T) {
+        if let Some(taken) = &self.taken {
+            taken.taken(item);
+        }
     }
 }
 
 impl<T> futures_core::Stream for Events<T> {
     type Item = T;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.rx.as_mut().poll_next(cx)
+        let polled = self.rx.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(item)) = &polled {
+            self.took(item);
+        }
+        polled
+    }
+}
+
+impl<T> Drop for Events<T> {
+    fn drop(&mut self) {
+        if let Some(taken) = &self.taken {
+            // Closed first: the driver cannot slip another message in
+            // after the last one is taken out.
+            self.rx.close();
+            while let Ok(item) = self.rx.try_recv() {
+                taken.returned(item);
+            }
+        }
     }
 }
 
@@ -215,34 +249,59 @@ impl Handle {
     async fn subscribe<T: Send + 'static>(
         &self,
         make: impl FnOnce(Sink<T>) -> Subscribe,
+        taken: Option<Taken<T>>,
     ) -> Result<Events<T>, Error> {
+        // Unbounded, yet bounded by the session: a message stays in it
+        // unacknowledged until taken, within `Config::max_inbound_pending`;
+        // the other streams carry what the application asked for.
         let (tx, rx) = async_channel::unbounded();
-        let sink = make(Sink::new(move |item| tx.try_send(item).is_ok()));
+        let sink = make(Sink::new(move |item| {
+            tx.try_send(item)
+                .map_err(async_channel::TrySendError::into_inner)
+        }));
         self.call(|reply| Command::Enable(sink, reply)).await?;
-        Ok(Events { rx: Box::pin(rx) })
+        Ok(Events {
+            rx: Box::pin(rx),
+            taken,
+        })
+    }
+
+    /// The reports of a message stream, over the command channel held
+    /// weakly (a stream does not keep the driver up).
+    fn taken<T: Inbound>(&self) -> Taken<T> {
+        let ctl = self.ctl.downgrade();
+        Taken::new(move |c| {
+            ctl.upgrade()
+                .is_some_and(|ctl| ctl.try_send(Box::new(c)).is_ok())
+        })
     }
 
     /// Desired-properties updates (subscribes on first use).
     pub async fn desired_updates(&self) -> Result<Events<DesiredUpdate>, Error> {
-        self.subscribe(Subscribe::Desired).await
+        self.subscribe(Subscribe::Desired, None).await
     }
 
     /// Direct method calls (subscribes on first use). A weak sender: the
     /// stream does not keep the driver alive once every handle is gone.
     pub async fn method_requests(&self) -> Result<Events<MethodRequest>, Error> {
         let ctl = self.ctl.downgrade();
-        self.subscribe(|sink| Subscribe::methods(sink, move || ctl.upgrade(), MethodRequest::new))
-            .await
+        self.subscribe(
+            |sink| Subscribe::methods(sink, move || ctl.upgrade(), MethodRequest::new),
+            None,
+        )
+        .await
     }
 
-    /// Cloud-to-device messages (subscribes on first use).
+    /// Cloud-to-device messages (subscribes on first use), each
+    /// acknowledged when the stream hands it out (see [`Events`]).
     pub async fn c2d_messages(&self) -> Result<Events<InboundMessage>, Error> {
-        self.subscribe(Subscribe::C2d).await
+        self.subscribe(Subscribe::C2d, Some(self.taken())).await
     }
 
-    /// Module input messages (subscribes on first use).
+    /// Module input messages (subscribes on first use), acknowledged like
+    /// [`c2d_messages`](Self::c2d_messages).
     pub async fn input_messages(&self) -> Result<Events<InputMessage>, Error> {
-        self.subscribe(Subscribe::Inputs).await
+        self.subscribe(Subscribe::Inputs, Some(self.taken())).await
     }
 
     /// Acknowledges a message in manual-ack mode.

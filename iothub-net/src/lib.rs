@@ -48,7 +48,7 @@ pub mod transport;
 pub mod watch;
 pub mod websocket;
 
-pub use api::{DesiredUpdate, Error, InputMessage, Status, TokenRequestFailure};
+pub use api::{DesiredUpdate, Error, Inbound, InputMessage, Status, TokenRequestFailure};
 pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};
 pub use provisioning::ProvisioningOptions;

@@ -20,15 +20,15 @@ use iothub_proto::session::{
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::api::{DesiredUpdate, Error, InputMessage, Status, TokenRequestFailure};
+use crate::api::{DesiredUpdate, Error, Inbound, InputMessage, Status, TokenRequestFailure};
 use crate::edge::{TokenCommand, TokenSource};
 
 /// Completes one command; returns whether anyone was still waiting (a
 /// `false` is logged: the caller dropped its future).
 pub type Done<T> = Box<dyn FnOnce(Result<T, Error>) -> bool + Send>;
 
-/// Feeds one inbound stream; returns whether the stream is still there.
-pub type Outlet<T> = Box<dyn FnMut(T) -> bool + Send>;
+/// Feeds one inbound stream; gives the item back when the stream is gone.
+pub type Outlet<T> = Box<dyn FnMut(T) -> Result<(), T> + Send>;
 
 /// A direct method call as the router hands it to the adapter, which
 /// wraps it into its own responder type.
@@ -212,8 +212,11 @@ impl Router {
     }
 
     /// Routes one event from [`Session::poll_event`] (and logs the
-    /// connection lifecycle).
-    pub fn dispatch(&mut self, s: &Session, event: Event) {
+    /// connection lifecycle). A cloud-to-device or module input message
+    /// whose stream is gone goes back to the session
+    /// ([`Session::return_inbound`]), which holds it unacknowledged until
+    /// a stream is asked for again.
+    pub fn dispatch(&mut self, s: &mut Session, event: Event) {
         self.watch(&event);
         match event {
             Event::Connected { session_present } => {
@@ -281,36 +284,58 @@ impl Router {
                 }
             }
             Event::DesiredState { desired, version } => {
-                feed(
-                    &mut self.desired,
-                    "desired",
-                    DesiredUpdate::Full { desired, version },
-                );
+                let update = DesiredUpdate::Full { desired, version };
+                if feed(&mut self.desired, update).is_err() {
+                    warn!(version, "desired state dropped: its stream is gone");
+                }
             }
             Event::DesiredPatch { patch, version } => {
-                feed(
-                    &mut self.desired,
-                    "desired",
-                    DesiredUpdate::Patch { patch, version },
-                );
+                let update = DesiredUpdate::Patch { patch, version };
+                if feed(&mut self.desired, update).is_err() {
+                    warn!(version, "desired patch dropped: its stream is gone");
+                }
             }
             Event::DesiredSyncFailed { error } => warn!(%error, "desired properties sync failed"),
             Event::InvalidDesiredPatch { version, error } => {
                 warn!(version, %error, "invalid desired-properties patch");
             }
             Event::MethodRequest { id, name, payload } => {
-                feed(
-                    &mut self.methods,
-                    "method",
-                    MethodCall { id, name, payload },
+                if let Err(call) = feed(&mut self.methods, MethodCall { id, name, payload }) {
+                    warn!(method = %call.name, "method request left unanswered: its stream is gone");
+                }
+            }
+            Event::C2dMessage(message) => {
+                if let Err(message) = feed(&mut self.c2d, message) {
+                    debug!("cloud-to-device message held: its stream is gone");
+                    s.return_inbound(Event::C2dMessage(message));
+                }
+            }
+            Event::InputMessage { input, message } => {
+                if let Err(m) = feed(&mut self.inputs, InputMessage::new(input, message)) {
+                    debug!(input = %m.input, "input message held: its stream is gone");
+                    s.return_inbound(m.into_event());
+                }
+            }
+            Event::UnexpectedPublish {
+                topic,
+                payload,
+                error,
+                ack,
+            } => {
+                warn!(
+                    %topic,
+                    %error,
+                    len = payload.len(),
+                    qos1 = ack.is_some(),
+                    "a publish the session cannot read: not acknowledged (the hub keeps it)"
                 );
             }
-            Event::C2dMessage(message) => feed(&mut self.c2d, "c2d", message),
-            Event::InputMessage { input, message } => {
-                feed(&mut self.inputs, "input", InputMessage::new(input, message));
-            }
-            Event::UnexpectedPublish { topic, error } => {
-                debug!(%topic, %error, "publish on an unexpected topic");
+            Event::InboundOverflow { topic, limit } => {
+                warn!(
+                    %topic,
+                    limit,
+                    "too many messages wait for the application: one left to the hub"
+                );
             }
             other => debug!(event = ?other, "event"),
         }
@@ -363,11 +388,11 @@ impl Drop for Router {
     }
 }
 
-/// Feeds a stream; logs the item if nobody listens any more.
-fn feed<T>(outlet: &mut Option<Outlet<T>>, kind: &str, item: T) {
-    let fed = outlet.as_mut().is_some_and(|o| o(item));
-    if !fed {
-        warn!(kind, "inbound item dropped: its stream is gone");
+/// Feeds a stream; the item back if there is none (any more).
+fn feed<T>(outlet: &mut Option<Outlet<T>>, item: T) -> Result<(), T> {
+    match outlet.as_mut() {
+        Some(o) => o(item),
+        None => Err(item),
     }
 }
 
@@ -412,7 +437,7 @@ mod tests {
         // A stop fails what is pending; the router hands each failure over.
         s.disconnect(now, Duration::ZERO);
         while let Some(e) = s.poll_event() {
-            r.dispatch(&s, e);
+            r.dispatch(&mut s, e);
         }
         assert!(matches!(
             msg_rx.try_recv().unwrap(),
@@ -432,17 +457,19 @@ mod tests {
     }
 
     #[test]
+    // A sink gives a message back by value; its size does not matter here.
+    #[allow(clippy::result_large_err)]
     fn subscribing_checks_the_identity_kind() {
         let mut s = session(DEVICE);
         let mut r = Router::new();
-        let inputs = Subscriber::Inputs(Box::new(|_| true));
+        let inputs = Subscriber::Inputs(Box::new(|_| Ok(())));
         assert!(matches!(
             r.subscribe(&mut s, Instant::ZERO, inputs),
             Err(Error::Command(CommandError::FeatureNotAvailable(
                 Feature::ModuleInputs
             )))
         ));
-        let c2d = Subscriber::C2d(Box::new(|_| true));
+        let c2d = Subscriber::C2d(Box::new(|_| Ok(())));
         assert!(r.subscribe(&mut s, Instant::ZERO, c2d).is_ok());
         assert!(s.is_enabled(Feature::C2d));
     }

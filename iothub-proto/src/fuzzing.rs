@@ -221,7 +221,7 @@ pub fn topic_parse(data: &[u8]) {
 }
 
 fn rid(s: &str) -> RequestId {
-    RequestId::new(s).expect("a parsed request id is a valid RequestId")
+    RequestId::from_wire(s)
 }
 
 fn rebuild_topic(t: &HubTopic<'_>) -> String {
@@ -425,20 +425,27 @@ fn without_float_payloads(
     op
 }
 
-/// Decodes `data` as a property bag; anything accepted re-encodes to a bag
-/// that decodes to the same properties.
+/// Decodes `data` as a property bag (never refused); it re-encodes to a
+/// bag that decodes to the same properties, and the raw pairs account for
+/// every property.
 pub fn property_bag(data: &[u8]) {
     let Ok(s) = core::str::from_utf8(data) else {
         return;
     };
-    let Ok(props) = properties::decode(s) else {
-        return;
-    };
+    let props = properties::decode(s);
     let bag = props.to_bag();
     assert_eq!(bag.len(), props.encoded_len(), "encoded_len of {s:?}");
-    let again: MessageProperties = properties::decode(&bag)
-        .unwrap_or_else(|e| panic!("re-encoded bag {bag:?} of {s:?} does not decode: {e}"));
+    let again: MessageProperties = properties::decode(&bag);
     assert_eq!(props, again, "bag {s:?} re-encoded as {bag:?}");
+    let typed = properties::SystemProperty::ALL
+        .iter()
+        .filter(|&&p| props.system(p).is_some())
+        .count();
+    assert_eq!(
+        properties::pairs(s).count(),
+        typed + props.application().len(),
+        "a pair of {s:?} was lost"
+    );
 }
 
 /// Parses `data` as a connection string. Whatever is accepted yields CONNECT

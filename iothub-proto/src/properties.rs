@@ -22,36 +22,41 @@
 //!
 //! # Decoding rules
 //!
-//! [`decode`] is strict about structure and lenient about characters:
+//! [`decode`] reads what a peer sent, and it never refuses a bag: a
+//! property the receiver only reads must not cost it the message (real
+//! hub→device bags carry shapes the encoder never writes, see
+//! `PROTOCOL.md`). It is lenient and loses nothing:
 //!
-//! - `""` is a valid, empty bag.
-//! - The bag is split on every `&`, then each pair at its **first** `=`; the
-//!   value may hold further raw `=` (`a=b=c` is name `a`, value `b=c`).
-//! - An empty pair (`a=1&&b=2`, a leading or trailing `&`) is an error
-//!   ([`PropertyError::EmptyPair`]), and so is a pair with an empty name
-//!   (`=v`, [`PropertyError::EmptyName`]).
-//! - `%XY` (hex digits in either case) is decoded; a `%` not followed by two
-//!   hex digits (`%`, `%4`, `%zz`) is an error
-//!   ([`PropertyError::InvalidPercentEncoding`]); decoded bytes that are not
-//!   UTF-8 are an error ([`PropertyError::NotUtf8`]).
-//! - `+` is a literal plus, not a space. Any other character that arrives
-//!   unencoded (`$`, `/`, non-ASCII, …) is taken as is.
-//! - Names are matched against the system property names **after** decoding
-//!   and case-sensitively: `%24.mid` and `$.mid` are both the message id,
-//!   `$.MID` is an application property.
-//! - A system property given twice ([`PropertyError::DuplicateSystemProperty`])
-//!   or without a value (a lone `$.mid`, [`PropertyError::MissingValue`]) is an
-//!   error; `$.mid=` is an empty message id. `iothub-ack` must be one of
-//!   `none`, `positive`, `negative`, `full` (lowercase,
-//!   [`PropertyError::InvalidAck`]).
-//! - Every other name, including unknown `$.xyz` names, `iothub-operation`,
-//!   `iothub-MessageType` and `mqtt-retain`, is an application property. An
-//!   application name may repeat; all pairs are kept, in order.
+//! - `""` is an empty bag. One trailing `/` after the bag is dropped
+//!   (Microsoft's Node device SDK ends a module output topic with it, and
+//!   some SDKs' test data show it on cloud-to-device topics).
+//! - The bag is split on every `&`; empty pairs (`a=1&&b=2`, a leading or
+//!   trailing `&`) are skipped. Each pair is split at its **first** `=`:
+//!   `a=b=c` is name `a`, value `b=c`; a lone `name` has no value (`None`),
+//!   `name=` an empty one, `=v` an empty name.
+//! - `%XY` (hex digits in either case) is decoded; `+` is a literal plus,
+//!   not a space; any other character that arrives unencoded (`$`, `/`,
+//!   non-ASCII, …) is taken as is. A `%` not followed by two hex digits
+//!   stays as it is (`100%` is `100%`), and a name or value whose decoded
+//!   bytes are not UTF-8 is kept as its raw text.
+//! - Names are matched against the system property names **after**
+//!   decoding and case-sensitively: `%24.mid` and `$.mid` are both the
+//!   message id, `$.MID` is an application property. The first occurrence
+//!   of a system property **with a value** fills its typed field; for
+//!   `iothub-ack` the known values are matched in any letter case
+//!   (`Full` is [`Ack::Full`]) and any other value is kept as
+//!   [`Ack::Other`]. `$.mid=` is an empty message id.
+//! - Every other pair is an application property, kept in order: unknown
+//!   names (`$.xyz`, `iothub-operation`, `iothub-MessageType`,
+//!   `mqtt-retain`), repeated names, a system property name **without** a
+//!   value (the `%24.cid&%24.uid` of Event Grid–shaped messages) and a
+//!   second occurrence of a system property.
 //!
-//! These rules make decoding undo encoding: for every [`MessageProperties`]
-//! value `p`, `decode(&p.to_bag()) == Ok(p)`. The other direction holds up
-//! to spelling only: a bag that decodes re-encodes in the canonical form
-//! (system properties first, `%24` for `$`, uppercase hex).
+//! Decoding undoes encoding: for every [`MessageProperties`] value `p`
+//! built with this API (an [`Ack::Other`] that does not spell a known value
+//! aside), `decode(&p.to_bag()) == p`. The other direction holds up to
+//! spelling only: a bag re-encodes in the canonical form (system properties
+//! first, `%24` for `$`, uppercase hex), which decodes to the same value.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
@@ -194,7 +199,8 @@ impl fmt::Display for SystemProperty {
 
 /// The `iothub-ack` system property: which delivery feedback the sender of
 /// a cloud-to-device message asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Ack {
     /// `none`: no feedback.
     None,
@@ -204,28 +210,37 @@ pub enum Ack {
     Negative,
     /// `full`: both positive and negative feedback.
     Full,
+    /// Any other value, kept as received (decoding never refuses a
+    /// message for a property the device only reads).
+    Other(String),
 }
 
 impl Ack {
-    /// The value on the wire: `none`, `positive`, `negative` or `full`.
-    pub const fn as_str(self) -> &'static str {
+    /// The value on the wire: `none`, `positive`, `negative`, `full`, or
+    /// the text of [`Ack::Other`].
+    pub fn as_str(&self) -> &str {
         match self {
             Ack::None => "none",
             Ack::Positive => "positive",
             Ack::Negative => "negative",
             Ack::Full => "full",
+            Ack::Other(s) => s,
         }
     }
 
-    /// Parses a wire value (exact, lowercase); `None` for anything else.
-    pub fn from_wire(value: &str) -> Option<Self> {
-        Some(match value {
-            "none" => Ack::None,
-            "positive" => Ack::Positive,
-            "negative" => Ack::Negative,
-            "full" => Ack::Full,
-            _ => return None,
-        })
+    /// One of the four known values, matched in any letter case (`Full`
+    /// is [`Ack::Full`]); `None` for anything else. For senders that must
+    /// refuse an unknown value.
+    pub fn known(value: &str) -> Option<Self> {
+        [Ack::None, Ack::Positive, Ack::Negative, Ack::Full]
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(value))
+    }
+
+    /// Reads a received value: a known one in any letter case, else
+    /// [`Ack::Other`] with the text as is.
+    pub fn from_wire(value: &str) -> Self {
+        Ack::known(value).unwrap_or_else(|| Ack::Other(String::from(value)))
     }
 }
 
@@ -234,125 +249,6 @@ impl fmt::Display for Ack {
         f.write_str(self.as_str())
     }
 }
-
-/// Which half of a pair a [`PropertyError`] is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PairPart {
-    /// The name, before the first `=`.
-    Name,
-    /// The value, after the first `=`.
-    Value,
-}
-
-impl fmt::Display for PairPart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PairPart::Name => "name",
-            PairPart::Value => "value",
-        })
-    }
-}
-
-/// A property bag that does not decode. `index` is the 0-based position of
-/// the offending pair in the bag (pairs are separated by `&`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PropertyError {
-    /// An empty pair: two `&` in a row, or a leading or trailing `&`.
-    EmptyPair {
-        /// Position of the pair.
-        index: usize,
-    },
-    /// A pair whose name is empty (`=value`).
-    EmptyName {
-        /// Position of the pair.
-        index: usize,
-    },
-    /// A `%` not followed by two hex digits.
-    InvalidPercentEncoding {
-        /// Position of the pair.
-        index: usize,
-        /// Whether the name or the value is at fault.
-        part: PairPart,
-    },
-    /// The percent-decoded bytes are not UTF-8.
-    NotUtf8 {
-        /// Position of the pair.
-        index: usize,
-        /// Whether the name or the value is at fault.
-        part: PairPart,
-    },
-    /// A system property appears a second time.
-    DuplicateSystemProperty {
-        /// Position of the second occurrence.
-        index: usize,
-        /// The property.
-        property: SystemProperty,
-    },
-    /// A system property without a value (a lone name, no `=`).
-    MissingValue {
-        /// Position of the pair.
-        index: usize,
-        /// The property.
-        property: SystemProperty,
-    },
-    /// `iothub-ack` with a value other than `none`, `positive`, `negative`
-    /// or `full`.
-    InvalidAck {
-        /// Position of the pair.
-        index: usize,
-    },
-}
-
-impl PropertyError {
-    /// The 0-based position of the offending pair in the bag.
-    pub fn index(&self) -> usize {
-        match *self {
-            PropertyError::EmptyPair { index }
-            | PropertyError::EmptyName { index }
-            | PropertyError::InvalidPercentEncoding { index, .. }
-            | PropertyError::NotUtf8 { index, .. }
-            | PropertyError::DuplicateSystemProperty { index, .. }
-            | PropertyError::MissingValue { index, .. }
-            | PropertyError::InvalidAck { index } => index,
-        }
-    }
-}
-
-impl fmt::Display for PropertyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PropertyError::EmptyPair { index } => {
-                write!(f, "property pair {index} is empty (`&&`, or `&` at an end)")
-            }
-            PropertyError::EmptyName { index } => {
-                write!(f, "property pair {index} has an empty name")
-            }
-            PropertyError::InvalidPercentEncoding { index, part } => write!(
-                f,
-                "property pair {index}: the {part} has a `%` not followed by two hex digits"
-            ),
-            PropertyError::NotUtf8 { index, part } => write!(
-                f,
-                "property pair {index}: the percent-decoded {part} is not UTF-8"
-            ),
-            PropertyError::DuplicateSystemProperty { index, property } => write!(
-                f,
-                "property pair {index}: system property `{property}` appears twice"
-            ),
-            PropertyError::MissingValue { index, property } => write!(
-                f,
-                "property pair {index}: system property `{property}` has no value"
-            ),
-            PropertyError::InvalidAck { index } => write!(
-                f,
-                "property pair {index}: `iothub-ack` must be none, positive, negative or full"
-            ),
-        }
-    }
-}
-
-impl core::error::Error for PropertyError {}
 
 /// An application property name that [`MessageProperties`] refuses: the
 /// caller misused the API.
@@ -394,112 +290,62 @@ fn check_application_name(name: &str) -> Result<(), PropertyNameError> {
 /// when nothing needed decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RawPair<'a> {
-    /// The decoded name; never empty.
+    /// The decoded name (empty for a pair such as `=v`).
     pub name: Cow<'a, str>,
     /// The decoded value: `None` for a lone `name`, `Some("")` for `name=`.
     pub value: Option<Cow<'a, str>>,
 }
 
 /// Iterator over the decoded pairs of a bag; see [`pairs`].
-///
-/// After yielding an error it yields nothing more.
 #[derive(Debug, Clone)]
 pub struct Pairs<'a> {
     rest: Option<&'a str>,
-    index: usize,
 }
 
 /// Splits and percent-decodes a bag into its pairs, in order, without
-/// interpreting names (no system properties, no duplicate checks).
-///
-/// Applies the structural and encoding rules of the [module docs](self): an
-/// empty bag yields nothing; an empty pair, an empty name, a bad `%` sequence
-/// or non-UTF-8 bytes yield an error, after which the iterator ends.
+/// interpreting names (no system properties): the structural and encoding
+/// rules of the [module docs](self). Never fails: empty pairs are skipped
+/// and one trailing `/` is dropped.
 pub fn pairs(bag: &str) -> Pairs<'_> {
+    let bag = bag.strip_suffix('/').unwrap_or(bag);
     Pairs {
         rest: if bag.is_empty() { None } else { Some(bag) },
-        index: 0,
     }
 }
 
 impl<'a> Iterator for Pairs<'a> {
-    type Item = Result<RawPair<'a>, PropertyError>;
+    type Item = RawPair<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.rest?;
-        let (pair, tail) = match rest.split_once('&') {
-            Some((pair, tail)) => (pair, Some(tail)),
-            None => (rest, None),
-        };
-        self.rest = tail;
-        let index = self.index;
-        self.index = self.index.saturating_add(1);
-        let item = decode_pair(pair, index);
-        if item.is_err() {
-            self.rest = None;
+        loop {
+            let rest = self.rest?;
+            let (pair, tail) = match rest.split_once('&') {
+                Some((pair, tail)) => (pair, Some(tail)),
+                None => (rest, None),
+            };
+            self.rest = tail;
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = match pair.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (pair, None),
+            };
+            return Some(RawPair {
+                name: percent_decode(name),
+                value: value.map(percent_decode),
+            });
         }
-        Some(item)
     }
 }
 
 impl FusedIterator for Pairs<'_> {}
 
-fn decode_pair(pair: &str, index: usize) -> Result<RawPair<'_>, PropertyError> {
-    if pair.is_empty() {
-        return Err(PropertyError::EmptyPair { index });
-    }
-    let (name, value) = match pair.split_once('=') {
-        Some((name, value)) => (name, Some(value)),
-        None => (pair, None),
-    };
-    if name.is_empty() {
-        return Err(PropertyError::EmptyName { index });
-    }
-    let name = percent_decode(name, index, PairPart::Name)?;
-    if name.is_empty() {
-        // Cannot happen (a non-empty input never decodes to nothing), but
-        // keep the invariant explicit.
-        return Err(PropertyError::EmptyName { index });
-    }
-    let value = match value {
-        Some(v) => Some(percent_decode(v, index, PairPart::Value)?),
-        None => None,
-    };
-    Ok(RawPair { name, value })
-}
-
-const fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Strict percent-decoding: every `%` must start a `%XY` hex escape, and
-/// the result must be UTF-8. `+` stays a plus.
-fn percent_decode(s: &str, index: usize, part: PairPart) -> Result<Cow<'_, str>, PropertyError> {
-    if !s.contains('%') {
-        return Ok(Cow::Borrowed(s));
-    }
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hi = bytes.next().and_then(hex_value);
-            let lo = bytes.next().and_then(hex_value);
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push((hi << 4) | lo),
-                _ => return Err(PropertyError::InvalidPercentEncoding { index, part }),
-            }
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| PropertyError::NotUtf8 { index, part })
+/// Lenient percent-decoding: `%XY` is decoded, a `%` not followed by two
+/// hex digits stays, `+` stays a plus; decoded bytes that are not UTF-8
+/// leave the text raw.
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    crate::text::url_decode(s).unwrap_or(Cow::Borrowed(s))
 }
 
 /// The properties of one message: typed system properties and an ordered
@@ -522,7 +368,12 @@ fn percent_decode(s: &str, index: usize, part: PairPart) -> Result<Cow<'_, str>,
 ///     p.to_bag(),
 ///     "%24.ct=application%2Fjson&%24.ce=utf-8&temp%20alert=true"
 /// );
-/// assert_eq!(MessageProperties::decode(&p.to_bag())?, p);
+/// assert_eq!(MessageProperties::decode(&p.to_bag()), p);
+///
+/// // What a peer sends is read, never refused.
+/// let q = MessageProperties::decode("iothub-ack=Full&%24.cid&k=v/");
+/// assert_eq!(q.get_application("$.cid"), Some(None));
+/// assert_eq!(q.get_application("k"), Some(Some("v")));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -556,8 +407,9 @@ pub struct MessageProperties {
     pub interface_id: Option<String>,
     /// `iothub-ack`: requested delivery feedback.
     pub ack: Option<Ack>,
-    /// Application properties in order; names are never empty and never a
-    /// system property name.
+    /// Application properties in order. Added through the API, names are
+    /// never empty and never a system property name; decoded, this holds
+    /// every pair no typed field took (see the [module docs](self)).
     application: Vec<(String, Option<String>)>,
 }
 
@@ -580,7 +432,7 @@ impl MessageProperties {
     /// [`SystemProperty::Ack`], the wire form of [`Self::ack`]).
     pub fn system(&self, property: SystemProperty) -> Option<&str> {
         match property {
-            SystemProperty::Ack => self.ack.map(Ack::as_str),
+            SystemProperty::Ack => self.ack.as_ref().map(Ack::as_str),
             _ => self
                 .string_field(property)
                 .and_then(|field| field.as_deref()),
@@ -753,39 +605,29 @@ impl MessageProperties {
         len.saturating_add(count.saturating_sub(1))
     }
 
-    /// Decodes a bag; see the [module docs](self) for the rules.
-    pub fn decode(bag: &str) -> Result<Self, PropertyError> {
+    /// Decodes a bag; see the [module docs](self) for the rules. Never
+    /// fails and never panics, whatever the input.
+    pub fn decode(bag: &str) -> Self {
         let mut props = Self::new();
-        for (index, pair) in pairs(bag).enumerate() {
-            let RawPair { name, value } = pair?;
-            let Some(property) = SystemProperty::from_name(&name) else {
-                props
-                    .application
-                    .push((name.into_owned(), value.map(Cow::into_owned)));
-                continue;
-            };
-            let Some(value) = value else {
-                return Err(PropertyError::MissingValue { index, property });
-            };
-            let duplicate = PropertyError::DuplicateSystemProperty { index, property };
-            match props.string_field_mut(property) {
-                Some(field) => {
-                    if field.is_some() {
-                        return Err(duplicate);
+        for RawPair { name, value } in pairs(bag) {
+            if let (Some(property), Some(value)) = (SystemProperty::from_name(&name), &value) {
+                // The first occurrence with a value fills the typed field; a
+                // later one is kept below, in order.
+                if property == SystemProperty::Ack {
+                    if props.ack.is_none() {
+                        props.ack = Some(Ack::from_wire(value));
+                        continue;
                     }
-                    *field = Some(value.into_owned());
-                }
-                None => {
-                    // The only non-string system property: `iothub-ack`.
-                    if props.ack.is_some() {
-                        return Err(duplicate);
-                    }
-                    props.ack =
-                        Some(Ack::from_wire(&value).ok_or(PropertyError::InvalidAck { index })?);
+                } else if let Some(field @ None) = props.string_field_mut(property) {
+                    *field = Some(String::from(value.as_ref()));
+                    continue;
                 }
             }
+            props
+                .application
+                .push((name.into_owned(), value.map(Cow::into_owned)));
         }
-        Ok(props)
+        props
     }
 }
 
@@ -797,16 +639,16 @@ impl fmt::Display for MessageProperties {
 }
 
 impl core::str::FromStr for MessageProperties {
-    type Err = PropertyError;
+    type Err = core::convert::Infallible;
 
-    fn from_str(bag: &str) -> Result<Self, PropertyError> {
-        Self::decode(bag)
+    fn from_str(bag: &str) -> Result<Self, Self::Err> {
+        Ok(Self::decode(bag))
     }
 }
 
 /// Decodes a property bag into [`MessageProperties`]; the same as
-/// [`MessageProperties::decode`]. Never panics, whatever the input.
-pub fn decode(bag: &str) -> Result<MessageProperties, PropertyError> {
+/// [`MessageProperties::decode`]. Never fails, never panics.
+pub fn decode(bag: &str) -> MessageProperties {
     MessageProperties::decode(bag)
 }
 
@@ -827,7 +669,7 @@ mod tests {
 
     #[test]
     fn empty_bag() {
-        let p = decode("").unwrap();
+        let p = decode("");
         assert!(p.is_empty());
         assert_eq!(p, MessageProperties::new());
         assert_eq!(MessageProperties::new().to_bag(), "");
@@ -891,7 +733,7 @@ mod tests {
         );
         assert_eq!(p.encoded_len(), bag.len());
         assert_eq!(p.to_string(), bag);
-        assert_eq!(decode(&bag).unwrap(), p);
+        assert_eq!(decode(&bag), p);
     }
 
     #[test]
@@ -906,7 +748,7 @@ mod tests {
     fn null_and_empty_values_are_distinct() {
         let p = props_with_app(&[("a", None), ("b", Some("")), ("c", Some("x"))]);
         assert_eq!(p.to_bag(), "a&b=&c=x");
-        let d = decode("a&b=&c=x").unwrap();
+        let d = decode("a&b=&c=x");
         assert_eq!(
             d.application(),
             &[
@@ -925,7 +767,7 @@ mod tests {
     fn decodes_real_c2d_bag() {
         let bag = "%24.mid=6b1c3f8e-3c8a-4d38-9e8a-1a2b3c4d5e6f\
                    &%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&iothub-ack=full&k=v";
-        let p = decode(bag).unwrap();
+        let p = decode(bag);
         assert_eq!(
             p.message_id.as_deref(),
             Some("6b1c3f8e-3c8a-4d38-9e8a-1a2b3c4d5e6f")
@@ -946,7 +788,7 @@ mod tests {
                 "v"
             };
             for name in [prop.name().to_string(), prop.name().replace('$', "%24")] {
-                let p = decode(&alloc::format!("{name}={value}")).unwrap();
+                let p = decode(&alloc::format!("{name}={value}"));
                 assert_eq!(p.system(prop), Some(value), "{name}");
                 assert!(p.application().is_empty());
             }
@@ -957,7 +799,7 @@ mod tests {
     fn other_names_are_application_properties() {
         let bag =
             "%24.xyz=1&iothub-operation=op&iothub-MessageType=Will&mqtt-retain=true&%24.MID=x";
-        let p = decode(bag).unwrap();
+        let p = decode(bag);
         assert_eq!(p.message_id, None);
         let names: Vec<&str> = p.application_iter().map(|(n, _)| n).collect();
         assert_eq!(
@@ -974,7 +816,7 @@ mod tests {
 
     #[test]
     fn plus_is_literal_and_first_equals_splits() {
-        let p = decode("a+b=c+d&e=f=g").unwrap();
+        let p = decode("a+b=c+d&e=f=g");
         assert_eq!(p.get_application("a+b"), Some(Some("c+d")));
         assert_eq!(p.get_application("e"), Some(Some("f=g")));
         // Encoding escapes both again.
@@ -983,112 +825,139 @@ mod tests {
 
     #[test]
     fn lenient_about_unencoded_characters() {
-        let p = decode("$.to=/devices/d&k=é ü").unwrap();
+        let p = decode("$.to=/devices/d&k=é ü");
         assert_eq!(p.to.as_deref(), Some("/devices/d"));
         assert_eq!(p.get_application("k"), Some(Some("é ü")));
     }
 
     #[test]
     fn lowercase_hex_is_accepted() {
-        let p = decode("k=%2f%2F").unwrap();
+        let p = decode("k=%2f%2F");
         assert_eq!(p.get_application("k"), Some(Some("//")));
     }
 
     #[test]
-    fn invalid_percent_sequences() {
-        for (bag, index, part) in [
-            ("a=%", 0, PairPart::Value),
-            ("a=%4", 0, PairPart::Value),
-            ("a=%zz", 0, PairPart::Value),
-            ("a=1&b%=2", 1, PairPart::Name),
-            ("a=%4g", 0, PairPart::Value),
-            ("a=%é", 0, PairPart::Value),
+    fn broken_percent_sequences_stay_as_they_are() {
+        for (bag, name, value) in [
+            ("a=%", "a", "%"),
+            ("a=%4", "a", "%4"),
+            ("a=%zz", "a", "%zz"),
+            ("b%=2", "b%", "2"),
+            ("a=%4g", "a", "%4g"),
+            ("a=%é", "a", "%é"),
+            ("a=100%25%", "a", "100%%"),
         ] {
-            assert_eq!(
-                decode(bag),
-                Err(PropertyError::InvalidPercentEncoding { index, part }),
-                "{bag}"
-            );
+            let p = decode(bag);
+            assert_eq!(p.get_application(name), Some(Some(value)), "{bag}");
+            // The value survives a re-encoding.
+            assert_eq!(decode(&p.to_bag()), p, "{bag}");
         }
     }
 
     #[test]
-    fn not_utf8() {
+    fn text_that_does_not_decode_to_utf8_is_kept_raw() {
+        assert_eq!(decode("a=%FF").get_application("a"), Some(Some("%FF")));
         assert_eq!(
-            decode("a=%FF"),
-            Err(PropertyError::NotUtf8 {
-                index: 0,
-                part: PairPart::Value
-            })
+            decode("x=1&%C3=1").application_iter().collect::<Vec<_>>(),
+            vec![("x", Some("1")), ("%C3", Some("1"))]
         );
-        assert_eq!(
-            decode("x=1&%C3=1"),
-            Err(PropertyError::NotUtf8 {
-                index: 1,
-                part: PairPart::Name
-            })
-        );
+        assert_eq!(decode("%24.mid=%FF").message_id.as_deref(), Some("%FF"));
     }
 
     #[test]
-    fn empty_pairs_and_names() {
+    fn empty_pairs_are_skipped_and_empty_names_kept() {
         assert_eq!(
             decode("a=1&&b=2"),
-            Err(PropertyError::EmptyPair { index: 1 })
+            props_with_app(&[("a", Some("1")), ("b", Some("2"))])
         );
-        assert_eq!(decode("&a=1"), Err(PropertyError::EmptyPair { index: 0 }));
-        assert_eq!(decode("a=1&"), Err(PropertyError::EmptyPair { index: 1 }));
-        assert_eq!(decode("&"), Err(PropertyError::EmptyPair { index: 0 }));
-        assert_eq!(decode("=v"), Err(PropertyError::EmptyName { index: 0 }));
-        assert_eq!(decode("a&="), Err(PropertyError::EmptyName { index: 1 }));
+        assert_eq!(decode("&a=1"), props_with_app(&[("a", Some("1"))]));
+        assert_eq!(decode("a=1&"), props_with_app(&[("a", Some("1"))]));
+        assert!(decode("&").is_empty());
+        assert!(decode("&&&").is_empty());
+        let p = decode("=v&a&=");
+        assert_eq!(
+            p.application_iter().collect::<Vec<_>>(),
+            vec![("", Some("v")), ("a", None), ("", Some(""))]
+        );
+        assert_eq!(decode(&p.to_bag()), p);
     }
 
     #[test]
-    fn system_property_rules() {
+    fn one_trailing_slash_is_dropped() {
+        // Microsoft's Node device SDK ends a module output topic with `/`.
+        let p = decode("%24.on=out1&kind=reading/");
+        assert_eq!(p.output_name.as_deref(), Some("out1"));
+        assert_eq!(p.get_application("kind"), Some(Some("reading")));
+        assert!(decode("/").is_empty());
+        assert_eq!(decode("k=a/b/").get_application("k"), Some(Some("a/b")));
+        // Only one: an encoded or second slash is part of the value.
+        assert_eq!(decode("k=a%2F/").get_application("k"), Some(Some("a/")));
+        assert_eq!(decode("k=a//").get_application("k"), Some(Some("a/")));
+    }
+
+    #[test]
+    fn value_less_and_repeated_system_properties_are_kept_in_order() {
+        // Event Grid–shaped cloud-to-device messages.
+        let p = decode("%24.mid=m1&%24.cid&%24.uid&k=v");
+        assert_eq!(p.message_id.as_deref(), Some("m1"));
+        assert_eq!(p.correlation_id, None);
+        assert_eq!(p.user_id, None);
         assert_eq!(
-            decode("%24.mid=1&k&$.mid=2"),
-            Err(PropertyError::DuplicateSystemProperty {
-                index: 2,
-                property: SystemProperty::MessageId
-            })
+            p.application_iter().collect::<Vec<_>>(),
+            vec![("$.cid", None), ("$.uid", None), ("k", Some("v"))]
         );
+        assert_eq!(decode(&p.to_bag()), p);
+
+        let p = decode("%24.mid=1&k&$.mid=2&iothub-ack=full&iothub-ack=none&iothub-ack");
+        assert_eq!(p.message_id.as_deref(), Some("1"));
+        assert_eq!(p.ack, Some(Ack::Full));
         assert_eq!(
-            decode("iothub-ack=full&iothub-ack=full"),
-            Err(PropertyError::DuplicateSystemProperty {
-                index: 1,
-                property: SystemProperty::Ack
-            })
+            p.application_iter().collect::<Vec<_>>(),
+            vec![
+                ("k", None),
+                ("$.mid", Some("2")),
+                ("iothub-ack", Some("none")),
+                ("iothub-ack", None)
+            ]
         );
-        assert_eq!(
-            decode("%24.cid"),
-            Err(PropertyError::MissingValue {
-                index: 0,
-                property: SystemProperty::CorrelationId
-            })
-        );
-        assert_eq!(
-            decode("k=v&iothub-ack=FULL"),
-            Err(PropertyError::InvalidAck { index: 1 })
-        );
-        assert_eq!(
-            decode("iothub-ack="),
-            Err(PropertyError::InvalidAck { index: 0 })
-        );
+        assert_eq!(decode(&p.to_bag()), p);
+        // A value after a value-less occurrence fills the field.
+        let p = decode("%24.cid&%24.cid=c");
+        assert_eq!(p.correlation_id.as_deref(), Some("c"));
+        assert_eq!(p.get_application("$.cid"), Some(None));
         // An empty system value is a value.
-        assert_eq!(decode("%24.mid=").unwrap().message_id.as_deref(), Some(""));
-        for ack in [Ack::None, Ack::Positive, Ack::Negative, Ack::Full] {
-            assert_eq!(Ack::from_wire(ack.as_str()), Some(ack));
-        }
+        assert_eq!(decode("%24.mid=").message_id.as_deref(), Some(""));
     }
 
     #[test]
-    fn errors_display_the_pair() {
-        let e = decode("a=1&%24.mid&x").unwrap_err();
-        assert_eq!(e.index(), 1);
-        let s = e.to_string();
-        assert!(s.contains("pair 1") && s.contains("$.mid"), "{s}");
-        let s = decode("a=1&b=%zz").unwrap_err().to_string();
-        assert!(s.contains("pair 1") && s.contains("value"), "{s}");
+    fn iothub_ack_in_any_case_and_unknown_values() {
+        for (wire, ack) in [
+            ("full", Ack::Full),
+            ("Full", Ack::Full),
+            ("FULL", Ack::Full),
+            ("Positive", Ack::Positive),
+            ("NEGATIVE", Ack::Negative),
+            ("nOnE", Ack::None),
+            ("", Ack::Other(String::new())),
+            ("sometimes", Ack::Other("sometimes".into())),
+        ] {
+            assert_eq!(
+                decode(&alloc::format!("iothub-ack={wire}")).ack,
+                Some(ack.clone()),
+                "{wire}"
+            );
+            assert_eq!(Ack::from_wire(wire), ack);
+        }
+        for ack in [Ack::None, Ack::Positive, Ack::Negative, Ack::Full] {
+            assert_eq!(Ack::known(ack.as_str()), Some(ack.clone()));
+            assert_eq!(Ack::from_wire(ack.as_str()), ack);
+        }
+        assert_eq!(Ack::known("sometimes"), None);
+        assert_eq!(Ack::Other("x y".into()).to_string(), "x y");
+        let mut p = MessageProperties::new();
+        p.ack = Some(Ack::Other("x y".into()));
+        assert_eq!(p.to_bag(), "iothub-ack=x%20y");
+        assert_eq!(decode(&p.to_bag()), p);
     }
 
     #[test]
@@ -1113,7 +982,7 @@ mod tests {
             .add_application("$.other", "w")
             .unwrap();
         assert_eq!(p.to_bag(), "%2524.mid=v&%24.other=w");
-        assert_eq!(decode(&p.to_bag()).unwrap(), p);
+        assert_eq!(decode(&p.to_bag()), p);
     }
 
     #[test]
@@ -1133,20 +1002,17 @@ mod tests {
 
     #[test]
     fn raw_pairs_borrow_when_possible() {
-        let mut it = pairs("a=1&%24b=%2F&c");
-        let first = it.next().unwrap().unwrap();
+        let mut it = pairs("a=1&%24b=%2F&&c/");
+        let first = it.next().unwrap();
         assert!(matches!(first.name, Cow::Borrowed("a")));
         assert!(matches!(first.value, Some(Cow::Borrowed("1"))));
-        let second = it.next().unwrap().unwrap();
+        let second = it.next().unwrap();
         assert_eq!(second.name, "$b");
         assert_eq!(second.value.as_deref(), Some("/"));
-        let third = it.next().unwrap().unwrap();
+        let third = it.next().unwrap();
+        assert_eq!(third.name, "c");
         assert_eq!(third.value, None);
         assert!(it.next().is_none());
-
-        // Fused after an error.
-        let mut it = pairs("a=%&b=1");
-        assert!(it.next().unwrap().is_err());
         assert!(it.next().is_none());
     }
 
@@ -1201,7 +1067,7 @@ mod tests {
             prop_assert_eq!(bag.len(), p.encoded_len());
             prop_assert_eq!(&p.to_string(), &bag);
             prop_assert!(bag.bytes().all(|b| is_unreserved(b) || matches!(b, b'%' | b'&' | b'=')));
-            prop_assert_eq!(decode(&bag), Ok(p));
+            prop_assert_eq!(decode(&bag), p);
         }
 
         #[test]
@@ -1211,11 +1077,9 @@ mod tests {
         }
 
         #[test]
-        fn decode_never_panics_on_bag_like_input(bag in "([a-z$.%0-9A-Fzé]{0,4}[=&]?){0,6}") {
-            if let Ok(p) = decode(&bag) {
-                // Whatever decodes re-encodes to something that decodes to the same.
-                prop_assert_eq!(decode(&p.to_bag()), Ok(p));
-            }
+        fn whatever_decodes_re_encodes_to_the_same(bag in "([a-z$.%0-9A-Fzé/]{0,4}[=&]?){0,6}") {
+            let p = decode(&bag);
+            prop_assert_eq!(decode(&p.to_bag()), p);
         }
     }
 }

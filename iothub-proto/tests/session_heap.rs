@@ -81,7 +81,7 @@ fn connected_session() -> Session {
     };
     let rid = get.topic().as_str().split("$rid=").nth(1).unwrap();
     let answer = Publish::new(
-        hub::twin_response(200, &RequestId::new(rid).unwrap(), None),
+        hub::twin_response(200, &RequestId::from_wire(rid), None),
         QosPid::AtMostOnce,
         Bytes::from_static(br#"{"desired":{"mode":"eco","$version":3},"reported":{}}"#),
     )
@@ -123,7 +123,7 @@ fn traffic(s: &mut Session) {
     };
     let rid = get.topic().as_str().split("$rid=").nth(1).unwrap();
     let answer = Publish::new(
-        hub::twin_response(200, &RequestId::new(rid).unwrap(), None),
+        hub::twin_response(200, &RequestId::from_wire(rid), None),
         QosPid::AtMostOnce,
         Bytes::from(vec![b' '; 4096]),
     )
@@ -145,6 +145,18 @@ fn traffic(s: &mut Session) {
             .count(),
         20
     );
+    let token = events
+        .iter()
+        .find_map(|e| match e {
+            Event::C2dMessage(m) => m.ack,
+            _ => None,
+        })
+        .expect("the C2D message, with its token");
+    assert!(
+        transmitted(s).is_empty(),
+        "not acknowledged before it is taken"
+    );
+    s.taken(token);
     assert!(matches!(transmitted(s).as_slice(), [Packet::Puback(_)]));
     assert_eq!(
         s.in_flight_len() + s.queued_len() + s.pending_requests_len(),

@@ -1077,12 +1077,10 @@ impl DpsService {
         operation_id: Option<&str>,
         body: &[u8],
     ) {
-        let (Some(client), Ok(rid)) = (
-            self.conns.get(&conn).and_then(|c| c.client.clone()),
-            RequestId::new(request_id),
-        ) else {
+        let Some(client) = self.conns.get(&conn).and_then(|c| c.client.clone()) else {
             return;
         };
+        let rid = RequestId::from_wire(request_id);
         let Some(qos) = client.subscribed.filter(|_| !self.faults.silent) else {
             self.counters.unanswered = self.counters.unanswered.saturating_add(1);
             return;

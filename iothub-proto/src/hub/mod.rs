@@ -105,6 +105,11 @@
 //! so is a client whose SAS token has expired (the will is published in
 //! both cases). PINGREQ is answered PINGRESP.
 //!
+//! **Retain.** IoT Hub stores no retained message: a PUBLISH with RETAIN
+//! (and a retained will) is passed on with the application property
+//! `mqtt-retain=true` (the name in current docs; `x-opt-retain`, the seed
+//! document's, with [`set_retain_property`](Hub::set_retain_property)).
+//!
 //! **Will.** Published as telemetry of the identity, with the application
 //! property `iothub-MessageType=Will`, whenever an accepted connection ends
 //! without DISCONNECT (see [`CloseReason::publishes_will`]). A will whose
@@ -162,7 +167,7 @@ pub use self::twin::{MAX_TWIN_SECTION_SIZE, MAX_TWIN_TAGS_SIZE, Twin};
 use self::types::key;
 pub use self::types::{
     Authentication, Change, CloseReason, ConnId, Counters, HubError, IdentityState, MethodOutcome,
-    MethodResponse, MethodResult, QueuedMessage, Telemetry, Violation,
+    MethodResponse, MethodResult, QueuedMessage, RetainProperty, Telemetry, Violation,
 };
 
 /// The largest keep-alive the hub accepts, in seconds.
@@ -459,6 +464,8 @@ pub struct Hub {
     route_failures: Vec<RouteFailure>,
     /// How long a connection may wait for its CONNECT ([`Hub::set_connect_timeout`]).
     connect_timeout_ms: Option<u64>,
+    /// What marks a retained message ([`Hub::set_retain_property`]).
+    retain_property: RetainProperty,
 }
 
 /// A method call awaiting its answer.
@@ -514,6 +521,7 @@ impl Hub {
             routes: BTreeMap::new(),
             route_failures: Vec::new(),
             connect_timeout_ms: Some(DEFAULT_CONNECT_TIMEOUT_MS),
+            retain_property: RetainProperty::default(),
         }
     }
 
@@ -546,6 +554,19 @@ impl Hub {
     #[must_use]
     pub fn connect_timeout(&self) -> Option<u64> {
         self.connect_timeout_ms
+    }
+
+    /// The application property that marks a message published with
+    /// RETAIN, or a retained will: `mqtt-retain=true` (current docs, the
+    /// default) or `x-opt-retain=true` (the seed document).
+    pub fn set_retain_property(&mut self, property: RetainProperty) {
+        self.retain_property = property;
+    }
+
+    /// The property set by [`set_retain_property`](Self::set_retain_property).
+    #[must_use]
+    pub fn retain_property(&self) -> RetainProperty {
+        self.retain_property
     }
 
     /// Lets every identity subscribe to `filter` too (exact match), beyond
@@ -882,10 +903,10 @@ impl Hub {
             let Some(call) = self.method_calls.remove(&rid) else {
                 continue;
             };
-            let (Ok(request_id), Some(r)) = (RequestId::new(rid), self.identities.get(&call.key))
-            else {
+            let Some(r) = self.identities.get(&call.key) else {
                 continue;
             };
+            let request_id = RequestId::from_wire(rid);
             self.method_results.push_back(MethodResult {
                 request_id,
                 identity: r.identity.clone(),
@@ -1140,6 +1161,7 @@ impl Hub {
                 max: MAX_METHOD_PAYLOAD,
             });
         }
+        check_name(name)?;
         let request_id = RequestId::from(self.next_request.saturating_add(1));
         let topic = hub::method_request(name, &request_id).map_err(|_| HubError::InvalidName)?;
         // A topic that cannot be sent (a wildcard, U+0000, over 65,535
@@ -1169,7 +1191,7 @@ impl Hub {
     }
 
     /// Takes the answer to one method call: its status and body.
-    pub fn take_method_response(&mut self, request_id: &RequestId) -> Option<(u16, Bytes)> {
+    pub fn take_method_response(&mut self, request_id: &RequestId) -> Option<(i32, Bytes)> {
         let i = self
             .method_responses
             .iter()
@@ -1238,6 +1260,7 @@ impl Hub {
         payload: Bytes,
     ) -> Result<(), HubError> {
         check_c2d_size(&properties, &payload)?;
+        check_name(input)?;
         let topic = hub::module_input(device_id, module_id, input, &properties)
             .map_err(|_| HubError::InvalidName)?;
         // A topic that cannot be sent (a wildcard, U+0000, over 65,535
@@ -1572,7 +1595,7 @@ impl Hub {
                     return self.violation(conn, Violation::MessageTooLarge { size });
                 }
                 if retain {
-                    let _ = properties.add_application("mqtt-retain", "true");
+                    let _ = properties.add_application(self.retain_property.name(), "true");
                 }
                 let upstream = self.route(&identity, &properties, &payload);
                 if upstream {
@@ -1603,9 +1626,7 @@ impl Hub {
                     .is_some_and(|c| c.key == k)
                 {
                     let call = self.method_calls.remove(request_id);
-                    let Ok(request_id) = RequestId::new(request_id) else {
-                        return;
-                    };
+                    let request_id = RequestId::from_wire(request_id);
                     if call.is_some_and(|c| c.deadline.is_some()) {
                         let result = MethodResult {
                             request_id,
@@ -1710,13 +1731,10 @@ impl Hub {
         request_id: &str,
         patch: Option<&Bytes>,
     ) {
-        let (Some(r), Some(c), Ok(rid)) = (
-            self.identities.get_mut(k),
-            self.conns.get_mut(&conn),
-            RequestId::new(request_id),
-        ) else {
+        let (Some(r), Some(c)) = (self.identities.get_mut(k), self.conns.get_mut(&conn)) else {
             return;
         };
+        let rid = RequestId::from_wire(request_id);
         if r.granted(TWIN_RESPONSE_FILTER).is_none() {
             self.counters.twin_requests_unanswered =
                 self.counters.twin_requests_unanswered.saturating_add(1);
@@ -1980,6 +1998,9 @@ impl Hub {
             return;
         }
         let _ = properties.add_application("iothub-MessageType", "Will");
+        if will.retain() {
+            let _ = properties.add_application(self.retain_property.name(), "true");
+        }
         self.telemetry.push(Telemetry {
             identity,
             properties,
@@ -1989,6 +2010,17 @@ impl Hub {
             conn,
         });
     }
+}
+
+/// A method or input name the hub sends as it is: not empty, and without
+/// `/`, `+`, `#` or U+0000 (the topic builders could percent-encode them,
+/// but the official SDKs other than Python's do not decode names, so the
+/// hub keeps to names every device reads the same).
+fn check_name(name: &str) -> Result<(), HubError> {
+    if name.is_empty() || name.contains(['/', '+', '#', '\0']) {
+        return Err(HubError::InvalidName);
+    }
+    Ok(())
 }
 
 /// Whether a telemetry topic's ids are the identity's own.

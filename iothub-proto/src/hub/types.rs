@@ -103,6 +103,41 @@ pub enum Violation {
     UnexpectedPacket(PacketType),
 }
 
+/// The application property the hub adds, with the value `true`, to a
+/// message published with RETAIN (IoT Hub stores no retained message; it
+/// passes the message on, marked). See [`Hub::set_retain_property`](super::Hub::set_retain_property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RetainProperty {
+    /// `mqtt-retain`: the name in Microsoft's current MQTT documentation
+    /// ("Communicate with an IoT hub using the MQTT protocol") and the
+    /// default of Microsoft's C# device SDK. The default.
+    #[default]
+    MqttRetain,
+    /// `x-opt-retain`: the name in the original product page (the seed
+    /// document) and older documentation.
+    XOptRetain,
+}
+
+impl RetainProperty {
+    /// The property name.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            RetainProperty::MqttRetain => "mqtt-retain",
+            RetainProperty::XOptRetain => "x-opt-retain",
+        }
+    }
+
+    /// The variant of a name (`mqtt-retain` or `x-opt-retain`, exact).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [RetainProperty::MqttRetain, RetainProperty::XOptRetain]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
 /// A device-to-cloud message the hub received, or a will it published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -110,8 +145,8 @@ pub struct Telemetry {
     /// Who sent it.
     pub identity: Identity,
     /// Its property bag, decoded. A will carries the extra application
-    /// property `iothub-MessageType=Will`; a retained PUBLISH carries
-    /// `mqtt-retain=true`.
+    /// property `iothub-MessageType=Will`; a retained PUBLISH (or will)
+    /// carries the [`RetainProperty`] `=true`.
     pub properties: MessageProperties,
     /// The body.
     pub payload: Bytes,
@@ -139,8 +174,8 @@ pub struct MethodResponse {
     pub request_id: RequestId,
     /// The identity that answered.
     pub identity: Identity,
-    /// The status the device chose.
-    pub status: u16,
+    /// The status the device chose: any integer.
+    pub status: i32,
     /// The body (JSON or empty).
     pub payload: Bytes,
 }
@@ -315,8 +350,8 @@ impl IdentityState {
 pub enum MethodOutcome {
     /// The device answered.
     Answered {
-        /// The status the device chose.
-        status: u16,
+        /// The status the device chose: any integer.
+        status: i32,
         /// The body (JSON or empty).
         payload: Bytes,
     },

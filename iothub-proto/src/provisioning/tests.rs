@@ -185,7 +185,7 @@ impl Harness {
 
     /// DPS answers `rid` (QoS 0).
     fn answer(&mut self, rid: &str, status: u16, retry_after: Option<u32>, body: &[u8]) {
-        let topic = hub::dps_response(status, &RequestId::new(rid).unwrap(), retry_after);
+        let topic = hub::dps_response(status, &RequestId::new(rid), retry_after);
         let p = Publish::new(topic, QosPid::AtMostOnce, Bytes::copy_from_slice(body)).unwrap();
         self.feed(p);
     }
@@ -502,7 +502,7 @@ fn stale_answers_and_foreign_topics_are_ignored_qos1_acknowledged() {
     // A QoS 1 answer gets its PUBACK.
     let pid = Pid::new(41).unwrap();
     let body = OperationStatus::new("op", RegistrationStatus::Assigning).to_vec();
-    let topic = hub::dps_response(202, &RequestId::new(reg.rid.as_str()).unwrap(), Some(1));
+    let topic = hub::dps_response(202, &RequestId::new(reg.rid.as_str()), Some(1));
     h.feed(Publish::new(topic, QosPid::AtLeastOnce(pid), Bytes::from(body)).unwrap());
     assert_eq!(h.sent(), vec![Packet::Puback(pid)]);
     assert_eq!(h.s.state(), ProvisioningState::Waiting);

@@ -36,6 +36,11 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_REQUEST_RETRIES: u32 = 3;
 /// Default number of twin requests (GET and PATCH) pending at once.
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 32;
+/// Default number of cloud-to-device and module input messages waiting for
+/// the application at once (delivered and not yet taken or acknowledged,
+/// or held for a feature not asked for): 50, the depth of the hub's own
+/// cloud-to-device queue per device.
+pub const DEFAULT_MAX_INBOUND_PENDING: usize = 50;
 /// Default lifetime of a SAS token signed from a key: 3600 s.
 pub const DEFAULT_SAS_LIFETIME: Duration = Duration::from_secs(3600);
 /// Default [`Config::token_request_timeout`]: 30 s.
@@ -224,9 +229,19 @@ pub struct Config {
     /// larger one is a protocol error. Default [`DEFAULT_MAX_PACKET_SIZE`].
     pub max_packet_size: usize,
     /// Cloud-to-device and module input messages are acknowledged only by
-    /// [`Session::ack`](super::Session::ack), not when their event is taken.
+    /// [`Session::ack`](super::Session::ack), not when the application
+    /// takes them ([`Session::taken`](super::Session::taken)).
     /// Default `false`.
     pub manual_ack: bool,
+    /// How many cloud-to-device and module input messages may wait for the
+    /// application at once: delivered but not yet taken (or, with
+    /// [`manual_ack`](Self::manual_ack), not yet acknowledged), or held for
+    /// a feature the application has not asked for. One more is neither
+    /// delivered nor acknowledged
+    /// ([`Event::InboundOverflow`](super::Event::InboundOverflow)): the hub
+    /// keeps it and sends it again on a later connection. Default
+    /// [`DEFAULT_MAX_INBOUND_PENDING`].
+    pub max_inbound_pending: usize,
     /// The last desired-properties `$version` the application applied (for
     /// example persisted across restarts), if any. Default none: the first
     /// full twin read is always reported.
@@ -277,6 +292,7 @@ impl Config {
             stable_after: DEFAULT_STABLE_AFTER,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             manual_ack: false,
+            max_inbound_pending: DEFAULT_MAX_INBOUND_PENDING,
             initial_desired_version: None,
             seed: 0,
         }
@@ -347,6 +363,8 @@ impl Config {
         with_max_packet_size: max_packet_size: usize;
         /// Sets [`manual_ack`](Self::manual_ack).
         with_manual_ack: manual_ack: bool;
+        /// Sets [`max_inbound_pending`](Self::max_inbound_pending).
+        with_max_inbound_pending: max_inbound_pending: usize;
         /// Sets [`initial_desired_version`](Self::initial_desired_version).
         with_initial_desired_version: initial_desired_version: Option<u64>;
         /// Sets [`seed`](Self::seed).
@@ -393,6 +411,9 @@ impl Config {
         }
         if self.max_pending_requests == 0 {
             return Err(ConfigError::MaxPendingRequests);
+        }
+        if self.max_inbound_pending == 0 {
+            return Err(ConfigError::MaxInboundPending);
         }
         if self.max_packet_size < MIN_MAX_PACKET_SIZE {
             return Err(ConfigError::MaxPacketSize(self.max_packet_size));

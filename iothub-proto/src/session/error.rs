@@ -44,6 +44,8 @@ pub enum ConfigError {
     MaxInFlight(usize),
     /// `max_pending_requests` must be at least 1.
     MaxPendingRequests,
+    /// `max_inbound_pending` must be at least 1.
+    MaxInboundPending,
     /// `max_packet_size` is below
     /// [`MIN_MAX_PACKET_SIZE`](super::config::MIN_MAX_PACKET_SIZE).
     MaxPacketSize(usize),
@@ -70,6 +72,7 @@ impl fmt::Display for ConfigError {
             ConfigError::RenewalPercent(p) => write!(f, "renewal percent {p} is not 1 to 100"),
             ConfigError::MaxInFlight(n) => write!(f, "in-flight window {n} is not 1 to 1024"),
             ConfigError::MaxPendingRequests => f.write_str("max_pending_requests must be >= 1"),
+            ConfigError::MaxInboundPending => f.write_str("max_inbound_pending must be >= 1"),
             ConfigError::MaxPacketSize(n) => write!(f, "max packet size {n} is below 1024"),
             ConfigError::WillProperties(p) => write!(f, "will properties: {p}"),
             ConfigError::WillTooLarge(n) => write!(f, "will body of {n} bytes is over 65535"),

@@ -167,10 +167,13 @@ impl MethodId {
     }
 }
 
-/// Acknowledges one QoS 1 cloud-to-device or module input message in
-/// manual-ack mode ([`Config::manual_ack`](super::Config::manual_ack)), with
-/// [`Session::ack`](super::Session::ack). Valid on the connection the
-/// message arrived on only.
+/// Names one QoS 1 message from the hub that waits for its PUBACK: report
+/// it taken by the application with
+/// [`Session::taken`](super::Session::taken), or acknowledge it with
+/// [`Session::ack`](super::Session::ack)
+/// ([`Config::manual_ack`](super::Config::manual_ack) mode, or a message on
+/// a topic the session cannot read). Valid on the connection the message
+/// arrived on only: after a reconnection the hub sends the message again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AckToken {
     pub(crate) generation: u64,
@@ -323,9 +326,11 @@ pub struct InboundMessage {
     pub properties: MessageProperties,
     /// The body, a zero-copy slice of the received bytes.
     pub payload: Bytes,
-    /// In manual-ack mode, the token to pass to
-    /// [`Session::ack`](super::Session::ack) for a QoS 1 message; `None`
-    /// otherwise (automatic acknowledgment, or QoS 0).
+    /// For a QoS 1 message, the token of its PUBACK: pass it to
+    /// [`Session::taken`](super::Session::taken) once the application has
+    /// the message (that acknowledges it, unless
+    /// [`Config::manual_ack`](super::Config::manual_ack)), and in manual-ack
+    /// mode to [`Session::ack`](super::Session::ack). `None` for QoS 0.
     pub ack: Option<AckToken>,
 }
 
@@ -479,7 +484,8 @@ pub enum Event {
         /// The request body (JSON or empty).
         payload: Bytes,
     },
-    /// A cloud-to-device message.
+    /// A cloud-to-device message. Not acknowledged until the application
+    /// has it: see [`InboundMessage::ack`].
     C2dMessage(InboundMessage),
     /// An IoT Edge routed module input message.
     InputMessage {
@@ -488,14 +494,34 @@ pub enum Event {
         /// The message.
         message: InboundMessage,
     },
-    /// A PUBLISH on a topic the session does not handle (or that breaks the
-    /// topic grammar). Acknowledged if QoS 1; not fatal.
+    /// A PUBLISH on a topic the session does not handle, or cannot read
+    /// (it breaks a rule of the topic grammar the device must rely on).
+    /// Not fatal, and **not acknowledged**: the hub keeps a QoS 1 message
+    /// and sends it again on a later connection, unless the application
+    /// acknowledges it ([`Session::ack`](super::Session::ack) with `ack`).
     UnexpectedPublish {
         /// The topic.
         topic: String,
+        /// The body, as received.
+        payload: Bytes,
         /// What [`topic::parse`](crate::topic::parse) said (or
         /// [`TopicError::NoMatch`] for a topic of another identity).
         error: TopicError,
+        /// For a QoS 1 message, the token to acknowledge it with; `None`
+        /// for QoS 0, or when [`Config::max_inbound_pending`](super::Config::max_inbound_pending)
+        /// messages already wait.
+        ack: Option<AckToken>,
+    },
+    /// A cloud-to-device or module input message arrived while
+    /// [`Config::max_inbound_pending`](super::Config::max_inbound_pending)
+    /// messages were already waiting for the application. It was neither
+    /// delivered nor acknowledged: the hub keeps a QoS 1 message and sends
+    /// it again on a later connection (a QoS 0 message is lost).
+    InboundOverflow {
+        /// The message's topic.
+        topic: String,
+        /// The limit that was reached.
+        limit: usize,
     },
 }
 

@@ -7,9 +7,9 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use super::error::{CommandError, ConnectRefused, DisconnectReason, ProtocolError};
-use super::event::{AckToken, Event, Feature, InboundMessage, MethodId, Subscription};
+use super::event::{Event, Feature, InboundMessage, MethodId, Subscription};
 use super::state::{State, Trigger};
-use super::{MAX_METHOD_PAYLOAD, Pending, Session};
+use super::{MAX_METHOD_PAYLOAD, Session};
 use crate::mqtt::{Packet, Publish, QoS, QosPid, Suback, Subscribe, SubscribeReturnCode};
 use crate::time::Instant;
 use crate::topic::{self, HubTopic, RequestId, TopicError};
@@ -74,22 +74,19 @@ impl Session {
         let topic_str = topic_name.as_str();
         let identity = &self.config.identity;
         // Cloud-to-device and module input messages are acknowledged when
-        // the application has them; everything else at once.
-        let mut deferred_ack = false;
+        // the application has them (see `delivery`), an unreadable topic
+        // never; everything else at once, once handled.
         match topic::parse(topic_str) {
             Ok(HubTopic::C2d {
                 device_id,
                 properties,
             }) if identity.module_id().is_none() && device_id == identity.device_id().as_str() => {
-                deferred_ack = true;
-                let (ack, auto_ack) = self.ack_tokens(pid);
-                self.events.push_back(Pending {
-                    event: Event::C2dMessage(InboundMessage {
+                self.inbound_message(Subscription::C2d, pid, topic_str, |ack| {
+                    Event::C2dMessage(InboundMessage {
                         properties,
                         payload,
                         ack,
-                    }),
-                    auto_ack,
+                    })
                 });
             }
             Ok(HubTopic::ModuleInput {
@@ -102,100 +99,79 @@ impl Session {
                     .module_id()
                     .is_some_and(|m| m.as_str() == module_id) =>
             {
-                deferred_ack = true;
-                let input = input.to_string();
-                let (ack, auto_ack) = self.ack_tokens(pid);
-                self.events.push_back(Pending {
-                    event: Event::InputMessage {
+                let input = input.into_owned();
+                self.inbound_message(Subscription::ModuleInputs, pid, topic_str, |ack| {
+                    Event::InputMessage {
                         input,
                         message: InboundMessage {
                             properties,
                             payload,
                             ack,
                         },
-                    },
-                    auto_ack,
+                    }
                 });
             }
             Ok(HubTopic::TwinResponse {
                 status,
                 request_id,
                 version,
-            }) => self.on_twin_response(now, status, request_id, version, payload),
+            }) => {
+                self.on_twin_response(now, status, request_id, version, payload);
+                self.puback_now(pid);
+            }
             Ok(HubTopic::DesiredPatch { version }) => {
                 // Without the feature (a subscription left over in a
                 // persistent session), notifications are not tracked.
                 if self.subs.is_enabled(Subscription::DesiredProperties) {
                     self.on_desired_patch(now, version, payload);
                 }
+                self.puback_now(pid);
             }
-            Ok(HubTopic::MethodRequest { name, request_id }) => match RequestId::new(request_id) {
-                Ok(request_id) => self.emit(Event::MethodRequest {
+            Ok(HubTopic::MethodRequest { name, request_id }) => {
+                self.emit(Event::MethodRequest {
                     id: MethodId {
                         generation: self.generation,
-                        request_id,
+                        request_id: RequestId::from_wire(request_id),
                     },
-                    name: name.to_string(),
+                    name: name.into_owned(),
                     payload,
-                }),
-                Err(_) => self.unexpected(topic_str, TopicError::NoMatch),
-            },
-            Ok(_) => self.unexpected(topic_str, TopicError::NoMatch),
-            Err(e) => self.unexpected(topic_str, e),
-        }
-        if let (Some(pid), false) = (pid, deferred_ack) {
-            if self.state.is_connected() {
-                self.send_packet(&Packet::Puback(pid));
+                });
+                self.puback_now(pid);
             }
+            Ok(_) => self.unexpected(topic_str, TopicError::NoMatch, payload, pid),
+            Err(e) => self.unexpected(topic_str, e, payload, pid),
         }
     }
 
-    /// The ack token (manual mode) or the automatic ack for an inbound
-    /// QoS 1 message.
-    fn ack_tokens(
+    /// The PUBACK of a QoS 1 message handled in full.
+    fn puback_now(&mut self, pid: Option<crate::mqtt::Pid>) {
+        if let (Some(pid), true) = (pid, self.state.is_connected()) {
+            self.send_packet(&Packet::Puback(pid));
+        }
+    }
+
+    /// A PUBLISH the session does not handle or cannot read: reported with
+    /// its bytes, not acknowledged.
+    fn unexpected(
         &mut self,
+        topic: &str,
+        error: TopicError,
+        payload: Bytes,
         pid: Option<crate::mqtt::Pid>,
-    ) -> (Option<AckToken>, Option<AckToken>) {
-        let Some(pid) = pid else {
-            return (None, None);
-        };
-        let token = AckToken {
-            generation: self.generation,
-            pid,
-        };
-        if self.config.manual_ack {
-            if !self.unacked_inbound.contains(&pid) {
-                self.unacked_inbound.push(pid);
-            }
-            (Some(token), None)
-        } else {
-            (None, Some(token))
-        }
-    }
-
-    fn unexpected(&mut self, topic: &str, error: TopicError) {
+    ) {
+        let ack = self.unreadable_message(pid);
         self.emit(Event::UnexpectedPublish {
             topic: topic.to_string(),
+            payload,
             error,
+            ack,
         });
-    }
-
-    pub(super) fn ack_inbound(&mut self, token: AckToken) -> Result<(), CommandError> {
-        if token.generation != self.generation || !self.state.is_connected() {
-            return Err(CommandError::AckUndeliverable);
-        }
-        let Some(pos) = self.unacked_inbound.iter().position(|p| *p == token.pid) else {
-            return Err(CommandError::AckUndeliverable);
-        };
-        self.unacked_inbound.swap_remove(pos);
-        self.send_packet(&Packet::Puback(token.pid));
-        Ok(())
     }
 
     pub(super) fn send_method_response(
         &mut self,
         id: MethodId,
-        status: u16,
+        status: i32,
         payload: Bytes,
     ) -> Result<(), CommandError> {
         if matches!(self.state, State::Stopped(_)) {
@@ -235,6 +211,9 @@ impl Session {
             _ => {}
         }
         let sub = Subscription::from(feature);
+        if matches!(feature, Feature::C2d | Feature::ModuleInputs) {
+            self.start_delivery(sub);
+        }
         if self.subs.is_enabled(sub) {
             return Ok(());
         }

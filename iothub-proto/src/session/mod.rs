@@ -59,17 +59,35 @@
 //! - Every accepted twin request ends in exactly one of
 //!   [`Event::TwinReceived`], [`Event::ReportedUpdated`] or
 //!   [`Event::RequestFailed`].
-//! - Cloud-to-device and module input messages are delivered **at least
-//!   once**: the PUBACK goes out when the application takes the event from
-//!   [`poll_event`](Session::poll_event) (or, with
-//!   [`Config::manual_ack`], when it calls [`ack`](Session::ack)). If the
-//!   process dies between the event and the PUBACK, or the connection drops
-//!   first, the hub delivers the message again.
+//! - Cloud-to-device and module input messages are delivered to the
+//!   application **at least once**, and acknowledged to the hub only once
+//!   the application has them: the PUBACK goes out when the application
+//!   reports the message taken ([`taken`](Session::taken), with the
+//!   message's [`InboundMessage::ack`] token), or with
+//!   [`Config::manual_ack`] when it calls [`ack`](Session::ack). Taking the
+//!   event from [`poll_event`](Session::poll_event) is not enough: an
+//!   adapter takes events to route them. Until the PUBACK the hub keeps the
+//!   message; if the connection drops or the process dies first, the hub
+//!   sends it again (so the application may see it twice).
+//! - A message for a feature the application has not
+//!   [`enable`](Session::enable)d (a CleanSession 0 session's kept
+//!   subscription redelivers it after a restart), or whose stream went
+//!   away ([`return_inbound`](Session::return_inbound)), is held,
+//!   unacknowledged, and delivered once the feature is enabled.
+//! - A PUBLISH the session cannot read is reported
+//!   ([`Event::UnexpectedPublish`], with its bytes) and not acknowledged.
+//! - Every queue a peer can grow is bounded: messages waiting for the
+//!   application by [`Config::max_inbound_pending`]
+//!   ([`Event::InboundOverflow`] beyond it), telemetry by
+//!   [`Config::queue_capacity`] and [`Config::max_in_flight`], twin requests
+//!   by [`Config::max_pending_requests`], input by
+//!   [`Config::max_packet_size`].
 //! - The session never asks for a transport in a tight loop: reconnections
 //!   follow the backoff, refused credentials the [`AuthFailurePolicy`].
 
 pub(crate) mod backoff;
 mod config;
+mod delivery;
 mod error;
 mod event;
 mod inbound;
@@ -92,10 +110,10 @@ use rand_pcg::Pcg32;
 
 pub use config::{
     AuthFailurePolicy, Config, DEFAULT_AUTH_RETRY_DELAY, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_SIZE,
-    DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_PING_TIMEOUT,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_RENEWAL_PERCENT, DEFAULT_REQUEST_RETRIES,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SAS_LIFETIME, DEFAULT_STABLE_AFTER,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_INBOUND_PENDING, DEFAULT_MAX_PACKET_SIZE, DEFAULT_MAX_PENDING_REQUESTS,
+    DEFAULT_MESSAGE_TIMEOUT, DEFAULT_PING_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_RENEWAL_PERCENT,
+    DEFAULT_REQUEST_RETRIES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SAS_LIFETIME, DEFAULT_STABLE_AFTER,
     DEFAULT_TOKEN_REQUEST_TIMEOUT, MAX_IN_FLIGHT_LIMIT, MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Will,
 };
 pub use error::{
@@ -131,14 +149,6 @@ pub const MAX_REPORTED_SIZE: usize = 32 * 1024;
 struct Outgoing {
     bytes: Bytes,
     sent: Option<MessageId>,
-}
-
-/// An event waiting for `poll_event`; a cloud-to-device message in
-/// automatic-ack mode is acknowledged when its event leaves.
-#[derive(Debug)]
-struct Pending {
-    event: Event,
-    auto_ack: Option<AckToken>,
 }
 
 /// The subscriptions: which are wanted (for the life of the session) and
@@ -222,7 +232,7 @@ pub struct Session {
     // Buffers.
     rx: BytesMut,
     transmit: VecDeque<Outgoing>,
-    events: VecDeque<Pending>,
+    events: VecDeque<Event>,
 
     subs: Subs,
 
@@ -241,9 +251,9 @@ pub struct Session {
     next_rid: u64,
     desired: twin::Desired,
 
-    /// Manual-ack mode: QoS 1 inbound packet ids not yet acknowledged on
-    /// the current connection.
-    unacked_inbound: Vec<Pid>,
+    /// Cloud-to-device and module input messages waiting for the
+    /// application.
+    delivery: delivery::Delivery,
 }
 
 impl Session {
@@ -293,7 +303,7 @@ impl Session {
             next_token: 1,
             next_rid: 1,
             desired: twin::Desired::new(config.initial_desired_version),
-            unacked_inbound: Vec::new(),
+            delivery: delivery::Delivery::default(),
             config,
         };
         session.enter_opening(Instant::ZERO);
@@ -452,23 +462,16 @@ impl Session {
     }
 
     /// The next event for the application. Drain after every input,
-    /// command and `poll_transmit`.
-    ///
-    /// Taking a QoS 1 cloud-to-device or module input event (automatic-ack
-    /// mode) queues its PUBACK: the message is acknowledged once the
-    /// application has it.
+    /// command and `poll_transmit`. Taking an event never queues output:
+    /// a cloud-to-device or module input message is acknowledged when the
+    /// application reports it taken ([`taken`](Self::taken)), not here.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let pending = self.events.pop_front()?;
+        let event = self.events.pop_front()?;
         if self.events.is_empty() {
             self.events = VecDeque::new();
         }
-        if let Some(token) = pending.auto_ack {
-            if token.generation == self.generation && self.state.is_connected() {
-                self.send_packet(&Packet::Puback(token.pid));
-            }
-        }
-        Some(pending.event)
+        Some(event)
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout): the earliest
@@ -561,7 +564,7 @@ impl Session {
         &mut self,
         now: Instant,
         id: MethodId,
-        status: u16,
+        status: i32,
         payload: Bytes,
     ) -> Result<(), CommandError> {
         let now = self.observe(now, None);
@@ -571,7 +574,9 @@ impl Session {
     }
 
     /// Enables a feature: its subscription is made now if connected, and
-    /// after every reconnection. Enabling twice is harmless.
+    /// after every reconnection, and its messages are delivered as events
+    /// (for [`Feature::C2d`] and [`Feature::ModuleInputs`], the held ones
+    /// first: see [`taken`](Self::taken)). Enabling twice is harmless.
     /// [`Feature::DesiredProperties`] also reads the full twin after every
     /// connection ([`Event::DesiredState`]).
     ///
@@ -584,8 +589,24 @@ impl Session {
         result
     }
 
-    /// Manual-ack mode: acknowledges a cloud-to-device or module input
-    /// message (its PUBACK comes out of the next `poll_transmit`).
+    /// The application has the cloud-to-device or module input message
+    /// of this [`InboundMessage::ack`] token (it took it from its stream,
+    /// or handled its event). Unless [`Config::manual_ack`], that
+    /// acknowledges it: its PUBACK comes out of the next `poll_transmit`.
+    ///
+    /// Nothing happens for a message of a connection that is gone (the hub
+    /// sends it again), one already acknowledged, or in manual-ack mode
+    /// (call [`ack`](Self::ack)).
+    pub fn taken(&mut self, token: AckToken) {
+        self.message_taken(token);
+        let now = self.last_now;
+        self.after_input(now);
+    }
+
+    /// Acknowledges a message from the hub: in manual-ack mode a
+    /// cloud-to-device or module input message, in any mode a message on a
+    /// topic the session cannot read ([`Event::UnexpectedPublish`]). Its
+    /// PUBACK comes out of the next `poll_transmit`.
     ///
     /// [`CommandError::AckUndeliverable`] if the message arrived on a
     /// connection that is gone (the hub redelivers it) or was already
@@ -595,6 +616,18 @@ impl Session {
         let now = self.last_now;
         self.after_input(now);
         result
+    }
+
+    /// Gives back a [`Event::C2dMessage`] or [`Event::InputMessage`] the
+    /// application could not take (its stream is gone): the session holds
+    /// it, unacknowledged, with every later message of that feature, until
+    /// the feature is [`enable`](Self::enable)d again. A QoS 1 message of
+    /// a connection that has ended is dropped instead (the hub sends it
+    /// again); other events are ignored.
+    pub fn return_inbound(&mut self, event: Event) {
+        self.message_returned(event);
+        let now = self.last_now;
+        self.after_input(now);
     }
 
     /// Graceful shutdown: accepts no new work from now on; while connected,
@@ -732,17 +765,12 @@ impl Session {
         if self.reserved_pids.is_empty() && self.reserved_pids.capacity() > 0 {
             self.reserved_pids = Vec::new();
         }
-        if self.unacked_inbound.is_empty() && self.unacked_inbound.capacity() > 0 {
-            self.unacked_inbound = Vec::new();
-        }
+        self.delivery.shrink();
         self.desired.shrink();
     }
 
     fn emit(&mut self, event: Event) {
-        self.events.push_back(Pending {
-            event,
-            auto_ack: None,
-        });
+        self.events.push_back(event);
     }
 
     /// Queues a packet for `poll_transmit`; sending restarts the

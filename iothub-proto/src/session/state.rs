@@ -319,7 +319,7 @@ impl Session {
         self.subs.subscribed = 0;
         self.subs.pending = Vec::new();
         self.reserved_pids = Vec::new();
-        self.unacked_inbound = Vec::new();
+        self.delivery_connection_ended();
         self.renew_unix = None;
         self.external_connection_ended(&reason);
         self.requests_connection_lost();

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use iothub_proto::auth::{ConnectionString, DeviceId, Identity, SharedAccessKey};
 use iothub_proto::hub::{ConnId, Hub};
 use iothub_proto::mqtt::{self, Packet};
-use iothub_proto::session::{Config, Event, Session, TransportClosed, TransportCommand};
+use iothub_proto::session::{AckToken, Config, Event, Session, TransportClosed, TransportCommand};
 use iothub_proto::time::Instant;
 
 pub(crate) const HOST: &str = "pair.azure-devices.net";
@@ -26,6 +26,14 @@ pub(crate) fn connection_string() -> ConnectionString {
 
 pub(crate) fn config() -> Config {
     Config::from_connection_string(&connection_string())
+}
+
+/// The PUBACK token of a cloud-to-device or module input event.
+pub(crate) fn inbound_token(e: &Event) -> Option<AckToken> {
+    match e {
+        Event::C2dMessage(m) | Event::InputMessage { message: m, .. } => m.ack,
+        _ => None,
+    }
 }
 
 /// Everything that crossed the wire, decoded, for invariant checks.
@@ -57,6 +65,10 @@ pub(crate) struct Pair {
     down_buf: bytes::BytesMut,
     /// Every hub→device byte, in order, per connection (for replays).
     pub(crate) transcript: Vec<Vec<u8>>,
+    /// Whether the application takes every cloud-to-device and module
+    /// input message as its event arrives ([`Session::taken`]); default
+    /// true. Off, the test takes them by hand.
+    pub(crate) take_inbound: bool,
 }
 
 impl Pair {
@@ -81,6 +93,7 @@ impl Pair {
             up_buf: bytes::BytesMut::new(),
             down_buf: bytes::BytesMut::new(),
             transcript: Vec::new(),
+            take_inbound: true,
         }
     }
 
@@ -102,6 +115,7 @@ impl Pair {
             up_buf: bytes::BytesMut::new(),
             down_buf: bytes::BytesMut::new(),
             transcript: Vec::new(),
+            take_inbound: true,
         }
     }
 
@@ -180,6 +194,9 @@ impl Pair {
             }
             while let Some(e) = self.session.poll_event() {
                 moved = true;
+                if let (true, Some(token)) = (self.take_inbound, inbound_token(&e)) {
+                    self.session.taken(token);
+                }
                 self.events.push(e);
             }
             if !moved {

@@ -227,7 +227,7 @@ fn module_inputs_follow_the_same_rules() {
         Ok(topic::HubTopic::ModuleInput {
             device_id: "dev1",
             module_id: "mod1",
-            input: "in1",
+            input: "in1".into(),
             properties: p,
         })
     );

@@ -152,7 +152,6 @@ fn publishing_to_a_topic_not_its_own_closes_the_connection() {
         hub::c2d(dev.device_id(), &MessageProperties::new()),
         hub::twin_response(200, &r, None),
         topic::dps_register(&r),
-        s("devices/dev1/messages/events/bad&&bag"),
         s("something/else"),
     ] {
         let conn = w.connect(&dev, &k);
@@ -280,4 +279,72 @@ fn will_with_retain_and_qos_1_keeps_its_qos() {
     assert_eq!(t.len(), 1);
     assert!(t[0].is_will());
     assert_eq!(t[0].qos, QoS::AtLeastOnce);
+}
+
+#[test]
+fn a_retained_will_is_marked_like_a_retained_publish_with_the_configured_name() {
+    for (property, name) in [
+        (None, "mqtt-retain"),
+        (Some(RetainProperty::MqttRetain), "mqtt-retain"),
+        (Some(RetainProperty::XOptRetain), "x-opt-retain"),
+    ] {
+        let mut w = World::new();
+        if let Some(p) = property {
+            w.hub.set_retain_property(p);
+        }
+        assert_eq!(w.hub.retain_property().name(), name);
+        let (dev, k) = w.device("dev1", 1);
+        let t = topic::telemetry(&dev, &MessageProperties::new());
+        let will =
+            LastWill::new(t.clone(), Bytes::from_static(b"w"), QoS::AtMostOnce, true).unwrap();
+        let (conn, _) = w.open(w.connect_packet(&dev, &k).with_last_will(will));
+        let retained = Publish::new(t.as_str(), QosPid::AtMostOnce, Bytes::from_static(b"r"))
+            .unwrap()
+            .with_retain(true);
+        w.send(conn, retained);
+        w.publish(conn, &t, QosPid::AtMostOnce, b"plain");
+        w.send(conn, Packet::Pubcomp(Pid::MIN));
+        let t = w.hub.telemetry();
+        assert_eq!(t.len(), 3, "{name}");
+        assert_eq!(t[0].properties.get_application(name), Some(Some("true")));
+        assert_eq!(t[1].properties.get_application(name), None, "not retained");
+        assert!(t[2].is_will());
+        assert_eq!(t[2].properties.get_application(name), Some(Some("true")));
+        let other = if name == "mqtt-retain" {
+            "x-opt-retain"
+        } else {
+            "mqtt-retain"
+        };
+        assert_eq!(t[0].properties.get_application(other), None);
+    }
+    assert_eq!(
+        RetainProperty::from_name("x-opt-retain"),
+        Some(RetainProperty::XOptRetain)
+    );
+    assert_eq!(RetainProperty::from_name("retain"), None);
+}
+
+#[test]
+fn device_bags_are_read_as_liberally_as_the_device_reads_the_hubs() {
+    // Microsoft's Node device SDK ends a module output topic with `/` after
+    // the bag (device/transport/mqtt/src/mqtt.ts, sendOutputEvent).
+    let mut w = World::new();
+    let (m, mk) = w.module("dev1", "mod1", 2);
+    let conn = w.connect(&m, &mk);
+    for t in [
+        "devices/dev1/modules/mod1/messages/events/%24.on=out1&kind=reading/",
+        "devices/dev1/modules/mod1/messages/events/a&&b=%zz&%24.cid",
+    ] {
+        w.publish(conn, t, QosPid::AtLeastOnce(Pid::MIN), b"x");
+        assert_eq!(w.recv(conn), [Packet::Puback(Pid::MIN)], "{t}");
+    }
+    let t = w.hub.telemetry();
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].properties.output_name.as_deref(), Some("out1"));
+    assert_eq!(
+        t[0].properties.get_application("kind"),
+        Some(Some("reading"))
+    );
+    assert_eq!(t[1].properties.get_application("b"), Some(Some("%zz")));
+    assert_eq!(t[1].properties.get_application("$.cid"), Some(None));
 }

@@ -164,7 +164,7 @@ fn an_output_message_reaches_the_routed_input_with_its_properties() {
         Ok(topic::HubTopic::ModuleInput {
             device_id: "dev1",
             module_id: "sink",
-            input: "in1",
+            input: "in1".into(),
             properties: want,
         })
     );
