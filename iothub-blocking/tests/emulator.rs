@@ -559,3 +559,87 @@ fn commands_wake_an_idle_driver_at_once() {
         "worst twin round trip {worst:?}"
     );
 }
+
+fn pending(emu: &Emu, target: &str) -> usize {
+    emu.device(target).unwrap().pending_c2d
+}
+
+#[test]
+fn c2d_that_arrives_before_the_stream_is_held_unacknowledged_until_it_is_opened() {
+    let emu = Emu::start();
+    // A first process subscribed; CleanSession 0 keeps the subscription.
+    let first = Client::new(emu.options("dev1")).unwrap();
+    first.wait_connected(T).unwrap();
+    drop(first.c2d_messages().unwrap());
+    first.shutdown(T).unwrap();
+    // The next one has no stream yet when the hub delivers on the kept
+    // subscription.
+    let client = Client::new(emu.options("dev1")).unwrap();
+    client.wait_connected(T).unwrap();
+    emu.send_c2d("dev1", &b"early"[..], MessageProperties::new())
+        .unwrap();
+    // A round trip: the hub wrote the C2D before this answer.
+    client.get_twin().unwrap();
+    assert_eq!(pending(&emu, "dev1"), 1, "not acknowledged");
+    let c2d = client.c2d_messages().unwrap();
+    assert_eq!(c2d.recv_timeout(T).unwrap().payload.as_ref(), b"early");
+    assert!(wait_until(T, || pending(&emu, "dev1") == 0));
+    client.shutdown(T).unwrap();
+}
+
+#[test]
+fn c2d_not_taken_before_a_restart_is_received_by_the_next_process() {
+    let emu = Emu::start();
+    let client = Client::new(emu.options("dev1")).unwrap();
+    client.wait_connected(T).unwrap();
+    let c2d = client.c2d_messages().unwrap();
+    for body in ["m1", "m2", "m3"] {
+        emu.send_c2d("dev1", body.as_bytes(), MessageProperties::new())
+            .unwrap();
+    }
+    assert_eq!(c2d.recv_timeout(T).unwrap().payload.as_ref(), b"m1");
+    // Only the message taken is acknowledged.
+    assert!(wait_until(T, || pending(&emu, "dev1") == 2));
+    client.get_twin().unwrap();
+    assert_eq!(pending(&emu, "dev1"), 2);
+    // The process ends with two messages it never took.
+    drop(c2d);
+    client.shutdown(T).unwrap();
+    drop(client);
+    assert_eq!(pending(&emu, "dev1"), 2, "nothing lost");
+    let next = Client::new(emu.options("dev1")).unwrap();
+    let c2d = next.c2d_messages().unwrap();
+    let a = c2d.recv_timeout(T).unwrap();
+    let b = c2d.recv_timeout(T).unwrap();
+    assert_eq!(
+        (a.payload.as_ref(), b.payload.as_ref()),
+        (&b"m2"[..], &b"m3"[..])
+    );
+    assert!(wait_until(T, || pending(&emu, "dev1") == 0));
+    next.shutdown(T).unwrap();
+}
+
+#[test]
+fn a_dropped_stream_gives_its_messages_to_the_next_stream_unacknowledged() {
+    let emu = Emu::start();
+    let client = Client::new(emu.options("dev1")).unwrap();
+    client.wait_connected(T).unwrap();
+    let c2d = client.c2d_messages().unwrap();
+    for body in ["a", "b"] {
+        emu.send_c2d("dev1", body.as_bytes(), MessageProperties::new())
+            .unwrap();
+    }
+    client.get_twin().unwrap();
+    drop(c2d);
+    emu.send_c2d("dev1", &b"c"[..], MessageProperties::new())
+        .unwrap();
+    client.get_twin().unwrap();
+    assert_eq!(pending(&emu, "dev1"), 3, "none acknowledged");
+    let c2d = client.c2d_messages().unwrap();
+    let got: Vec<_> = (0..3)
+        .map(|_| c2d.recv_timeout(T).unwrap().payload)
+        .collect();
+    assert_eq!(got, [&b"a"[..], &b"b"[..], &b"c"[..]], "in their order");
+    assert!(wait_until(T, || pending(&emu, "dev1") == 0));
+    client.shutdown(T).unwrap();
+}

@@ -100,6 +100,7 @@ pub use dps::{
     EnrollmentInfo, EnrollmentKind, EnrollmentSpec,
 };
 pub use iothub_proto::hub::Authentication as DeviceAuthentication;
+pub use iothub_proto::hub::RetainProperty;
 pub use service::{METHOD_TIMEOUT_RANGE, MethodReply};
 pub use telemetry::ReceivedMessage;
 pub use tls::thumbprint;
@@ -292,6 +293,7 @@ pub struct EmulatorBuilder {
     enrollment_groups: Vec<String>,
     routes: Vec<(String, String)>,
     connect_timeout: Option<Duration>,
+    retain_property: RetainProperty,
 }
 
 impl Default for EmulatorBuilder {
@@ -316,6 +318,7 @@ impl Default for EmulatorBuilder {
             enrollment_groups: Vec::new(),
             routes: Vec::new(),
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            retain_property: RetainProperty::default(),
         }
     }
 }
@@ -468,6 +471,18 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The application property (value `true`) that marks telemetry
+    /// published with RETAIN, and a retained will: IoT Hub stores no
+    /// retained message, it passes it on marked. Default
+    /// [`RetainProperty::MqttRetain`] (`mqtt-retain`, Microsoft's current
+    /// docs); [`RetainProperty::XOptRetain`] is the seed document's
+    /// `x-opt-retain`.
+    #[must_use]
+    pub fn retain_property(mut self, property: RetainProperty) -> Self {
+        self.retain_property = property;
+        self
+    }
+
     /// Create an individual DPS enrollment at start (symmetric keys
     /// generated; an existing enrollment is left as it is).
     #[must_use]
@@ -537,6 +552,7 @@ impl EmulatorBuilder {
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let mut hub = Hub::new(&self.host_name);
         hub.set_connect_timeout(connect_timeout_ms);
+        hub.set_retain_property(self.retain_property);
         dps.svc.set_connect_timeout(connect_timeout_ms);
         let store = store.map(|(store, stored)| {
             for s in stored.identities {

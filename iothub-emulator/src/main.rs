@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 use iothub_emulator::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_HOST_NAME, DEFAULT_ID_SCOPE,
-    Emulator,
+    Emulator, RetainProperty,
 };
 
 /// A local Azure IoT Hub device endpoint: MQTT over TLS, MQTT over
@@ -86,6 +86,11 @@ struct Args {
     /// turns the deadline off.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs())]
     connect_timeout: u64,
+    /// The application property that marks a message (or will) published
+    /// with RETAIN: mqtt-retain (Microsoft's current docs) or x-opt-retain
+    /// (the original product page).
+    #[arg(long, value_name = "NAME", default_value = "mqtt-retain", value_parser = parse_retain)]
+    retain_property: RetainProperty,
     /// The retry-after (seconds) DPS answers with while assigning.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_DPS_RETRY_AFTER_SECS)]
     dps_retry_after: u32,
@@ -111,6 +116,11 @@ struct Args {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+}
+
+/// `mqtt-retain` or `x-opt-retain`.
+fn parse_retain(arg: &str) -> Result<RetainProperty, String> {
+    RetainProperty::from_name(arg).ok_or_else(|| "expected mqtt-retain or x-opt-retain".to_owned())
 }
 
 /// `NAME=ROUTE`.
@@ -183,6 +193,7 @@ async fn main() -> ExitCode {
         .dps_ws_port(args.dps_ws_port)
         .id_scope(args.id_scope.clone())
         .dps_retry_after(args.dps_retry_after)
+        .retain_property(args.retain_property)
         .connect_timeout(
             (args.connect_timeout > 0).then(|| Duration::from_secs(args.connect_timeout)),
         );

@@ -281,6 +281,32 @@ async fn retain_is_not_stored_but_passed_on_as_a_property() {
 }
 
 #[tokio::test]
+async fn the_retain_property_can_be_the_seed_documents_x_opt_retain() {
+    let emu = iothub_emulator::Emulator::builder()
+        .in_memory()
+        .plain_mqtt(true)
+        .retain_property(iothub_emulator::RetainProperty::XOptRetain)
+        .start()
+        .await
+        .unwrap();
+    let dev = emu.create_device("dev1").unwrap();
+    let mut c = Client::plain(emu.plain_addr().unwrap()).await;
+    c.connect(&dev).await;
+    let p = Publish::new(
+        "devices/dev1/messages/events/",
+        QosPid::AtMostOnce,
+        Bytes::from_static(b"r"),
+    )
+    .unwrap()
+    .with_retain(true);
+    c.send(p).await;
+    let m = emu.wait_for_telemetry(|_| true, WAIT).await.unwrap();
+    assert_eq!(m.property("x-opt-retain"), Some("true"));
+    assert_eq!(m.property("mqtt-retain"), None);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_new_connect_evicts_the_older_connection() {
     let emu = start().await;
     let dev = emu.create_device("dev1").unwrap();

@@ -334,7 +334,7 @@ fn direct_method_round_trip_and_undeliverable_answer() {
 }
 
 #[test]
-fn cloud_to_device_messages_are_acknowledged_after_the_event() {
+fn cloud_to_device_messages_are_acknowledged_once_taken() {
     let mut p = Pair::connected(config());
     let now = p.now();
     p.session.enable(now, Feature::C2d).expect("enable");
@@ -466,4 +466,131 @@ fn received_bytes_split_anywhere_give_the_same_events() {
     for n in [1, 2, 3, 5, 7, 13, 64] {
         assert_eq!(run(Some(n)), whole, "chunks of {n} bytes");
     }
+}
+
+/// The device process dies: its connection drops without DISCONNECT and a
+/// new session (nothing remembered) connects with the same identity at
+/// the same hub, `CleanSession 0`, a second later.
+fn restart(mut p: Pair, config: iothub_proto::session::Config) -> Pair {
+    if let Some(conn) = p.conn.take() {
+        p.hub.client_closed(conn);
+    }
+    let session = iothub_proto::session::Session::new(config).expect("config");
+    let mut q = Pair::with_hub(session, p.hub, p.identity, p.now_ms + 1_000);
+    let ok = q.run_until(secs(5), |q| {
+        q.events
+            .iter()
+            .any(|e| matches!(e, Event::Connected { .. }))
+    });
+    assert!(ok, "reconnected: {:?}", q.events);
+    q
+}
+
+fn c2d_payloads(events: &[Event]) -> Vec<Vec<u8>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::C2dMessage(m) => Some(m.payload.to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn send_c2d(p: &mut Pair, body: &'static [u8]) {
+    let device = p.identity.device_id().clone();
+    let mut props = MessageProperties::new();
+    props.correlation_id = Some("c".into());
+    p.hub
+        .send_c2d(&device, props, Bytes::from_static(body))
+        .expect("c2d");
+}
+
+#[test]
+fn a_message_not_yet_taken_when_the_device_dies_is_still_at_the_hub() {
+    let mut p = Pair::connected(config());
+    p.take_inbound = false;
+    let now = p.now();
+    p.session.enable(now, Feature::C2d).expect("enable");
+    p.advance(secs(1));
+    send_c2d(&mut p, b"one");
+    assert!(p.run_until(secs(5), |p| c2d_payloads(&p.events) == [b"one".to_vec()]));
+    p.advance(secs(1));
+    assert_eq!(
+        p.hub.pending_messages(&p.identity),
+        1,
+        "delivered to the session, not taken by the application: not acknowledged"
+    );
+    // The process dies before the application took it.
+    let mut q = restart(p, config());
+    q.session.enable(q.now(), Feature::C2d).expect("enable");
+    assert!(q.run_until(secs(5), |q| c2d_payloads(&q.events) == [b"one".to_vec()]));
+    q.advance(secs(1));
+    assert_eq!(
+        q.hub.pending_messages(&q.identity),
+        0,
+        "taken, acknowledged"
+    );
+}
+
+#[test]
+fn a_message_for_a_feature_not_asked_for_is_held_then_delivered_and_acknowledged() {
+    // The first process subscribed (CleanSession 0 keeps it); the second
+    // has not asked for C2D yet when the hub delivers on the kept
+    // subscription.
+    let mut p = Pair::connected(config());
+    let now = p.now();
+    p.session.enable(now, Feature::C2d).expect("enable");
+    p.advance(secs(1));
+    let mut q = restart(p, config());
+    send_c2d(&mut q, b"early");
+    q.advance(secs(2));
+    assert!(c2d_payloads(&q.events).is_empty(), "not delivered");
+    assert_eq!(q.session.held_len(), 1, "held");
+    assert_eq!(q.hub.pending_messages(&q.identity), 1, "not acknowledged");
+    // Not asked for across a reconnection either: the hub sends it again.
+    let conn = q.conn.expect("connected");
+    q.hub.drop_connection(conn);
+    let before = q.hub.counters().connects_accepted;
+    assert!(q.run_until(secs(120), |q| q.hub.counters().connects_accepted > before));
+    q.advance(secs(1));
+    assert_eq!(q.session.held_len(), 1, "held again, once");
+    assert_eq!(q.hub.pending_messages(&q.identity), 1);
+    // The application asks: delivered, taken, acknowledged.
+    q.session.enable(q.now(), Feature::C2d).expect("enable");
+    q.advance(secs(1));
+    assert_eq!(c2d_payloads(&q.events), [b"early".to_vec()]);
+    assert_eq!(q.hub.pending_messages(&q.identity), 0);
+}
+
+#[test]
+fn a_message_given_back_is_not_acknowledged_and_comes_again_after_a_reconnection() {
+    let mut p = Pair::connected(config());
+    p.take_inbound = false;
+    let now = p.now();
+    p.session.enable(now, Feature::C2d).expect("enable");
+    p.advance(secs(1));
+    send_c2d(&mut p, b"back");
+    assert!(p.run_until(secs(5), |p| !c2d_payloads(&p.events).is_empty()));
+    // The application's stream went away with the message inside.
+    let event = p
+        .take_events()
+        .into_iter()
+        .find(|e| matches!(e, Event::C2dMessage(_)))
+        .expect("c2d");
+    p.session.return_inbound(event);
+    p.advance(secs(1));
+    assert_eq!(p.hub.pending_messages(&p.identity), 1);
+    // The connection drops: the held copy is left to the hub, which
+    // sends it again; a new stream gets it once.
+    let conn = p.conn.expect("connected");
+    p.hub.drop_connection(conn);
+    let before = p.hub.counters().connects_accepted;
+    assert!(p.run_until(secs(120), |p| p.hub.counters().connects_accepted > before));
+    p.advance(secs(1));
+    assert_eq!(p.session.held_len(), 1);
+    p.take_inbound = true;
+    p.session.enable(p.now(), Feature::C2d).expect("enable");
+    p.advance(secs(1));
+    assert_eq!(c2d_payloads(&p.events), [b"back".to_vec()]);
+    assert_eq!(p.hub.pending_messages(&p.identity), 0);
 }

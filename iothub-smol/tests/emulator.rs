@@ -72,6 +72,9 @@ on_both_runtimes!(
     clear_errors,
     manual_ack_and_a_module_identity,
     dropping_every_handle_shuts_the_client_down,
+    c2d_that_arrives_before_the_stream_is_held_unacknowledged_until_it_is_opened,
+    c2d_not_taken_before_a_restart_is_received_by_the_next_process,
+    a_dropped_stream_gives_its_messages_to_the_next_stream_unacknowledged,
 );
 
 async fn every_api_over_tls(rt: Rt) {
@@ -423,4 +426,98 @@ async fn dropping_every_handle_shuts_the_client_down(rt: Rt) {
         "the stream ends"
     );
     assert!(wait_until(Duration::from_secs(10), || !emu.is_connected("dev1")));
+}
+
+fn pending(emu: &Emu, target: &str) -> usize {
+    emu.device(target).unwrap().pending_c2d
+}
+
+/// Waits (bounded) until the emulator holds `n` unacknowledged messages.
+async fn pending_becomes(emu: &Emu, target: &str, n: usize) {
+    within(10, async {
+        while pending(emu, target) != n {
+            Timer::after(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+async fn c2d_that_arrives_before_the_stream_is_held_unacknowledged_until_it_is_opened(rt: Rt) {
+    let emu = Emu::start();
+    // A first process subscribed; CleanSession 0 keeps the subscription.
+    let first = rt.client(emu.options("dev1"));
+    within(10, first.wait_connected()).await.unwrap();
+    drop(first.c2d_messages().await.unwrap());
+    first.shutdown(Duration::from_secs(5)).await.unwrap();
+    // The next one has no stream yet when the hub delivers on the kept
+    // subscription.
+    let client = rt.client(emu.options("dev1"));
+    within(10, client.wait_connected()).await.unwrap();
+    emu.send_c2d("dev1", &b"early"[..], MessageProperties::new())
+        .unwrap();
+    // A round trip: the hub wrote the C2D before this answer.
+    client.get_twin().await.unwrap();
+    assert_eq!(pending(&emu, "dev1"), 1, "not acknowledged");
+    let mut c2d = client.c2d_messages().await.unwrap();
+    let m = within(10, c2d.recv()).await.unwrap();
+    assert_eq!(m.payload.as_ref(), b"early");
+    pending_becomes(&emu, "dev1", 0).await;
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+async fn c2d_not_taken_before_a_restart_is_received_by_the_next_process(rt: Rt) {
+    let emu = Emu::start();
+    let client = rt.client(emu.options("dev1"));
+    within(10, client.wait_connected()).await.unwrap();
+    let mut c2d = client.c2d_messages().await.unwrap();
+    for body in ["m1", "m2", "m3"] {
+        emu.send_c2d("dev1", body.as_bytes(), MessageProperties::new())
+            .unwrap();
+    }
+    let m = within(10, c2d.recv()).await.unwrap();
+    assert_eq!(m.payload.as_ref(), b"m1");
+    // Only the message taken is acknowledged.
+    pending_becomes(&emu, "dev1", 2).await;
+    client.get_twin().await.unwrap();
+    assert_eq!(pending(&emu, "dev1"), 2);
+    // The process ends with two messages it never took.
+    drop(c2d);
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(client);
+    assert_eq!(pending(&emu, "dev1"), 2, "nothing lost");
+    let next = rt.client(emu.options("dev1"));
+    let mut c2d = next.c2d_messages().await.unwrap();
+    let a = within(10, c2d.recv()).await.unwrap();
+    let b = within(10, c2d.recv()).await.unwrap();
+    assert_eq!(
+        (a.payload.as_ref(), b.payload.as_ref()),
+        (&b"m2"[..], &b"m3"[..])
+    );
+    pending_becomes(&emu, "dev1", 0).await;
+    next.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+async fn a_dropped_stream_gives_its_messages_to_the_next_stream_unacknowledged(rt: Rt) {
+    let emu = Emu::start();
+    let client = rt.client(emu.options("dev1"));
+    within(10, client.wait_connected()).await.unwrap();
+    let c2d = client.c2d_messages().await.unwrap();
+    for body in ["a", "b"] {
+        emu.send_c2d("dev1", body.as_bytes(), MessageProperties::new())
+            .unwrap();
+    }
+    client.get_twin().await.unwrap();
+    drop(c2d);
+    emu.send_c2d("dev1", &b"c"[..], MessageProperties::new())
+        .unwrap();
+    client.get_twin().await.unwrap();
+    assert_eq!(pending(&emu, "dev1"), 3, "none acknowledged");
+    let mut c2d = client.c2d_messages().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(within(10, c2d.recv()).await.unwrap().payload);
+    }
+    assert_eq!(got, [&b"a"[..], &b"b"[..], &b"c"[..]], "in their order");
+    pending_becomes(&emu, "dev1", 0).await;
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
 }

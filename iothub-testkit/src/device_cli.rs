@@ -270,6 +270,53 @@ pub fn device_cli_end_to_end(binary: &Path) {
     let _ = child.kill();
     let _ = child.wait();
 
+    // A restart with CleanSession 0: the hub delivers a message on the
+    // subscription it kept to a process that never asks for C2D (`twin`).
+    // That process must not acknowledge it, so the next one that listens
+    // gets it.
+    emu.send_c2d("cli", &b"while away"[..], MessageProperties::new())
+        .unwrap();
+    run(&["twin"]);
+    assert_eq!(
+        emu.device("cli").unwrap().pending_c2d,
+        1,
+        "a process without a C2D stream acknowledged a message"
+    );
+    let mut child = command(&["listen", "--seconds", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let c2d = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line in time");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == "c2d" {
+            break v;
+        }
+    };
+    assert_eq!(c2d["payload"], "while away");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.device("cli").unwrap().pending_c2d != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not acknowledged once taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
     let out = Command::new(binary)
         .args(["--connection-string", "HostName=x;DeviceId=d", "twin"])
         .output()

@@ -593,3 +593,108 @@ async fn builder_with_a_module_identity_a_fixed_token_api_version_and_model_id()
     assert_eq!(emu.model_id("dev1").unwrap(), None);
     emu.shutdown().await;
 }
+
+/// Waits (bounded) until the emulator holds `n` unacknowledged messages
+/// for `target`.
+async fn pending_becomes(emu: &EmulatorHandle, target: &str, n: usize) {
+    within(10, async {
+        while emu.device(target).unwrap().pending_c2d != n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn c2d_that_arrives_before_the_stream_is_held_unacknowledged_until_it_is_opened() {
+    let emu = emulator().await;
+    // A first process subscribed; CleanSession 0 keeps the subscription.
+    let first = Client::new(options(&emu, "dev1")).unwrap();
+    within(10, first.wait_connected()).await.unwrap();
+    drop(first.c2d_messages().await.unwrap());
+    first.shutdown(Duration::from_secs(5)).await.unwrap();
+    // The next one has no stream yet when the hub delivers on the kept
+    // subscription.
+    let client = Client::new(options(&emu, "dev1")).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    emu.send_c2d("dev1", &b"early"[..], MessageProperties::new())
+        .unwrap();
+    // A round trip: the hub wrote the C2D before this answer.
+    client.get_twin().await.unwrap();
+    assert_eq!(
+        emu.device("dev1").unwrap().pending_c2d,
+        1,
+        "not acknowledged"
+    );
+    let mut c2d = client.c2d_messages().await.unwrap();
+    let m = within(10, c2d.recv()).await.unwrap();
+    assert_eq!(m.payload.as_ref(), b"early");
+    pending_becomes(&emu, "dev1", 0).await;
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn c2d_not_taken_before_a_restart_is_received_by_the_next_process() {
+    let emu = emulator().await;
+    let client = Client::new(options(&emu, "dev1")).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    let mut c2d = client.c2d_messages().await.unwrap();
+    for body in ["m1", "m2", "m3"] {
+        emu.send_c2d("dev1", body.as_bytes(), MessageProperties::new())
+            .unwrap();
+    }
+    let m = within(10, c2d.recv()).await.unwrap();
+    assert_eq!(m.payload.as_ref(), b"m1");
+    // Only the message taken is acknowledged.
+    pending_becomes(&emu, "dev1", 2).await;
+    client.get_twin().await.unwrap();
+    assert_eq!(emu.device("dev1").unwrap().pending_c2d, 2);
+    // The process ends with two messages it never took.
+    drop(c2d);
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(client);
+    assert_eq!(emu.device("dev1").unwrap().pending_c2d, 2, "nothing lost");
+    let next = Client::new(options(&emu, "dev1")).unwrap();
+    let mut c2d = next.c2d_messages().await.unwrap();
+    let a = within(10, c2d.recv()).await.unwrap();
+    let b = within(10, c2d.recv()).await.unwrap();
+    assert_eq!(
+        (a.payload.as_ref(), b.payload.as_ref()),
+        (&b"m2"[..], &b"m3"[..])
+    );
+    pending_becomes(&emu, "dev1", 0).await;
+    next.shutdown(Duration::from_secs(5)).await.unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_stream_gives_its_messages_to_the_next_stream_unacknowledged() {
+    let emu = emulator().await;
+    let client = Client::new(options(&emu, "dev1")).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    let c2d = client.c2d_messages().await.unwrap();
+    for body in ["a", "b"] {
+        emu.send_c2d("dev1", body.as_bytes(), MessageProperties::new())
+            .unwrap();
+    }
+    client.get_twin().await.unwrap();
+    drop(c2d);
+    emu.send_c2d("dev1", &b"c"[..], MessageProperties::new())
+        .unwrap();
+    client.get_twin().await.unwrap();
+    assert_eq!(
+        emu.device("dev1").unwrap().pending_c2d,
+        3,
+        "none acknowledged"
+    );
+    let mut c2d = client.c2d_messages().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(within(10, c2d.recv()).await.unwrap().payload);
+    }
+    assert_eq!(got, [&b"a"[..], &b"b"[..], &b"c"[..]], "in their order");
+    pending_becomes(&emu, "dev1", 0).await;
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    emu.shutdown().await;
+}
