@@ -30,6 +30,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **Delivery.** `send_telemetry` returns on the hub's PUBACK (QoS 1) or once
+//! written (QoS 0), or fails with a typed error: never silently lost.
+//! Cloud-to-device and module input messages are delivered **at least once,
+//! to the application**: each is acknowledged to the hub only when
+//! `c2d_messages()` / `input_messages()` hands it to you (or when you call
+//! `ack` with `Config::manual_ack`); until then the hub keeps it and sends it
+//! again after a reconnection or a restart. Messages that arrive before you
+//! ask for the stream are held, unacknowledged, and come first; those left
+//! in a stream you drop go to the next one.
+//!
 //! ## How the driver waits
 //!
 //! ```text

@@ -96,7 +96,7 @@ pub struct Status {
     /// Why the last token request of an external signer (the IoT Edge
     /// workload API, a custom signer) failed, if one did since the last
     /// connection: set from
-    /// [`Event::TokenRequestFailed`](iothub_proto::session::Event::TokenRequestFailed),
+    /// [`Event::TokenRequestFailed`],
     /// cleared once the client connects. The session keeps asking (and
     /// `wait_connected` keeps waiting) meanwhile; this says why it does
     /// not connect.
@@ -167,7 +167,7 @@ pub struct InputMessage {
 
 impl Status {
     /// The status of a session, with the last disconnection reason the
-    /// adapter saw (from [`Event::Disconnected`](iothub_proto::session::Event::Disconnected))
+    /// adapter saw (from [`Event::Disconnected`])
     /// and no token failure ([`with_token_failure`](Status::with_token_failure)).
     #[must_use]
     pub fn of(session: &Session, last_disconnect: Option<DisconnectReason>) -> Status {

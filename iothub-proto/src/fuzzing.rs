@@ -62,6 +62,7 @@ pub fn session(data: &[u8]) {
     let mut bytes = data.iter().copied();
     let mut next = move || bytes.next();
     let pid = |b: u8| Pid::new(u16::from(b).max(1)).expect("non-zero");
+    let mut handled = 0u32;
     while let Some(op) = next() {
         let t = Instant::from_millis(now);
         let arg = next().unwrap_or(0);
@@ -165,7 +166,12 @@ pub fn session(data: &[u8]) {
                     .map(Packet::from)
             }
             14 => {
-                let topic = topic::hub::c2d(cs.identity.device_id(), &MessageProperties::new());
+                // A bag of the official SDKs' shapes, or one of ours.
+                let topic = if arg % 2 == 0 {
+                    String::from("devices/d/messages/devicebound/%24.cid&iothub-ack=Full&k=%zz/")
+                } else {
+                    topic::hub::c2d(cs.identity.device_id(), &MessageProperties::new())
+                };
                 Publish::new(
                     topic,
                     QosPid::AtLeastOnce(pid(arg)),
@@ -182,15 +188,34 @@ pub fn session(data: &[u8]) {
         if let Some(p) = packet {
             s.handle_input(t, &p.to_bytes());
         }
-        // Drain like an adapter; every loop must end.
+        // Drain like an adapter, taking, giving back, acknowledging or
+        // leaving the inbound messages in turn; every loop must end.
         let mut budget = 100_000u32;
-        while s.poll_transmit().is_some()
-            || s.poll_transport().is_some()
-            || s.poll_event().is_some()
-        {
+        loop {
+            let moved = s.poll_transmit().is_some() || s.poll_transport().is_some();
+            let event = s.poll_event();
+            if let Some(crate::session::Event::C2dMessage(m)) = &event {
+                handled = handled.wrapping_add(1);
+                match (handled % 4, m.ack) {
+                    (0, Some(token)) => s.taken(token),
+                    (1, _) => s.return_inbound(event.clone().expect("an event")),
+                    (2, Some(token)) => {
+                        let _ = s.ack(token);
+                    }
+                    _ => {}
+                }
+            }
+            if !moved && event.is_none() {
+                break;
+            }
             budget -= 1;
             assert!(budget > 0, "the session's outputs never drain");
         }
+        assert!(
+            s.inbound_pending_len() <= s.config().max_inbound_pending,
+            "inbound {}",
+            s.inbound_pending_len()
+        );
         assert!(s.queued_len() <= QUEUE, "queue {}", s.queued_len());
         assert!(
             s.in_flight_len() <= WINDOW,

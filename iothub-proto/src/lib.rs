@@ -19,7 +19,7 @@
 //! loop {
 //!     while let Some(bytes) = session.poll_transmit() { socket.write_all(&bytes)? }
 //!     while let Some(cmd) = session.poll_transport() { open_or_close(cmd) } // Open → handle_transport_connected(now(), unix())
-//!     while let Some(event) = session.poll_event() { app.handle(event) }
+//!     while let Some(event) = session.poll_event() { app.handle(event) } // then session.taken(token) for a C2D message the app has
 //!     match wait(socket, session.poll_timeout()) {
 //!         Read(data) => session.handle_input(now(), &data),
 //!         Deadline => session.handle_timeout(now(), unix()),
@@ -35,7 +35,7 @@
 //! | opening and closing sockets when told ([`session::TransportCommand`]) | deciding when a transport is wanted: first connect, backoff, SAS renewal, dead connections |
 //! | TCP, TLS, WebSocket, proxies | CONNECT, keep-alive, subscriptions, packet ids, retries |
 //! | reading the clocks | every timer, in one table ([`session::TimerKind`]) |
-//! | handing events to the application | correlation, twin versions, exactly-once outcome events |
+//! | handing events to the application, and saying when it has taken a message ([`session::Session::taken`]) | correlation, twin versions, exactly-once outcome events; acknowledging a message from the hub only once it is taken (at least once to the application) |
 //!
 //! ```text
 //!   adapter (owns socket, TLS, clock)          iothub-proto (owns meaning)

@@ -35,7 +35,7 @@
 //! loop {
 //!     while let Some(bytes) = session.poll_transmit() { socket.write_all(&bytes)? }
 //!     while let Some(cmd) = session.poll_transport() { open_or_close(cmd) }
-//!     while let Some(event) = session.poll_event() { app.handle(event) }
+//!     while let Some(event) = session.poll_event() { app.handle(event) } // then session.taken(token) for a C2D message the app has
 //!     match wait(socket, session.poll_timeout()) {
 //!         Read(data) => session.handle_input(now(), &data),
 //!         Deadline => session.handle_timeout(now(), unix_secs()),
