@@ -643,3 +643,27 @@ fn a_dropped_stream_gives_its_messages_to_the_next_stream_unacknowledged() {
     assert!(wait_until(T, || pending(&emu, "dev1") == 0));
     client.shutdown(T).unwrap();
 }
+
+#[test]
+fn an_old_stream_dropped_after_a_new_one_opened_hands_its_messages_over() {
+    let emu = Emu::start();
+    let client = Client::new(emu.options("dev1")).unwrap();
+    client.wait_connected(T).unwrap();
+    let old = client.c2d_messages().unwrap();
+    emu.send_c2d("dev1", &b"x"[..], MessageProperties::new())
+        .unwrap();
+    client.get_twin().unwrap();
+    // A second stream replaces the first, which still holds "x".
+    let new = client.c2d_messages().unwrap();
+    drop(old);
+    emu.send_c2d("dev1", &b"y"[..], MessageProperties::new())
+        .unwrap();
+    let mut got = vec![
+        new.recv_timeout(T).unwrap().payload,
+        new.recv_timeout(T).unwrap().payload,
+    ];
+    got.sort();
+    assert_eq!(got, [&b"x"[..], &b"y"[..]]);
+    assert!(wait_until(T, || pending(&emu, "dev1") == 0));
+    client.shutdown(T).unwrap();
+}

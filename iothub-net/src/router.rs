@@ -213,9 +213,9 @@ impl Router {
 
     /// Routes one event from [`Session::poll_event`] (and logs the
     /// connection lifecycle). A cloud-to-device or module input message
-    /// whose stream is gone goes back to the session
-    /// ([`Session::return_inbound`]), which holds it unacknowledged until
-    /// a stream is asked for again.
+    /// whose stream is gone goes back to the session, which holds it and
+    /// the feature's later messages unacknowledged until a stream is asked
+    /// for again ([`Session::hold_inbound`], [`Session::return_inbound`]).
     pub fn dispatch(&mut self, s: &mut Session, event: Event) {
         self.watch(&event);
         match event {
@@ -307,12 +307,14 @@ impl Router {
             Event::C2dMessage(message) => {
                 if let Err(message) = feed(&mut self.c2d, message) {
                     debug!("cloud-to-device message held: its stream is gone");
+                    s.hold_inbound(Feature::C2d);
                     s.return_inbound(Event::C2dMessage(message));
                 }
             }
             Event::InputMessage { input, message } => {
                 if let Err(m) = feed(&mut self.inputs, InputMessage::new(input, message)) {
                     debug!(input = %m.input, "input message held: its stream is gone");
+                    s.hold_inbound(Feature::ModuleInputs);
                     s.return_inbound(m.into_event());
                 }
             }

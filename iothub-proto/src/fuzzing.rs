@@ -198,7 +198,12 @@ pub fn session(data: &[u8]) {
                 handled = handled.wrapping_add(1);
                 match (handled % 4, m.ack) {
                     (0, Some(token)) => s.taken(token),
-                    (1, _) => s.return_inbound(event.clone().expect("an event")),
+                    (1, _) => {
+                        if handled % 8 == 1 {
+                            s.hold_inbound(crate::session::Feature::C2d);
+                        }
+                        s.return_inbound(event.clone().expect("an event"));
+                    }
                     (2, Some(token)) => {
                         let _ = s.ack(token);
                     }

@@ -577,6 +577,7 @@ fn a_message_given_back_is_not_acknowledged_and_comes_again_after_a_reconnection
         .into_iter()
         .find(|e| matches!(e, Event::C2dMessage(_)))
         .expect("c2d");
+    p.session.hold_inbound(Feature::C2d);
     p.session.return_inbound(event);
     p.advance(secs(1));
     assert_eq!(p.hub.pending_messages(&p.identity), 1);

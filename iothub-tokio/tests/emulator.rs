@@ -698,3 +698,28 @@ async fn a_dropped_stream_gives_its_messages_to_the_next_stream_unacknowledged()
     client.shutdown(Duration::from_secs(5)).await.unwrap();
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_old_stream_dropped_after_a_new_one_opened_hands_its_messages_over() {
+    let emu = emulator().await;
+    let client = Client::new(options(&emu, "dev1")).unwrap();
+    within(10, client.wait_connected()).await.unwrap();
+    let old = client.c2d_messages().await.unwrap();
+    emu.send_c2d("dev1", &b"x"[..], MessageProperties::new())
+        .unwrap();
+    client.get_twin().await.unwrap();
+    // A second stream replaces the first, which still holds "x".
+    let mut new = client.c2d_messages().await.unwrap();
+    drop(old);
+    emu.send_c2d("dev1", &b"y"[..], MessageProperties::new())
+        .unwrap();
+    let mut got = vec![
+        within(10, new.recv()).await.unwrap().payload,
+        within(10, new.recv()).await.unwrap().payload,
+    ];
+    got.sort();
+    assert_eq!(got, [&b"x"[..], &b"y"[..]]);
+    pending_becomes(&emu, "dev1", 0).await;
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    emu.shutdown().await;
+}

@@ -8,9 +8,11 @@
 //!
 //! A message for a feature the application has not asked for (not
 //! [`enable`](Session::enable)d, for example one the hub redelivers on a
-//! subscription kept by a CleanSession 0 session; or one whose stream went
-//! away, [`Session::return_inbound`]) is **held**, unacknowledged, and
-//! delivered when the feature is enabled. Every message waiting for the
+//! subscription kept by a CleanSession 0 session; or whose stream went
+//! away, [`Session::hold_inbound`]) is **held**, unacknowledged, and
+//! delivered when the feature is enabled. A message a stream could not
+//! hand out ([`Session::return_inbound`]) goes to the feature's current
+//! stream, or is held. Every message waiting for the
 //! application counts against [`Config::max_inbound_pending`]; one more is
 //! neither delivered nor acknowledged ([`Event::InboundOverflow`]).
 //!
@@ -185,18 +187,28 @@ impl Session {
         Ok(())
     }
 
+    /// [`Session::hold_inbound`].
+    pub(super) fn stop_delivery(&mut self, feature: Subscription) {
+        self.delivery.delivering &= !feature.bit();
+    }
+
     /// [`Session::return_inbound`].
     pub(super) fn message_returned(&mut self, event: Event) {
         let Some(feature) = feature_of(&event) else {
             return;
         };
-        self.delivery.delivering &= !feature.bit();
-        let live = token_of(&event).is_some_and(|t| {
+        let token = token_of(&event);
+        let live = token.is_some_and(|t| {
             t.generation == self.generation && self.delivery.unacked.contains(&t.pid)
         });
-        let qos0 = token_of(&event).is_none();
         // A QoS 1 message of an ended connection comes again from the hub.
-        if live || qos0 {
+        if !live && token.is_some() {
+            return;
+        }
+        if self.delivery.delivering & feature.bit() != 0 {
+            // Another stream of the feature is open: it gets the message.
+            self.emit(event);
+        } else {
             self.delivery.held.push_back(Held {
                 feature,
                 event,

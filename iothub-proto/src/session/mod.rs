@@ -72,8 +72,10 @@
 //! - A message for a feature the application has not
 //!   [`enable`](Session::enable)d (a CleanSession 0 session's kept
 //!   subscription redelivers it after a restart), or whose stream went
-//!   away ([`return_inbound`](Session::return_inbound)), is held,
-//!   unacknowledged, and delivered once the feature is enabled.
+//!   away ([`hold_inbound`](Session::hold_inbound)), is held,
+//!   unacknowledged, and delivered once the feature is enabled; one the
+//!   application left in a dropped stream comes back through
+//!   [`return_inbound`](Session::return_inbound).
 //! - A PUBLISH the session cannot read is reported
 //!   ([`Event::UnexpectedPublish`], with its bytes) and not acknowledged.
 //! - Every queue a peer can grow is bounded: messages waiting for the
@@ -618,12 +620,24 @@ impl Session {
         result
     }
 
+    /// The application's stream of cloud-to-device ([`Feature::C2d`]) or
+    /// module input ([`Feature::ModuleInputs`]) messages is gone: from now
+    /// on the session holds that feature's messages, unacknowledged, until
+    /// the feature is [`enable`](Self::enable)d again (the subscription
+    /// stays). Other features are ignored.
+    pub fn hold_inbound(&mut self, feature: Feature) {
+        if matches!(feature, Feature::C2d | Feature::ModuleInputs) {
+            self.stop_delivery(feature.into());
+        }
+    }
+
     /// Gives back a [`Event::C2dMessage`] or [`Event::InputMessage`] the
-    /// application could not take (its stream is gone): the session holds
-    /// it, unacknowledged, with every later message of that feature, until
-    /// the feature is [`enable`](Self::enable)d again. A QoS 1 message of
-    /// a connection that has ended is dropped instead (the hub sends it
-    /// again); other events are ignored.
+    /// application did not take (it was left in a stream that was
+    /// dropped): it goes out again as an event while its feature is
+    /// delivered, else it is held, unacknowledged, until the feature is
+    /// [`enable`](Self::enable)d again. A QoS 1 message of a connection
+    /// that has ended is dropped instead (the hub sends it again); other
+    /// events are ignored.
     pub fn return_inbound(&mut self, event: Event) {
         self.message_returned(event);
         let now = self.last_now;

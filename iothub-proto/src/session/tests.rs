@@ -1680,6 +1680,7 @@ fn a_message_given_back_is_held_with_the_ones_after_it_until_enabled_again() {
     h.feed(c2d(1, &MessageProperties::new(), b"a"));
     let event = h.s.poll_event().unwrap();
     // The application's stream went away before it took the message.
+    h.s.hold_inbound(Feature::C2d);
     h.s.return_inbound(event);
     h.feed(c2d(2, &MessageProperties::new(), b"b"));
     assert!(h.events().is_empty());
@@ -1697,11 +1698,32 @@ fn a_message_given_back_is_held_with_the_ones_after_it_until_enabled_again() {
     h.s.taken(a.ack.unwrap());
     h.s.taken(b.ack.unwrap());
     assert_eq!(h.sent(), vec![puback(1), puback(2)]);
-    // Other events given back are ignored.
+    // Other events given back, and other features held, are ignored.
     h.s.return_inbound(Event::Connected {
         session_present: false,
     });
+    h.s.hold_inbound(Feature::Methods);
     assert!(h.events().is_empty());
+}
+
+#[test]
+fn a_message_left_in_an_old_stream_goes_to_the_current_one() {
+    let mut h = Harness::new(config());
+    h.s.enable(h.now, Feature::C2d).unwrap();
+    h.connect_and_grant();
+    h.events();
+    h.feed(c2d(1, &MessageProperties::new(), b"a"));
+    let event = h.s.poll_event().unwrap();
+    // A newer stream is open when the old one is dropped with the message
+    // inside: the message is delivered again, and nothing is held.
+    h.s.return_inbound(event);
+    let again = take_c2d(&mut h);
+    assert_eq!(again.payload.as_ref(), b"a");
+    assert_eq!(h.s.held_len(), 0);
+    h.feed(c2d(2, &MessageProperties::new(), b"b"));
+    assert_eq!(take_c2d(&mut h).payload.as_ref(), b"b", "still delivered");
+    h.s.taken(again.ack.unwrap());
+    assert_eq!(h.sent(), vec![puback(1)]);
 }
 
 #[test]
@@ -1714,6 +1736,7 @@ fn a_message_given_back_after_its_connection_ended_is_left_to_the_hub() {
     let event = h.s.poll_event().unwrap();
     h.drop_transport();
     h.events();
+    h.s.hold_inbound(Feature::C2d);
     h.s.return_inbound(event);
     assert_eq!(h.s.held_len(), 0, "the hub sends it again");
 }
