@@ -38,6 +38,8 @@ pub(super) struct Delivery {
     /// [`Subscription::bit`]s of the features whose messages are
     /// delivered as events.
     delivering: u8,
+    /// The arrival number of the next message.
+    next_seq: u64,
 }
 
 /// A message held for a feature the application has not asked for.
@@ -85,17 +87,26 @@ fn token_of(event: &Event) -> Option<AckToken> {
     }
 }
 
+/// The arrival number of an inbound event (0 for other events).
+fn seq_of(event: &Event) -> u64 {
+    match event {
+        Event::C2dMessage(m) | Event::InputMessage { message: m, .. } => m.seq,
+        _ => 0,
+    }
+}
+
 impl Session {
     /// A cloud-to-device or module input message arrived (`pid` for QoS
-    /// 1): delivered as the event `make` builds from its token, or held, or
-    /// refused over the limit. A resend of a packet id still waiting on
-    /// this connection is the same message: dropped, it is already here.
+    /// 1): delivered as the event `make` builds from its token and arrival
+    /// number, or held, or refused over the limit. A resend of a packet id
+    /// still waiting on this connection is the same message: dropped, it is
+    /// already here.
     pub(super) fn inbound_message(
         &mut self,
         feature: Subscription,
         pid: Option<Pid>,
         topic: &str,
-        make: impl FnOnce(Option<AckToken>) -> Event,
+        make: impl FnOnce(Option<AckToken>, u64) -> Event,
     ) {
         if pid.is_some_and(|p| self.delivery.unacked.contains(&p)) {
             return;
@@ -109,7 +120,9 @@ impl Session {
             return;
         }
         let token = pid.map(|pid| self.track_unacked(pid));
-        let event = make(token);
+        let seq = self.delivery.next_seq;
+        self.delivery.next_seq = seq.wrapping_add(1);
+        let event = make(token, seq);
         if self.delivery.delivering & feature.bit() != 0 {
             self.emit(event);
         } else {
@@ -209,11 +222,23 @@ impl Session {
             // Another stream of the feature is open: it gets the message.
             self.emit(event);
         } else {
-            self.delivery.held.push_back(Held {
-                feature,
-                event,
-                qos1: live,
-            });
+            // In its arrival place: a later message may have been held
+            // before this one came back.
+            let seq = seq_of(&event);
+            let pos = self
+                .delivery
+                .held
+                .iter()
+                .position(|h| seq_of(&h.event) > seq)
+                .unwrap_or(self.delivery.held.len());
+            self.delivery.held.insert(
+                pos,
+                Held {
+                    feature,
+                    event,
+                    qos1: live,
+                },
+            );
         }
     }
 

@@ -332,6 +332,10 @@ pub struct InboundMessage {
     /// [`Config::manual_ack`](super::Config::manual_ack)), and in manual-ack
     /// mode to [`Session::ack`](super::Session::ack). `None` for QoS 0.
     pub ack: Option<AckToken>,
+    /// Arrival order in the session: a message given back
+    /// ([`Session::return_inbound`](super::Session::return_inbound)) is held
+    /// in its place among the messages that came after it.
+    pub(crate) seq: u64,
 }
 
 /// What the session tells the application. Drain with

@@ -81,11 +81,12 @@ impl Session {
                 device_id,
                 properties,
             }) if identity.module_id().is_none() && device_id == identity.device_id().as_str() => {
-                self.inbound_message(Subscription::C2d, pid, topic_str, |ack| {
+                self.inbound_message(Subscription::C2d, pid, topic_str, |ack, seq| {
                     Event::C2dMessage(InboundMessage {
                         properties,
                         payload,
                         ack,
+                        seq,
                     })
                 });
             }
@@ -100,13 +101,14 @@ impl Session {
                     .is_some_and(|m| m.as_str() == module_id) =>
             {
                 let input = input.into_owned();
-                self.inbound_message(Subscription::ModuleInputs, pid, topic_str, |ack| {
+                self.inbound_message(Subscription::ModuleInputs, pid, topic_str, |ack, seq| {
                     Event::InputMessage {
                         input,
                         message: InboundMessage {
                             properties,
                             payload,
                             ack,
+                            seq,
                         },
                     }
                 });

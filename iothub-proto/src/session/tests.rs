@@ -1707,6 +1707,30 @@ fn a_message_given_back_is_held_with_the_ones_after_it_until_enabled_again() {
 }
 
 #[test]
+fn a_message_given_back_late_is_held_in_its_arrival_place() {
+    // The stream is dropped with "a" inside; "b" arrives and is held
+    // before the stream's give-back of "a" reaches the session.
+    let mut h = Harness::new(config());
+    h.s.enable(h.now, Feature::C2d).unwrap();
+    h.connect_and_grant();
+    h.events();
+    h.feed(c2d(1, &MessageProperties::new(), b"a"));
+    let a = h.s.poll_event().unwrap();
+    h.feed(c2d(2, &MessageProperties::new(), b"b"));
+    let b = h.s.poll_event().unwrap();
+    h.s.hold_inbound(Feature::C2d);
+    h.s.return_inbound(b);
+    h.s.return_inbound(a);
+    h.s.enable(h.now, Feature::C2d).unwrap();
+    let first = take_c2d(&mut h);
+    let second = take_c2d(&mut h);
+    assert_eq!(
+        (first.payload.as_ref(), second.payload.as_ref()),
+        (&b"a"[..], &b"b"[..])
+    );
+}
+
+#[test]
 fn a_message_left_in_an_old_stream_goes_to_the_current_one() {
     let mut h = Harness::new(config());
     h.s.enable(h.now, Feature::C2d).unwrap();
