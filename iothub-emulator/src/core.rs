@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use iothub_proto::hub::{Change, ConnId, Hub, MethodOutcome};
+use iothub_hub::{Change, ConnId, Hub, MethodOutcome};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 

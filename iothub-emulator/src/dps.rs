@@ -16,9 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use iothub_hub::dps::{Assignment, DpsService, EnrollmentOptions, VerifiedCertificate};
+use iothub_hub::{Authentication, ConnId, Hub};
 use iothub_proto::auth::{DeviceId, HostName, Identity, RegistrationId, SharedAccessKey};
-use iothub_proto::hub::dps::{Assignment, DpsService, EnrollmentOptions, VerifiedCertificate};
-use iothub_proto::hub::{Authentication, ConnId, Hub};
 use iothub_proto::mqtt::ConnectReturnCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

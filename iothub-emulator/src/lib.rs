@@ -16,12 +16,12 @@
 //! assigned to this emulator's hub and created in its registry with the
 //! enrollment's key (for a group, the key derived for its registration
 //! id), so it can connect right away with the key it provisioned with.
-//! The rules are the core's sans-IO engine [`iothub_proto::hub::dps::DpsService`].
+//! The rules are the core's sans-IO engine [`iothub_hub::dps::DpsService`].
 //!
 //! **One hub logic.** Every rule of the hub — CONNECT checks and CONNACK
 //! codes, the CONNECT deadline, eviction, subscriptions, QoS, twins,
 //! methods, C2D, will, keep-alive, token expiry, limits — lives in the
-//! sans-IO engine [`iothub_proto::hub::Hub`], the same one the core's tests drive in
+//! sans-IO engine [`iothub_hub::Hub`], the same one the core's tests drive in
 //! simulated time. This crate only adds I/O around it:
 //!
 //! ```text
@@ -56,7 +56,7 @@
 //! [`EmulatorHandle::send_module_input`] and from IoT Edge routes between
 //! modules ([`EmulatorHandle::set_route`], [`EmulatorBuilder::route`], the
 //! service API's `/routes`), applied by the engine
-//! ([`Hub::set_route`](iothub_proto::hub::Hub::set_route)).
+//! ([`Hub::set_route`](iothub_hub::Hub::set_route)).
 //!
 //! Storage: with a data directory, the registry, twins, kept sessions,
 //! pending C2D and module input messages, routes, and DPS enrollments and
@@ -83,9 +83,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use iothub_hub::routes::Route;
+use iothub_hub::{Authentication, Hub, Twin};
 use iothub_proto::auth::{Identity, SharedAccessKey};
-use iothub_proto::hub::routes::Route;
-use iothub_proto::hub::{Authentication, Hub, Twin};
 use iothub_proto::mqtt::ConnectReturnCode;
 use iothub_proto::properties::MessageProperties;
 use serde_json::Value;
@@ -99,8 +99,8 @@ pub use dps::{
     DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_ID_SCOPE, DpsRegistration, EnrollmentAttestation,
     EnrollmentInfo, EnrollmentKind, EnrollmentSpec,
 };
-pub use iothub_proto::hub::Authentication as DeviceAuthentication;
-pub use iothub_proto::hub::RetainProperty;
+pub use iothub_hub::Authentication as DeviceAuthentication;
+pub use iothub_hub::RetainProperty;
 pub use service::{METHOD_TIMEOUT_RANGE, MethodReply};
 pub use telemetry::ReceivedMessage;
 pub use tls::thumbprint;
@@ -117,10 +117,10 @@ pub const DATABASE_FILE: &str = "emulator.redb";
 /// How long a connection to the hub or to DPS may go without an accepted
 /// CONNECT, once its transport (and TLS or WebSocket handshake) is up,
 /// before the emulator closes it: 30 s
-/// ([`iothub_proto::hub::DEFAULT_CONNECT_TIMEOUT_MS`]); see
+/// ([`iothub_hub::DEFAULT_CONNECT_TIMEOUT_MS`]); see
 /// [`EmulatorBuilder::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration =
-    Duration::from_millis(iothub_proto::hub::DEFAULT_CONNECT_TIMEOUT_MS);
+    Duration::from_millis(iothub_hub::DEFAULT_CONNECT_TIMEOUT_MS);
 
 /// What went wrong.
 #[derive(Debug)]
@@ -1050,7 +1050,7 @@ impl EmulatorHandle {
     /// `$.on` = an output the route takes goes to the input of module `m2`
     /// of the same device (with `$.cdid` / `$.cmid` naming the sender); a
     /// module output no route takes is stored as telemetry. The rules are
-    /// the engine's: [`Hub::set_route`](iothub_proto::hub::Hub::set_route).
+    /// the engine's: [`Hub::set_route`](iothub_hub::Hub::set_route).
     /// [`EmulatorError::BadRequest`] names what is wrong with an invalid
     /// route. Returns the route's canonical text.
     pub fn set_route(&self, name: &str, route: &str) -> Result<String, EmulatorError> {

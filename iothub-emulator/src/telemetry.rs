@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use iothub_hub::Telemetry;
 use iothub_proto::auth::Identity;
-use iothub_proto::hub::Telemetry;
 use iothub_proto::properties::{MessageProperties, SystemProperty};
 use serde_json::{Map, Value, json};
 

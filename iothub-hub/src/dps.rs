@@ -87,10 +87,10 @@
 //! assignments ([`delay_assignments`](DpsService::delay_assignments)) and
 //! dropped connections ([`drop_connection`](DpsService::drop_connection)).
 
-use alloc::collections::BTreeMap;
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
+use std::collections::BTreeMap;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -98,19 +98,20 @@ use serde_json::Value;
 use super::{
     CloseReason, Conn, ConnId, DEFAULT_CONNECT_TIMEOUT_MS, MAX_KEEP_ALIVE_SECS, Violation,
 };
-use crate::auth::{
+use crate::topic::DeviceTopic;
+use iothub_proto::auth::{
     DPS_KEY_NAME, DeviceId, HostName, ProvisioningUsername, RegistrationId, SasToken,
     SharedAccessKey, dps_resource_uri,
 };
-use crate::mqtt::{
+use iothub_proto::mqtt::{
     self, Connack, Connect, ConnectReturnCode, DecodeError, Packet, Publish, QoS, QosPid, Suback,
     Subscribe, SubscribeReturnCode,
 };
-use crate::provisioning::{
+use iothub_proto::provisioning::{
     OperationStatus, RegisterRequest, RegistrationState, RegistrationStatus, ServiceError,
     Substatus,
 };
-use crate::topic::{self, DPS_RESPONSE_FILTER, DeviceTopic, RequestId};
+use iothub_proto::topic::{self, DPS_RESPONSE_FILTER, RequestId};
 
 /// The largest packet the service decodes.
 const MAX_PACKET_SIZE: usize = 64 * 1024;
@@ -353,7 +354,7 @@ struct Faults {
 ///
 /// ```
 /// use iothub_proto::auth::{HostName, RegistrationId, SharedAccessKey};
-/// use iothub_proto::hub::dps::{DpsService, EnrollmentOptions};
+/// use iothub_hub::dps::{DpsService, EnrollmentOptions};
 ///
 /// let mut dps = DpsService::new("0ne00000A0A", HostName::new("hub.example.net")?);
 /// dps.add_individual_enrollment(
@@ -1053,7 +1054,7 @@ impl DpsService {
             self.send(conn, &Packet::Puback(pid));
         }
         let (topic, payload) = publish.into_parts();
-        match topic::parse_device_topic(topic.as_str()) {
+        match crate::topic::parse_device_topic(topic.as_str()) {
             Ok(DeviceTopic::DpsRegister { request_id }) => {
                 self.counters.register_requests = self.counters.register_requests.saturating_add(1);
                 self.on_request(conn, request_id, None, &payload);
@@ -1191,10 +1192,8 @@ impl DpsService {
             .options(&op.source, &op.registration_id)
             .cloned()
             .unwrap_or_default();
-        let mut state = RegistrationState {
-            registration_id: Some(String::from(op.registration_id.as_str())),
-            ..RegistrationState::default()
-        };
+        let mut state = RegistrationState::default();
+        state.registration_id = Some(String::from(op.registration_id.as_str()));
         let status = if !options.enabled {
             state.error_message = Some(String::from("the enrollment is disabled"));
             RegistrationStatus::Disabled
@@ -1263,18 +1262,15 @@ impl DpsService {
 
     fn error_body(&mut self, status: u16, detail: u64, message: &str) -> Bytes {
         self.next_tracking = self.next_tracking.saturating_add(1);
-        ServiceError {
-            error_code: Some(
-                u64::from(status)
-                    .saturating_mul(1000)
-                    .saturating_add(detail),
-            ),
-            message: Some(String::from(message)),
-            tracking_id: Some(format!("dps-{:08x}", self.next_tracking)),
-            timestamp_utc: None,
-        }
-        .to_vec()
-        .into()
+        let mut error = ServiceError::default();
+        error.error_code = Some(
+            u64::from(status)
+                .saturating_mul(1000)
+                .saturating_add(detail),
+        );
+        error.message = Some(String::from(message));
+        error.tracking_id = Some(format!("dps-{:08x}", self.next_tracking));
+        error.to_vec().into()
     }
 
     fn answer(

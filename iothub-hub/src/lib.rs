@@ -1,8 +1,14 @@
-//! The hub's side of the protocol as a sans-IO state machine (feature
-//! `hub`): the engine of `iothub-emulator`, and the in-memory peer that the
-//! device-session tests drive in simulated time, without sockets.
+//! # iothub-hub — the hub's side of the Azure IoT Hub device protocol
 //!
-//! **Contract.** [`Hub`] is sans-IO like the rest of the crate: a
+//! Sans-IO engines for the other end of the wire: [`Hub`] (the IoT Hub MQTT
+//! endpoint) and [`dps::DpsService`] (the Device Provisioning Service). They
+//! are the core of `iothub-emulator`, and the in-memory peer that the
+//! device session's tests (in `iothub-proto`) drive in simulated time,
+//! without sockets. The device side lives in `iothub-proto`; this crate
+//! adds the server-side readers of what devices send ([`topic`],
+//! [`username`]).
+//!
+//! **Contract.** [`Hub`] is sans-IO like the device core: a
 //! connection is a [`ConnId`], bytes go in through
 //! [`handle_input`](Hub::handle_input) and come out of
 //! [`poll_transmit`](Hub::poll_transmit), and time enters as arguments —
@@ -137,28 +143,32 @@
 
 pub mod dps;
 pub mod routes;
+pub mod topic;
 mod twin;
 mod types;
+pub mod username;
 
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
-use alloc::string::String;
-use alloc::vec::Vec;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::string::String;
+use std::vec::Vec;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use crate::auth::{DeviceId, Identity, ModuleId, SasToken, SharedAccessKey, Username};
-use crate::mqtt::{
+use crate::topic::DeviceTopic;
+use crate::username::Username;
+use iothub_proto::auth::{DeviceId, Identity, ModuleId, SasToken, SharedAccessKey};
+use iothub_proto::mqtt::{
     self, Connack, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, Pid, Publish, QoS,
     QosPid, Suback, Subscribe, SubscribeReturnCode, Unsubscribe,
 };
-use crate::properties::MessageProperties;
-use crate::topic::{
-    self, DESIRED_PATCH_FILTER, DeviceTopic, METHOD_REQUEST_FILTER, RequestId,
-    TWIN_RESPONSE_FILTER, hub,
+use iothub_proto::properties::MessageProperties;
+use iothub_proto::topic::{
+    DESIRED_PATCH_FILTER, METHOD_REQUEST_FILTER, RequestId, TWIN_RESPONSE_FILTER, c2d_filter, hub,
+    module_inputs_filter,
 };
 
 use self::routes::{Route, RouteFailure, RouteSink};
@@ -273,8 +283,8 @@ impl Record {
     /// The filter this identity's queued messages are delivered on.
     fn delivery_filter(&self) -> String {
         match self.identity.module_id() {
-            None => topic::c2d_filter(self.identity.device_id()),
-            Some(m) => topic::module_inputs_filter(self.identity.device_id(), m),
+            None => c2d_filter(self.identity.device_id()),
+            Some(m) => module_inputs_filter(self.identity.device_id(), m),
         }
     }
 
@@ -409,7 +419,7 @@ struct Faults {
 /// use bytes::BytesMut;
 /// use iothub_proto::auth::{ConnectCredentials, Credential, DeviceId, HostName, SharedAccessKey, UsernameOptions};
 /// use iothub_proto::mqtt::{self, Connect, Packet, MAX_PACKET_SIZE};
-/// use iothub_proto::hub::Hub;
+/// use iothub_hub::Hub;
 ///
 /// let key = SharedAccessKey::from_bytes([7u8; 32])?;
 /// let mut hub = Hub::new("hub.example.net");
@@ -1166,7 +1176,7 @@ impl Hub {
         let topic = hub::method_request(name, &request_id).map_err(|_| HubError::InvalidName)?;
         // A topic that cannot be sent (a wildcard, U+0000, over 65,535
         // bytes) would make a call whose request never leaves: refused.
-        crate::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
+        iothub_proto::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
         let k = key(identity);
         let r = self.identities.get(&k).ok_or(HubError::UnknownIdentity)?;
         let c = r
@@ -1236,10 +1246,10 @@ impl Hub {
         // The bag fits 64 KB but, with the prefix and the properties added
         // here, not an MQTT topic: a PUBLISH that cannot be built would
         // wait in the queue for ever.
-        if topic.len() > crate::mqtt::MAX_STRING_LEN {
+        if topic.len() > iothub_proto::mqtt::MAX_STRING_LEN {
             return Err(HubError::TooLarge {
                 size: topic.len(),
-                max: crate::mqtt::MAX_STRING_LEN,
+                max: iothub_proto::mqtt::MAX_STRING_LEN,
             });
         }
         self.enqueue(&identity, topic, payload)
@@ -1265,7 +1275,7 @@ impl Hub {
             .map_err(|_| HubError::InvalidName)?;
         // A topic that cannot be sent (a wildcard, U+0000, over 65,535
         // bytes) would wait in the queue for ever: refused here.
-        crate::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
+        iothub_proto::mqtt::TopicName::new(&topic).map_err(|_| HubError::InvalidName)?;
         let identity = Identity::module(device_id.clone(), module_id.clone());
         self.enqueue(&identity, topic, payload)
     }
@@ -1584,7 +1594,7 @@ impl Hub {
             publish.pid(),
         );
         let (topic, payload) = publish.into_parts();
-        match topic::parse_device_topic(topic.as_str()) {
+        match crate::topic::parse_device_topic(topic.as_str()) {
             Ok(DeviceTopic::Telemetry {
                 device_id,
                 module_id,
@@ -1990,7 +2000,7 @@ impl Hub {
             device_id,
             module_id,
             mut properties,
-        }) = topic::parse_device_topic(will.topic().as_str())
+        }) = crate::topic::parse_device_topic(will.topic().as_str())
         else {
             return;
         };

@@ -12,10 +12,10 @@
 //! source (`/messages/*`, `/twinChangeNotifications`) or another sink is a
 //! [`RouteError`], not a silently different route.
 
-use alloc::string::String;
 use core::fmt;
+use std::string::String;
 
-use crate::auth::ModuleId;
+use iothub_proto::auth::ModuleId;
 
 /// The longest output or input name a route accepts.
 pub const MAX_ENDPOINT_NAME: usize = 128;
@@ -132,13 +132,13 @@ impl Route {
     /// Reads a route in one of the forms of the [module docs](self).
     ///
     /// ```
-    /// use iothub_proto::hub::routes::{Route, RouteSink};
+    /// use iothub_hub::routes::{Route, RouteSink};
     ///
     /// let r = Route::parse(r#"FROM /messages/modules/filter/outputs/* INTO BrokeredEndpoint("/modules/sink/inputs/in1")"#)?;
     /// assert_eq!(r.module.as_str(), "filter");
     /// assert_eq!(r.output, None);
     /// assert!(matches!(r.sink, RouteSink::ModuleInput { ref input, .. } if input == "in1"));
-    /// # Ok::<(), iothub_proto::hub::routes::RouteError>(())
+    /// # Ok::<(), iothub_hub::routes::RouteError>(())
     /// ```
     pub fn parse(text: &str) -> Result<Route, RouteError> {
         let (from, rest) = first_word(text).ok_or(RouteError::MissingFrom)?;
@@ -268,9 +268,9 @@ pub struct RouteFailure {
     /// The name of the route.
     pub route: String,
     /// The module that sent the message.
-    pub from: crate::auth::Identity,
+    pub from: iothub_proto::auth::Identity,
     /// The module whose input it was for.
-    pub to: crate::auth::Identity,
+    pub to: iothub_proto::auth::Identity,
     /// Why it was not queued (unknown module, queue full, too large, …).
     pub error: super::HubError,
 }

@@ -2,7 +2,7 @@
 //! versions, the JSON merge-patch rule the hub applies, and the section
 //! size limits.
 
-use alloc::vec::Vec;
+use std::vec::Vec;
 
 use serde_json::{Map, Value};
 
@@ -19,15 +19,15 @@ pub const MAX_TWIN_TAGS_SIZE: usize = 8 * 1024;
 #[non_exhaustive]
 pub struct Twin {
     /// The desired properties, without `$version`.
-    pub desired: Map<alloc::string::String, Value>,
+    pub desired: Map<std::string::String, Value>,
     /// The desired `$version`: +1 per service update.
     pub desired_version: u64,
     /// The reported properties, without `$version`.
-    pub reported: Map<alloc::string::String, Value>,
+    pub reported: Map<std::string::String, Value>,
     /// The reported `$version`: +1 per accepted device PATCH.
     pub reported_version: u64,
     /// The tags (service side only; devices never see them).
-    pub tags: Map<alloc::string::String, Value>,
+    pub tags: Map<std::string::String, Value>,
     /// The twin's own version: +1 on any change of any section.
     pub version: u64,
 }
@@ -97,7 +97,7 @@ impl Twin {
 
     /// Applies a desired-properties patch; the new desired version.
     #[cfg(test)]
-    pub(super) fn patch_desired(&mut self, patch: Map<alloc::string::String, Value>) -> u64 {
+    pub(super) fn patch_desired(&mut self, patch: Map<std::string::String, Value>) -> u64 {
         self.try_patch_desired(patch)
             .unwrap_or(self.desired_version)
     }
@@ -106,7 +106,7 @@ impl Twin {
     /// not (nothing is applied then).
     pub(super) fn try_patch_desired(
         &mut self,
-        patch: Map<alloc::string::String, Value>,
+        patch: Map<std::string::String, Value>,
     ) -> Result<u64, PatchError> {
         self.desired = merged(&self.desired, patch, MAX_TWIN_SECTION_SIZE)?;
         self.desired_version = self.desired_version.saturating_add(1);
@@ -117,7 +117,7 @@ impl Twin {
     /// Applies a tags patch; the new twin version, or why not.
     pub(super) fn try_patch_tags(
         &mut self,
-        patch: Map<alloc::string::String, Value>,
+        patch: Map<std::string::String, Value>,
     ) -> Result<u64, PatchError> {
         self.tags = merged(&self.tags, patch, MAX_TWIN_TAGS_SIZE)?;
         self.version = self.version.saturating_add(1);
@@ -128,10 +128,10 @@ impl Twin {
 /// `section` with `patch` merged in, unless the result serializes to more
 /// than `max` bytes.
 fn merged(
-    section: &Map<alloc::string::String, Value>,
-    patch: Map<alloc::string::String, Value>,
+    section: &Map<std::string::String, Value>,
+    patch: Map<std::string::String, Value>,
     max: usize,
-) -> Result<Map<alloc::string::String, Value>, PatchError> {
+) -> Result<Map<std::string::String, Value>, PatchError> {
     let mut out = section.clone();
     merge(&mut out, patch);
     let size = serialized_len(&out);
@@ -142,14 +142,14 @@ fn merged(
 }
 
 /// The length of a section serialized as compact JSON.
-fn serialized_len(section: &Map<alloc::string::String, Value>) -> usize {
+fn serialized_len(section: &Map<std::string::String, Value>) -> usize {
     // Counting through a writer would need `std::io` (absent in no_std);
     // serializing into a Vec is fine for sections of at most tens of KB.
     serde_json::to_vec(section).map_or(usize::MAX, |v| v.len())
 }
 
 /// A copy of `section` with `"$version": version` added.
-pub(super) fn with_version(section: &Map<alloc::string::String, Value>, version: u64) -> Value {
+pub(super) fn with_version(section: &Map<std::string::String, Value>, version: u64) -> Value {
     let mut out = section.clone();
     out.insert("$version".into(), Value::from(version));
     Value::Object(out)
@@ -159,8 +159,8 @@ pub(super) fn with_version(section: &Map<alloc::string::String, Value>, version:
 /// merges recursively into an object (nulls inside a new object are
 /// dropped), anything else replaces.
 pub(super) fn merge(
-    target: &mut Map<alloc::string::String, Value>,
-    patch: Map<alloc::string::String, Value>,
+    target: &mut Map<std::string::String, Value>,
+    patch: Map<std::string::String, Value>,
 ) {
     for (name, value) in patch {
         match value {
@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<alloc::string::String, Value> {
+    fn obj(v: Value) -> Map<std::string::String, Value> {
         match v {
             Value::Object(m) => m,
             _ => panic!("not an object"),
@@ -235,8 +235,8 @@ mod tests {
 #[cfg(test)]
 mod limits {
     use super::*;
-    use alloc::string::String;
     use serde_json::json;
+    use std::string::String;
 
     fn big(n: usize) -> Map<String, Value> {
         let mut m = Map::new();

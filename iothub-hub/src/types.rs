@@ -1,17 +1,17 @@
 //! The public value types of the fake hub: handles, records, counters,
 //! close reasons and errors.
 
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
+use std::string::String;
+use std::vec::Vec;
 
 use bytes::Bytes;
 
 use super::twin::Twin;
-use crate::auth::{Identity, SharedAccessKey};
-use crate::mqtt::{ConnectReturnCode, DecodeError, PacketType, QoS};
-use crate::properties::MessageProperties;
-use crate::topic::RequestId;
+use iothub_proto::auth::{Identity, SharedAccessKey};
+use iothub_proto::mqtt::{ConnectReturnCode, DecodeError, PacketType, QoS};
+use iothub_proto::properties::MessageProperties;
+use iothub_proto::topic::RequestId;
 
 /// A connection handle, given by [`Hub::accept`](super::Hub::accept).
 /// Handles are never reused.

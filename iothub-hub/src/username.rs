@@ -1,12 +1,16 @@
-//! Reading a CONNECT username back (server side: emulators, gateways).
+//! Reading a CONNECT username back (the hub's side): the inverse of
+//! [`UsernameOptions::username`](iothub_proto::auth::UsernameOptions::username).
 
-use alloc::string::String;
-use alloc::vec::Vec;
-use core::fmt;
+use std::borrow::Cow;
+use std::fmt;
 
-use super::host::{HostName, HostNameError};
-use super::identity::{IdError, Identity};
-use crate::text::url_decode;
+use iothub_proto::auth::{HostName, HostNameError, IdError, Identity};
+
+/// Lenient percent-decoding (a `%` not followed by two hex digits stays);
+/// `None` when the result is not UTF-8.
+fn url_decode(s: &str) -> Option<Cow<'_, str>> {
+    percent_encoding::percent_decode_str(s).decode_utf8().ok()
+}
 
 /// The parameter that carries the api-version.
 const API_VERSION: &str = "api-version";
@@ -69,11 +73,11 @@ impl fmt::Display for UsernameError {
     }
 }
 
-impl core::error::Error for UsernameError {}
+impl std::error::Error for UsernameError {}
 
 /// A CONNECT username, read back by [`Username::parse`].
 ///
-/// The inverse of [`UsernameOptions::username`](super::UsernameOptions::username).
+/// The inverse of [`UsernameOptions::username`](iothub_proto::auth::UsernameOptions::username).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Username {
@@ -110,7 +114,7 @@ impl Username {
     /// (`{idScope}/registrations/{registrationId}/api-version=…`) has the
     /// same shape as a legacy module username and would be read as one
     /// (host = ID scope, device = `registrations`). Read those with
-    /// [`ProvisioningUsername::parse`](super::ProvisioningUsername::parse).
+    /// [`ProvisioningUsername::parse`](iothub_proto::auth::ProvisioningUsername::parse).
     pub fn parse(s: &str) -> Result<Self, UsernameError> {
         use UsernameError as E;
 
@@ -189,9 +193,7 @@ impl core::str::FromStr for Username {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{IdErrorReason, IdKind, UsernameOptions};
-    use alloc::string::ToString;
-    use alloc::vec;
+    use iothub_proto::auth::{IdErrorReason, IdKind, ProvisioningUsername, UsernameOptions};
 
     fn p(s: &str) -> Result<Username, UsernameError> {
         Username::parse(s)
@@ -315,5 +317,19 @@ mod tests {
         assert_eq!(u.device_client_type(), Some("ua/1 (x; y)&z=w"));
         assert_eq!(u.model_id(), Some("dtmi:com:x;1"));
         assert!(!u.legacy_form);
+    }
+
+    #[test]
+    fn the_hub_parser_misreads_dps_usernames() {
+        // Why a separate parser exists: the hub's reads the DPS form as a
+        // legacy module username.
+        let text =
+            ProvisioningUsername::new("0ne00000A0A".parse().unwrap(), "reg-1".parse().unwrap())
+                .to_string();
+        let hub = Username::parse(&text).unwrap();
+        assert_eq!(hub.host_name.as_str(), "0ne00000A0A");
+        assert_eq!(hub.identity.device_id().as_str(), "registrations");
+        assert_eq!(hub.identity.module_id().unwrap().as_str(), "reg-1");
+        assert!(hub.legacy_form);
     }
 }

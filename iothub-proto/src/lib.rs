@@ -77,11 +77,10 @@
 //!
 //! - `std` (default): nothing in this crate needs it; it only enables `std`
 //!   in the dependencies. Without it the crate is `no_std` + `alloc`.
-//! - `hub`: `hub::Hub`, the hub's side of the protocol as a sans-IO
-//!   engine: the core of `iothub-emulator`, and the in-memory peer that
-//!   tests drive a device session against in simulated time; and
-//!   [`hub::dps::DpsService`], the same for the Device Provisioning
-//!   Service.
+//!
+//! The hub's side of the protocol (the IoT Hub and DPS engines behind
+//! `iothub-emulator`, and the peer the session's integration tests run
+//! against) is the `iothub-hub` crate.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -111,11 +110,6 @@ pub mod provisioning;
 pub mod session;
 pub mod time;
 pub mod topic;
-
-// Documented whatever the features (the crate docs link to it); compiled
-// for use only with the `hub` feature.
-#[cfg(any(feature = "hub", test, doc))]
-pub mod hub;
 
 #[cfg(any(feature = "fuzzing", test))]
 #[doc(hidden)]

@@ -1,8 +1,9 @@
 //! Property tests of the `auth` module: no panics on arbitrary input, no
 //! secret in any error or `Debug`, and build → parse round trips.
 
+use iothub_hub::username::Username;
 use iothub_proto::auth::{
-    ConnectionString, HostName, Identity, SasToken, SharedAccessKey, Username, UsernameOptions,
+    ConnectionString, HostName, Identity, SasToken, SharedAccessKey, UsernameOptions,
 };
 use proptest::prelude::*;
 

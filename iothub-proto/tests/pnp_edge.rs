@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use iothub_hub::Hub;
 use iothub_proto::auth::{DeviceId, ModuleId, SharedAccessKey, UsernameOptions};
 use iothub_proto::edge::{self, EdgeEnvironment};
-use iothub_proto::hub::Hub;
 use iothub_proto::pnp::{self, ReportedPatch, WritableAck};
 use iothub_proto::properties::MessageProperties;
 use iothub_proto::session::{Event, Feature, Message, Session};

@@ -1,4 +1,4 @@
-//! The provisioning session against the DPS engine (`iothub_proto::hub::dps`),
+//! The provisioning session against the DPS engine (`iothub_hub::dps`),
 //! end to end in simulated time; then provision-then-connect: the result
 //! builds a device session that connects to the hub engine. Offline, and in
 //! microseconds of real time.
@@ -8,12 +8,12 @@ mod pair;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use iothub_hub::dps::{DpsService, EnrollmentOptions};
+use iothub_hub::{ConnId, Hub};
 use iothub_proto::auth::{
     Credential, HostName, IdScope, ProvisioningAttestation, RegistrationId, SasToken,
     SharedAccessKey, dps_resource_uri,
 };
-use iothub_proto::hub::dps::{DpsService, EnrollmentOptions};
-use iothub_proto::hub::{ConnId, Hub};
 use iothub_proto::mqtt::{self, ConnectReturnCode, Packet};
 use iothub_proto::provisioning::{
     Config, ConnectRefused, DisconnectReason, Event, ProvisioningError, ProvisioningState,
@@ -403,7 +403,7 @@ fn overall_timeout_while_dps_keeps_assigning() {
     assert!(matches!(p.up.last(), Some(Packet::Disconnect)));
     assert_eq!(
         p.dps.close_reason(p.conns[0]),
-        Some(iothub_proto::hub::CloseReason::ClientDisconnected)
+        Some(iothub_hub::CloseReason::ClientDisconnected)
     );
 }
 

@@ -1,4 +1,4 @@
-//! The device session against the hub engine (`iothub_proto::hub`), end to
+//! The device session against the hub engine (`iothub_hub`), end to
 //! end in simulated time: every scenario runs in microseconds of real time.
 
 mod pair;

@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
+use iothub_hub::topic::DeviceTopic;
 use iothub_proto::mqtt::Packet;
 use iothub_proto::properties::MessageProperties;
 use iothub_proto::session::{Event, Feature, Message, MessageId, Qos, RequestToken};
-use iothub_proto::topic::{self, DeviceTopic, HubTopic};
+use iothub_proto::topic::{self, HubTopic};
 use pair::{Pair, config};
 use proptest::prelude::*;
 use serde_json::json;
@@ -287,7 +288,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         if let Packet::Publish(pb) = pk {
             if let Ok(
                 DeviceTopic::TwinGet { request_id } | DeviceTopic::TwinPatchReported { request_id },
-            ) = topic::parse_device_topic(pb.topic().as_str())
+            ) = iothub_hub::topic::parse_device_topic(pb.topic().as_str())
             {
                 let key = (*c, request_id.to_owned());
                 prop_assert!(

@@ -1,5 +1,5 @@
 //! The whole client API over real sockets against the core's hub engine
-//! (`iothub_proto::hub::Hub`) served on a loopback listener — plain TCP,
+//! (`iothub_hub::Hub`) served on a loopback listener — plain TCP,
 //! TLS, and WebSocket over TLS. The engine checks SAS tokens, evicts
 //! duplicate identities, answers twins and methods, queues C2D messages,
 //! and injects faults (dropped connections, 429s).

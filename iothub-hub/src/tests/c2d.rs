@@ -2,7 +2,7 @@
 //! redelivery with DUP, CleanSession, limits.
 
 use super::*;
-use crate::properties::Ack;
+use iothub_proto::properties::Ack;
 
 fn c2d_props(mid: Option<&str>) -> MessageProperties {
     let mut p = MessageProperties::new();

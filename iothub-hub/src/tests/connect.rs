@@ -1,7 +1,7 @@
 //! CONNECT, authentication, eviction, keep-alive, token expiry, will.
 
 use super::*;
-use crate::mqtt::{LastWill, PacketType};
+use iothub_proto::mqtt::{LastWill, PacketType};
 
 #[test]
 fn accepts_devices_and_modules_in_both_username_forms() {

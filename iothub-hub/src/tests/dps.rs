@@ -1,14 +1,14 @@
 //! The DPS engine against a raw codec client.
 
 use super::*;
-use crate::auth::{
+use crate::dps::{DpsService, EnrollmentOptions};
+use iothub_proto::auth::{
     IdScope, ProvisioningAttestation, ProvisioningUsername, RegistrationId, SasToken,
 };
-use crate::hub::dps::{DpsService, EnrollmentOptions};
-use crate::provisioning::{OperationStatus, RegistrationStatus, ServiceError, Substatus};
-use crate::topic::{DPS_RESPONSE_FILTER, HubTopic};
-use alloc::string::ToString;
+use iothub_proto::provisioning::{OperationStatus, RegistrationStatus, ServiceError, Substatus};
+use iothub_proto::topic::{DPS_RESPONSE_FILTER, HubTopic};
 use serde_json::json;
+use std::string::ToString;
 
 const SCOPE: &str = "0ne00000A0A";
 const DEFAULT_HUB: &str = "hub.example.net";
@@ -153,7 +153,7 @@ impl Dps {
 
     fn register(&mut self, conn: ConnId, r: &str, payload: Option<Value>) -> Answer {
         self.next_rid += 1;
-        let body = crate::provisioning::RegisterRequest::new(r, payload).to_vec();
+        let body = iothub_proto::provisioning::RegisterRequest::new(r, payload).to_vec();
         let a = self.one(
             conn,
             topic::dps_register(&RequestId::from(self.next_rid)),
@@ -461,7 +461,7 @@ fn connect_refusals() {
         .add_individual_enrollment(rid("dev-1"), key(1), EnrollmentOptions::default());
     let unix = d.unix();
     let good = connect_for("dev-1", &sym(1), unix + 60);
-    let resource = crate::auth::dps_resource_uri(SCOPE, "dev-1");
+    let resource = iothub_proto::auth::dps_resource_uri(SCOPE, "dev-1");
     let token = |uri: &str, skn: Option<&str>, expiry| {
         SasToken::generate(uri, &key(1), expiry, skn)
             .expose_secret()
@@ -557,7 +557,7 @@ fn subscriptions_and_unanswered_requests() {
     let unix = d.unix();
     let (conn, _) = d.open(connect_for("dev-1", &sym(1), unix + 60));
     // Not subscribed: no answer.
-    let body = crate::provisioning::RegisterRequest::new("dev-1", None).to_vec();
+    let body = iothub_proto::provisioning::RegisterRequest::new("dev-1", None).to_vec();
     assert!(
         d.request(conn, topic::dps_register(&RequestId::from(1)), &body)
             .is_empty()
@@ -599,7 +599,7 @@ fn subscriptions_and_unanswered_requests() {
     // Unsubscribed: silence again.
     d.send(
         conn,
-        crate::mqtt::Unsubscribe::new(Pid::MIN, [DPS_RESPONSE_FILTER]).unwrap(),
+        iothub_proto::mqtt::Unsubscribe::new(Pid::MIN, [DPS_RESPONSE_FILTER]).unwrap(),
     );
     assert!(matches!(d.recv(conn).as_slice(), [Packet::Unsuback(_)]));
     assert!(
@@ -729,7 +729,7 @@ fn delayed_assignments_answer_assigning_for_more_polls() {
 
 #[test]
 fn x509_ca_groups_admit_verified_certificates_by_common_name() {
-    use crate::hub::dps::VerifiedCertificate;
+    use crate::dps::VerifiedCertificate;
     let mut d = Dps::new();
     d.svc
         .add_x509_ca_group_enrollment("cams", EnrollmentOptions::default());

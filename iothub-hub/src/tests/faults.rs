@@ -1,7 +1,7 @@
 //! Fault injection.
 
 use super::*;
-use crate::mqtt::LastWill;
+use iothub_proto::mqtt::LastWill;
 
 #[test]
 fn fail_next_twin_ops_answers_the_injected_status() {

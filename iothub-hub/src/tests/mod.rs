@@ -10,15 +10,18 @@ mod registry;
 mod routes;
 mod twin_methods;
 
-use alloc::string::String;
-use alloc::vec::Vec;
-use alloc::{format, vec};
+use std::string::String;
+use std::vec::Vec;
+use std::{format, vec};
 
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::auth::{ConnectCredentials, Credential, HostName, UsernameOptions};
-use crate::mqtt::MAX_PACKET_SIZE;
+use iothub_proto::auth::{ConnectCredentials, Credential, HostName, UsernameOptions};
+use iothub_proto::mqtt::MAX_PACKET_SIZE;
+// The device's topic grammar (builders and hub→device parser), not this
+// crate's server-side `topic`.
+pub(super) use iothub_proto::topic;
 
 pub(super) const HOST: &str = "hub.example.net";
 /// Wall-clock Unix seconds at simulated time 0.

@@ -1,7 +1,7 @@
 //! Subscriptions and the client's PUBLISH rules; telemetry.
 
 use super::*;
-use crate::mqtt::LastWill;
+use iothub_proto::mqtt::LastWill;
 
 const OK0: SubscribeReturnCode = SubscribeReturnCode::Success(QoS::AtMostOnce);
 const OK1: SubscribeReturnCode = SubscribeReturnCode::Success(QoS::AtLeastOnce);

@@ -1,8 +1,8 @@
 //! IoT Edge routes: the parser, and module outputs delivered to inputs.
 
 use super::*;
-use crate::hub::routes::{Route, RouteError, RouteSink};
-use alloc::string::ToString;
+use crate::routes::{Route, RouteError, RouteSink};
+use std::string::ToString;
 
 fn route(text: &str) -> Route {
     Route::parse(text).unwrap()

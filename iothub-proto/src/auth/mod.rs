@@ -15,7 +15,7 @@
 //! ```
 //!
 //! ```
-//! use iothub_proto::auth::{ConnectionString, Username, UsernameOptions};
+//! use iothub_proto::auth::{ConnectionString, UsernameOptions};
 //!
 //! let cs: ConnectionString = "HostName=contoso.azure-devices.net;DeviceId=dev1;\
 //!     SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -26,22 +26,18 @@
 //! assert_eq!(creds.username, "contoso.azure-devices.net/dev1/?api-version=2021-04-12");
 //! let token = creds.password.as_ref().expect("a key credential signs a token");
 //! assert_eq!(token.expiry_unix_secs(), 1_700_003_600);
-//!
-//! // Server side.
-//! let username = Username::parse(&creds.username).expect("our own username");
-//! assert_eq!(username.identity, cs.identity);
 //! # Ok::<(), iothub_proto::auth::ConnectionStringError>(())
 //! ```
 //!
 //! The server side (an emulator, a gateway) reads the CONNECT username back
-//! with [`Username::parse`] and can check a password with
+//! with `iothub_hub::username::Username` and checks a password with
 //! [`SasToken::parse`] and [`SasToken::verify`].
 //!
 //! # Device Provisioning Service
 //!
 //! DPS has its own ids ([`IdScope`], [`RegistrationId`]), its own username
 //! form (`{idScope}/registrations/{registrationId}/api-version=…`, built and
-//! read by [`ProvisioningUsername`]; [`Username::parse`] would misread it)
+//! read by [`ProvisioningUsername`]; a hub username parser would misread it)
 //! and its own SAS resource URI ([`dps_resource_uri`], `skn=`[`DPS_KEY_NAME`]).
 //! [`ProvisioningAttestation::connect_credentials`] puts them together; a
 //! group enrollment's device key comes from
@@ -68,7 +64,6 @@ mod host;
 mod identity;
 mod provisioning;
 mod sas;
-mod username;
 
 pub use connection_string::{
     ConnectionString, ConnectionStringError, ConnectionStringKey, Credential,
@@ -87,4 +82,3 @@ pub use sas::{
     DPS_KEY_NAME, SasField, SasToken, SasTokenError, SharedAccessKey, SharedAccessKeyError,
     dps_resource_uri,
 };
-pub use username::{Username, UsernameError};

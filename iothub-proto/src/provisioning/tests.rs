@@ -19,7 +19,7 @@ use crate::mqtt::{
     self, Connack, Connect, ConnectReturnCode, MAX_PACKET_SIZE, Publish, QoS, Suback,
     SubscribeReturnCode,
 };
-use crate::topic::{DeviceTopic, hub, parse_device_topic};
+use crate::topic::hub;
 
 const UNIX: u64 = 1_700_000_000;
 const SCOPE: &str = "0ne00000A0A";
@@ -167,13 +167,23 @@ impl Harness {
             panic!("expected one request, got {sent:?}")
         };
         let qos = p.qos();
-        let (rid, operation_id) = match parse_device_topic(p.topic().as_str()).unwrap() {
-            DeviceTopic::DpsRegister { request_id } => (request_id.into(), None),
-            DeviceTopic::DpsPoll {
-                request_id,
-                operation_id,
-            } => (request_id.into(), Some(operation_id.into_owned())),
-            other => panic!("not a DPS request: {other:?}"),
+        // The DPS topics as the session writes them (`iothub-hub` reads
+        // them in full; here the two shapes suffice).
+        let topic = p.topic().as_str();
+        let (rid, operation_id) = if let Some(rid) =
+            topic.strip_prefix("$dps/registrations/PUT/iotdps-register/?$rid=")
+        {
+            (String::from(rid), None)
+        } else if let Some(q) =
+            topic.strip_prefix("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=")
+        {
+            let (rid, op) = q.split_once("&operationId=").expect("an operation id");
+            (
+                String::from(rid),
+                Some(crate::text::url_decode(op).expect("utf-8").into_owned()),
+            )
+        } else {
+            panic!("not a DPS request: {topic}")
         };
         Request {
             rid,

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use iothub_hub::{ConnId, Hub};
 use iothub_proto::auth::{ConnectionString, DeviceId, Identity, SharedAccessKey};
-use iothub_proto::hub::{ConnId, Hub};
 use iothub_proto::mqtt::{self, Packet};
 use iothub_proto::session::{AckToken, Config, Event, Session, TransportClosed, TransportCommand};
 use iothub_proto::time::Instant;

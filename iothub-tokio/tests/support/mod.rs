@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
+use iothub_hub::Hub;
 use iothub_proto::auth::{DeviceId, Identity, SharedAccessKey};
-use iothub_proto::hub::Hub;
 use iothub_proto::mqtt::{self, Connect, Packet, Pid, Publish, QoS, QosPid, Subscribe};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -215,7 +215,7 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// What the hub has for `conn`, and whether it closed it.
-fn outgoing(hub: &Mutex<Hub>, conn: iothub_proto::hub::ConnId) -> (Vec<u8>, bool) {
+fn outgoing(hub: &Mutex<Hub>, conn: iothub_hub::ConnId) -> (Vec<u8>, bool) {
     let mut hub = hub.lock().unwrap();
     let mut out = Vec::new();
     while let Some(b) = hub.poll_transmit(conn) {
