@@ -12,11 +12,13 @@
 //! registration record are committed.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use iothub_hub::{Change, ConnId, Hub, MethodOutcome};
+use iothub_proto::time::Instant as EngineInstant;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -71,8 +73,12 @@ pub(crate) struct State {
 pub(crate) struct Core {
     state: Mutex<State>,
     start: Instant,
-    /// Wakes the timer task early (a new method deadline, a new delay).
-    pub(crate) timer: Notify,
+    /// Wakes the timer task when the engines' earliest deadline moved
+    /// before the one it sleeps on.
+    timer: Notify,
+    /// The deadline (ms since start) the timer task sleeps on; `u64::MAX`
+    /// when it sleeps until woken.
+    armed: AtomicU64,
     /// Counts telemetry messages, for [`crate::EmulatorHandle::wait_for_telemetry`].
     pub(crate) telemetry_seen: watch::Sender<u64>,
 }
@@ -91,6 +97,7 @@ impl Core {
             }),
             start: Instant::now(),
             timer: Notify::new(),
+            armed: AtomicU64::new(u64::MAX),
             telemetry_seen: watch::Sender::new(0),
         })
     }
@@ -98,6 +105,11 @@ impl Core {
     /// Monotonic ms since the emulator started.
     pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The engines' clock: [`now_ms`](Self::now_ms) as their `Instant`.
+    pub(crate) fn now(&self) -> EngineInstant {
+        EngineInstant::from_millis(self.now_ms())
     }
 
     fn unix_secs() -> u64 {
@@ -113,12 +125,16 @@ impl Core {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs `f` on the state with the current clocks, then drains the
-    /// engine's outputs.
-    pub(crate) fn step<R>(&self, f: impl FnOnce(&mut State, u64, u64) -> R) -> R {
+    /// Runs `f` on the state with the current clocks, drains the
+    /// engines' outputs, and wakes the timer task if their earliest
+    /// deadline is now before the one it sleeps on.
+    pub(crate) fn step<R>(&self, f: impl FnOnce(&mut State, EngineInstant, u64) -> R) -> R {
         let mut st = self.lock();
-        let r = f(&mut st, self.now_ms(), Self::unix_secs());
+        let r = f(&mut st, self.now(), Self::unix_secs());
         let (new_telemetry, held) = st.flush();
+        if st.next_deadline_ms() < self.armed.load(Ordering::Acquire) {
+            self.timer.notify_one();
+        }
         let total = st.telemetry_total;
         let flusher = if held.is_empty() {
             None
@@ -152,7 +168,7 @@ impl Core {
         let thumbprint = chain.first().map(|c| crate::tls::thumbprint(c));
         let id = self.step(|st, now, _| match service {
             Service::Hub => {
-                let conn = st.hub.accept_at(now, thumbprint);
+                let conn = st.hub.accept(now, thumbprint);
                 st.conns.insert(conn, tx);
                 conn
             }
@@ -221,29 +237,30 @@ impl Core {
         }
     }
 
-    /// The timer task: feeds [`Hub::handle_timeout`] at the engine's next
-    /// deadline, and at least every 200 ms (so a deadline set by input or
-    /// at accept, such as a token expiry at CONNECT or the CONNECT
-    /// deadline of a new connection, is never late by more).
+    /// The timer task: sleeps until the engines' earliest deadline
+    /// ([`Hub::poll_timeout`], [`DpsService::poll_timeout`](iothub_hub::dps::DpsService::poll_timeout)),
+    /// or until [`step`](Self::step) finds an earlier one (a deadline set
+    /// by input, at accept, by a service call), then feeds
+    /// `handle_timeout`. No polling tick: with nothing due it sleeps until
+    /// woken.
     pub(crate) async fn run_timer(self: Arc<Core>, mut stop: watch::Receiver<bool>) {
-        const TICK: Duration = Duration::from_millis(200);
         loop {
-            let next = {
-                let st = self.lock();
-                match (st.hub.next_timeout(), st.dps.svc.next_timeout()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
+            let next = self.lock().next_deadline_ms();
+            self.armed.store(next, Ordering::Release);
+            let sleep = async {
+                if next == u64::MAX {
+                    std::future::pending::<()>().await;
+                } else {
+                    let wait = Duration::from_millis(next.saturating_sub(self.now_ms()));
+                    tokio::time::sleep(wait).await;
                 }
             };
-            let now = self.now_ms();
-            let wait = next.map_or(TICK, |t| {
-                Duration::from_millis(t.saturating_sub(now)).min(TICK)
-            });
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.timer.notified() => {}
+                () = sleep => {}
+                () = self.timer.notified() => continue,
                 _ = stop.changed() => return,
             }
+            self.armed.store(u64::MAX, Ordering::Release);
             self.step(|st, now, unix| {
                 st.hub.handle_timeout(now, unix);
                 st.dps.svc.handle_timeout(now, unix);
@@ -253,6 +270,14 @@ impl Core {
 }
 
 impl State {
+    /// The earliest deadline of either engine, in ms since start
+    /// (`u64::MAX`: none).
+    fn next_deadline_ms(&self) -> u64 {
+        let hub = self.hub.poll_timeout().map(EngineInstant::as_millis);
+        let dps = self.dps.svc.poll_timeout().map(EngineInstant::as_millis);
+        hub.into_iter().chain(dps).min().unwrap_or(u64::MAX)
+    }
+
     /// Drains the engine's outputs; whether telemetry arrived, and the
     /// DPS output to send once storage has committed.
     fn flush(&mut self) -> (bool, Vec<Held>) {

@@ -612,7 +612,7 @@ impl DpsState {
     /// one) is verified against the CA of every X.509 CA group.
     pub(crate) fn open(
         &mut self,
-        now_ms: u64,
+        now: iothub_proto::time::Instant,
         thumbprint: Option<String>,
         chain: &[CertificateDer<'static>],
         tx: mpsc::UnboundedSender<Out>,
@@ -629,7 +629,7 @@ impl DpsState {
             }
             _ => None,
         };
-        let conn = self.svc.accept_at(now_ms, thumbprint, verified);
+        let conn = self.svc.accept(now, thumbprint, verified);
         self.conns.insert(
             conn,
             DpsLink {

@@ -117,10 +117,9 @@ pub const DATABASE_FILE: &str = "emulator.redb";
 /// How long a connection to the hub or to DPS may go without an accepted
 /// CONNECT, once its transport (and TLS or WebSocket handshake) is up,
 /// before the emulator closes it: 30 s
-/// ([`iothub_hub::DEFAULT_CONNECT_TIMEOUT_MS`]); see
+/// ([`iothub_hub::DEFAULT_CONNECT_TIMEOUT`]); see
 /// [`EmulatorBuilder::connect_timeout`].
-pub const DEFAULT_CONNECT_TIMEOUT: Duration =
-    Duration::from_millis(iothub_hub::DEFAULT_CONNECT_TIMEOUT_MS);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = iothub_hub::DEFAULT_CONNECT_TIMEOUT;
 
 /// What went wrong.
 #[derive(Debug)]
@@ -464,7 +463,7 @@ impl EmulatorBuilder {
     /// done, before the emulator closes it, as IoT Hub does: a client that
     /// connects and sends nothing, or only part of a CONNECT, does not keep
     /// its socket. `None` turns the deadline off. Default
-    /// [`DEFAULT_CONNECT_TIMEOUT`] (30 s); checked at least every 200 ms.
+    /// [`DEFAULT_CONNECT_TIMEOUT`] (30 s).
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.connect_timeout = timeout;
@@ -547,13 +546,10 @@ impl EmulatorBuilder {
                 (tls, None)
             }
         };
-        let connect_timeout_ms = self
-            .connect_timeout
-            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let mut hub = Hub::new(&self.host_name);
-        hub.set_connect_timeout(connect_timeout_ms);
+        hub.set_connect_timeout(self.connect_timeout);
         hub.set_retain_property(self.retain_property);
-        dps.svc.set_connect_timeout(connect_timeout_ms);
+        dps.svc.set_connect_timeout(self.connect_timeout);
         let store = store.map(|(store, stored)| {
             for s in stored.identities {
                 hub.restore_identity(s);

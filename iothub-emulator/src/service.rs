@@ -263,7 +263,6 @@ impl Core {
             )));
         }
         let body = Bytes::from(serde_json::to_vec(payload).unwrap_or_default());
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let rx = self.step(|st, now, _| -> Result<_, EmulatorError> {
             if !st.hub.contains(identity) {
                 return Err(EmulatorError::NotFound(format!(
@@ -272,10 +271,9 @@ impl Core {
             }
             let rid =
                 st.hub
-                    .invoke_method_until(identity, name, body, now.saturating_add(timeout_ms))?;
+                    .invoke_method_until(identity, name, body, now.saturating_add(timeout))?;
             Ok(Core::await_method(st, rid.as_str()))
         })?;
-        self.timer.notify_one();
         match rx.await {
             Ok(MethodOutcome::Answered { status, payload }) => Ok(MethodReply {
                 status,
@@ -401,10 +399,9 @@ impl Core {
         duration: Duration,
         code: ConnectReturnCode,
     ) -> Result<(), EmulatorError> {
-        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         self.step(|st, now, _| {
             st.hub
-                .refuse_connects_until(identity, now.saturating_add(ms), code)
+                .refuse_connects_until(identity, now.saturating_add(duration), code)
         })?;
         Ok(())
     }
@@ -414,9 +411,7 @@ impl Core {
         identity: &Identity,
         delay: Duration,
     ) -> Result<(), EmulatorError> {
-        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        self.step(|st, _, _| st.hub.delay_answers(identity, ms))?;
-        self.timer.notify_one();
+        self.step(|st, _, _| st.hub.delay_answers(identity, delay))?;
         Ok(())
     }
 }

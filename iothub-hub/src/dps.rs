@@ -7,7 +7,7 @@
 //! drain [`poll_transmit`](DpsService::poll_transmit), watch
 //! [`is_closed`](DpsService::is_closed), and pass time to
 //! [`handle_timeout`](DpsService::handle_timeout) at
-//! [`next_timeout`](DpsService::next_timeout).
+//! [`poll_timeout`](DpsService::poll_timeout).
 //!
 //! # The service's rules
 //!
@@ -31,7 +31,7 @@
 //! [`remove_group_enrollment`](DpsService::remove_group_enrollment)).
 //!
 //! **CONNECT** must be the first packet. A connection opened with a clock
-//! ([`accept_at`](DpsService::accept_at)) without an accepted CONNECT
+//! ([`accept`](DpsService::accept)) without an accepted CONNECT
 //! [`connect_timeout`](DpsService::connect_timeout) ms later (default
 //! [`DEFAULT_CONNECT_TIMEOUT_MS`], 30 s) is closed by
 //! [`handle_timeout`](DpsService::handle_timeout)
@@ -47,10 +47,10 @@
 //! | username ID scope is not the service's (ASCII case ignored) | 4 |
 //! | client id is not the username's registration id | 2 |
 //! | no enrollment admits the registration id | 5 |
-//! | X.509 enrollment with thumbprints: no client certificate ([`accept_with_thumbprint`](DpsService::accept_with_thumbprint)) | 5 |
+//! | X.509 enrollment with thumbprints: no client certificate ([`accept`](DpsService::accept)) | 5 |
 //! | X.509 enrollment with thumbprints: the certificate's is none of them | 4 |
 //! | X.509 enrollment: accepted here, without a password | — |
-//! | no individual enrollment, no password, a certificate the adapter verified ([`accept_with_verified_certificate`](DpsService::accept_with_verified_certificate)): its common name is not the registration id, or none of its groups is an X.509 CA group | 5 |
+//! | no individual enrollment, no password, a certificate the adapter verified ([`accept`](DpsService::accept)): its common name is not the registration id, or none of its groups is an X.509 CA group | 5 |
 //! | the same, admitted: accepted as a member of that group | — |
 //! | no password, or not a SAS token | 4 |
 //! | token resource URI is not `{idScope}/registrations/{registrationId}` | 5 |
@@ -92,12 +92,13 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use iothub_proto::time::Instant;
 use serde_json::Value;
 
-use super::{
-    CloseReason, Conn, ConnId, DEFAULT_CONNECT_TIMEOUT_MS, MAX_KEEP_ALIVE_SECS, Violation,
-};
+use super::{CloseReason, Conn, ConnId, DEFAULT_CONNECT_TIMEOUT, MAX_KEEP_ALIVE_SECS, Violation};
 use crate::topic::DeviceTopic;
 use iothub_proto::auth::{
     DPS_KEY_NAME, DeviceId, HostName, ProvisioningUsername, RegistrationId, SasToken,
@@ -362,7 +363,7 @@ struct Faults {
 ///     SharedAccessKey::from_bytes([7u8; 32])?,
 ///     EnrollmentOptions::default(),
 /// );
-/// let conn = dps.accept();
+/// let conn = dps.accept(iothub_proto::time::Instant::ZERO, None, None);
 /// assert!(!dps.is_closed(conn));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -407,7 +408,7 @@ impl DpsService {
             next_tracking: 0,
             faults: Faults::default(),
             counters: DpsCounters::default(),
-            connect_timeout_ms: Some(DEFAULT_CONNECT_TIMEOUT_MS),
+            connect_timeout_ms: Some(crate::millis(DEFAULT_CONNECT_TIMEOUT)),
         }
     }
 
@@ -456,7 +457,7 @@ impl DpsService {
 
     /// Adds (or replaces) an individual X.509 enrollment checked by
     /// thumbprint: the connection's client certificate (its SHA-256
-    /// thumbprint, hex, as given to [`accept_with_thumbprint`](Self::accept_with_thumbprint))
+    /// thumbprint, hex, as given to [`accept`](Self::accept))
     /// must be one of `thumbprints` (ASCII case ignored), else CONNACK 5.
     /// The CONNECT needs no password.
     pub fn add_x509_thumbprint_enrollment(
@@ -501,7 +502,7 @@ impl DpsService {
     /// name, without a password. The chain is the adapter's to verify (a
     /// sans-IO engine holds no certificates): it names the groups whose
     /// CA verified the connection's certificate, and the common name, in
-    /// [`accept_with_verified_certificate`](Self::accept_with_verified_certificate).
+    /// [`accept`](Self::accept).
     pub fn add_x509_ca_group_enrollment(&mut self, name: &str, options: EnrollmentOptions) {
         self.groups.insert(
             String::from(name),
@@ -571,20 +572,19 @@ impl DpsService {
         }
     }
 
-    /// How long, in ms, a connection opened with [`accept_at`](Self::accept_at)
-    /// may go without an accepted CONNECT before the service closes it
-    /// ([`CloseReason::ConnectTimeout`]); `None` turns the deadline off.
-    /// Applies to connections accepted afterwards. Default
-    /// [`DEFAULT_CONNECT_TIMEOUT_MS`].
-    pub fn set_connect_timeout(&mut self, timeout_ms: Option<u64>) {
-        self.connect_timeout_ms = timeout_ms;
+    /// How long a connection may go without an accepted CONNECT before the
+    /// service closes it ([`CloseReason::ConnectTimeout`]); `None` turns the
+    /// deadline off. Applies to connections accepted afterwards. Default
+    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn set_connect_timeout(&mut self, timeout: Option<Duration>) {
+        self.connect_timeout_ms = timeout.map(crate::millis);
     }
 
-    /// The CONNECT deadline of new connections, in ms
+    /// The CONNECT deadline of new connections
     /// ([`set_connect_timeout`](Self::set_connect_timeout)).
     #[must_use]
-    pub fn connect_timeout(&self) -> Option<u64> {
-        self.connect_timeout_ms
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout_ms.map(Duration::from_millis)
     }
 
     /// The `retry-after` (seconds) of 202 answers; `None` leaves it out.
@@ -595,48 +595,28 @@ impl DpsService {
     // -----------------------------------------------------------------------
     // Connections
 
-    /// A new connection (the transport is up; the client has sent nothing).
-    /// Without a clock, it has no CONNECT deadline; an adapter serving
-    /// real sockets uses [`accept_at`](Self::accept_at).
-    pub fn accept(&mut self) -> ConnId {
-        self.accept_with_thumbprint(None)
-    }
-
-    /// A new connection whose TLS layer received a client certificate with
-    /// this SHA-256 thumbprint (hex), checked against the thumbprints of
-    /// X.509 enrollments ([`add_x509_thumbprint_enrollment`](Self::add_x509_thumbprint_enrollment));
-    /// `None` when the client presented no certificate.
-    pub fn accept_with_thumbprint(&mut self, thumbprint: Option<String>) -> ConnId {
-        self.accept_with_verified_certificate(thumbprint, None)
-    }
-
-    /// A new connection whose client certificate (SHA-256 thumbprint, as
-    /// in [`accept_with_thumbprint`](Self::accept_with_thumbprint)) the
-    /// adapter verified against the CA certificates of X.509 CA groups:
-    /// `verified` names the groups and the certificate's common name. A
-    /// CONNECT without a password is then admitted by the first of those
-    /// groups that is an X.509 CA group, if its registration id is the
-    /// common name; otherwise it is refused with CONNACK 5.
-    pub fn accept_with_verified_certificate(
-        &mut self,
-        thumbprint: Option<String>,
-        verified: Option<VerifiedCertificate>,
-    ) -> ConnId {
-        self.insert_conn(Conn::new(thumbprint, None), verified)
-    }
-
-    /// A new connection opened at monotonic `now_ms`, with the client
-    /// certificate as in [`accept_with_verified_certificate`](Self::accept_with_verified_certificate):
-    /// unless a CONNECT is accepted by `now_ms` + [`connect_timeout`](Self::connect_timeout),
+    /// A new connection, its transport up at `now` (the client has sent
+    /// nothing yet). `thumbprint` is the SHA-256 thumbprint (hex) of the
+    /// client certificate its TLS layer received, checked against the
+    /// thumbprints of X.509 enrollments
+    /// ([`add_x509_thumbprint_enrollment`](Self::add_x509_thumbprint_enrollment));
+    /// `None` when the client presented no certificate. `verified` says
+    /// which X.509 CA groups' certificates the adapter verified the client
+    /// certificate against, and its common name: a CONNECT without a
+    /// password is then admitted by the first of those groups that is an
+    /// X.509 CA group, if its registration id is the common name; otherwise
+    /// it is refused with CONNACK 5. Unless a CONNECT is accepted by `now` +
+    /// [`connect_timeout`](Self::connect_timeout),
     /// [`handle_timeout`](Self::handle_timeout) closes it with
-    /// [`CloseReason::ConnectTimeout`]; [`next_timeout`](Self::next_timeout)
+    /// [`CloseReason::ConnectTimeout`]; [`poll_timeout`](Self::poll_timeout)
     /// includes that deadline.
-    pub fn accept_at(
+    pub fn accept(
         &mut self,
-        now_ms: u64,
+        now: Instant,
         thumbprint: Option<String>,
         verified: Option<VerifiedCertificate>,
     ) -> ConnId {
+        let now_ms = now.as_millis();
         let deadline = self.connect_timeout_ms.map(|t| now_ms.saturating_add(t));
         self.insert_conn(Conn::new(thumbprint, deadline), verified)
     }
@@ -655,9 +635,10 @@ impl DpsService {
         id
     }
 
-    /// Bytes from the client at monotonic `now_ms` and wall-clock
+    /// Bytes from the client at monotonic `now` and wall-clock
     /// `unix_secs`. Ignored on a closed or unknown connection.
-    pub fn handle_input(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, data: &[u8]) {
+    pub fn handle_input(&mut self, conn: ConnId, now: Instant, unix_secs: u64, data: &[u8]) {
+        let now_ms = now.as_millis();
         match self.conns.get_mut(&conn) {
             Some(c) if c.base.is_open() => c.base.rx.extend_from_slice(data),
             _ => return,
@@ -729,10 +710,11 @@ impl DpsService {
         self.close(conn, CloseReason::Dropped);
     }
 
-    /// Advances to `now_ms` / `unix_secs`: closes connections past their
+    /// Advances to `now` / `unix_secs`: closes connections past their
     /// CONNECT deadline without an accepted CONNECT, connections silent
     /// for more than 1.5 × their keep-alive, and those whose token expired.
-    pub fn handle_timeout(&mut self, now_ms: u64, unix_secs: u64) {
+    pub fn handle_timeout(&mut self, now: Instant, unix_secs: u64) {
+        let now_ms = now.as_millis();
         let unconnected: Vec<ConnId> = self
             .conns
             .iter()
@@ -771,12 +753,13 @@ impl DpsService {
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
     #[must_use]
-    pub fn next_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()
             .flat_map(|c| c.base.deadlines())
             .flatten()
             .min()
+            .map(Instant::from_millis)
     }
 
     // -----------------------------------------------------------------------

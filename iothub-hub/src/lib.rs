@@ -12,18 +12,20 @@
 //! connection is a [`ConnId`], bytes go in through
 //! [`handle_input`](Hub::handle_input) and come out of
 //! [`poll_transmit`](Hub::poll_transmit), and time enters as arguments —
-//! a monotonic `now_ms` for keep-alive, and wall-clock Unix seconds where
-//! SAS expiry matters. It reads no clock and never panics.
+//! a monotonic [`Instant`] (the device core's) for keep-alive and
+//! deadlines, and wall-clock Unix seconds where SAS expiry matters. It
+//! reads no clock and never panics; [`poll_timeout`](Hub::poll_timeout)
+//! says when it next needs [`handle_timeout`](Hub::handle_timeout).
 //!
 //! ```text
 //!   test (owns both clocks)        device session           Hub
 //!   ───────────────────────        ──────────────           ───────
-//!   accept() ─────────────────────────────────────────────▶ ConnId
-//!                                  poll_transmit ─bytes──▶  handle_input(conn, now_ms, unix, ..)
+//!   accept(now, thumbprint) ──────────────────────────────▶ ConnId
+//!                                  poll_transmit ─bytes──▶  handle_input(conn, now, unix, ..)
 //!                                  handle_input  ◀─bytes──  poll_transmit(conn)
 //!   is_closed(conn)? ─▶ tell the session its transport closed
 //!   session closed its transport? ─────────────────────────▶ client_closed(conn)
-//!   advance time ─────────────────────────────────────────▶ handle_timeout(now_ms, unix)
+//!   advance time ─────────────────────────────────────────▶ handle_timeout(now, unix)
 //!   service side ─────────────────────────────────────────▶ send_c2d, update_desired, invoke_method, …
 //! ```
 //!
@@ -31,25 +33,25 @@
 //! a service-side call, a fault), drain [`poll_transmit`](Hub::poll_transmit)
 //! for every open connection and check [`is_closed`](Hub::is_closed);
 //! then jump time to the earlier of the session's and the hub's
-//! [`next_timeout`](Hub::next_timeout):
+//! [`poll_timeout`](Hub::poll_timeout):
 //!
 //! ```text
 //! loop {
-//!     while let Some(b) = session.poll_transmit() { hub.handle_input(conn, now_ms, unix, &b) }
+//!     while let Some(b) = session.poll_transmit() { hub.handle_input(conn, now, unix, &b) }
 //!     while let Some(b) = hub.poll_transmit(conn) { session.handle_input(now, &b) }
 //!     if hub.is_closed(conn) { session.handle_transport_closed(now) }
-//!     now_ms = min(session.poll_timeout(), hub.next_timeout()); unix = start_unix + now_ms / 1000;
-//!     hub.handle_timeout(now_ms, unix); session.handle_timeout(now_ms);
+//!     now = min(session.poll_timeout(), hub.poll_timeout()); unix = start_unix + now / 1000;
+//!     hub.handle_timeout(now, unix); session.handle_timeout(now, unix);
 //! }
 //! ```
 //!
 //! # The hub's rules
 //!
 //! **CONNECT** must be the first packet; anything else first, or a second
-//! CONNECT, closes the connection. A connection accepted with a clock
-//! ([`accept_at`](Hub::accept_at)) that has no accepted CONNECT
-//! [`connect_timeout`](Hub::connect_timeout) ms after it opened (default
-//! [`DEFAULT_CONNECT_TIMEOUT_MS`], 30 s) is closed by
+//! CONNECT, closes the connection. A connection that has no accepted
+//! CONNECT [`connect_timeout`](Hub::connect_timeout) after it was
+//! [`accept`](Hub::accept)ed (default [`DEFAULT_CONNECT_TIMEOUT`], 30 s) is
+//! closed by
 //! [`handle_timeout`](Hub::handle_timeout) with
 //! [`CloseReason::ConnectTimeout`]: a client that sends nothing, or only
 //! part of a CONNECT, does not keep its socket. A CONNECT of another protocol level than
@@ -60,12 +62,12 @@
 //! |---|---|
 //! | an injected refusal is pending ([`refuse_connects`](Hub::refuse_connects)) | its code |
 //! | keep-alive above [`MAX_KEEP_ALIVE_SECS`] (1177 s) | 2 (identifier rejected; a choice, the service documents no code) |
-//! | username missing or not read by [`Username::parse`] (either form) | 4 |
+//! | username missing or not read by [`Username::parse`](username::Username::parse) (either form) | 4 |
 //! | username host name is not the hub's (ASCII case ignored) | 4 |
 //! | client id is not `{device}` / `{device}/{module}` of the username | 2 |
 //! | the identity is refused for a while ([`refuse_connects_until`](Hub::refuse_connects_until)) | its code |
 //! | identity unknown | 5 |
-//! | X.509 identity: no client certificate ([`accept_with_thumbprint`](Hub::accept_with_thumbprint)) | 5 |
+//! | X.509 identity: no client certificate (no thumbprint given to [`accept`](Hub::accept)) | 5 |
 //! | X.509 identity: thumbprint is neither registered one (then accepted, no expiry) | 4 |
 //! | no password, or not a SAS token ([`SasToken::parse`]) | 4 |
 //! | token resource URI is not the identity's ([`Identity::resource_uri`]) | 5 |
@@ -155,7 +157,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::string::String;
 use std::vec::Vec;
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
+use iothub_proto::time::Instant;
 use serde_json::{Map, Value};
 
 use crate::topic::DeviceTopic;
@@ -193,12 +198,11 @@ pub const MAX_C2D_SIZE: usize = 64 * 1024;
 pub const MAX_PENDING_C2D: usize = 50;
 /// The largest direct-method payload: 128 KB.
 pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
-/// How long a connection accepted with [`Hub::accept_at`] (or
-/// [`DpsService::accept_at`](dps::DpsService::accept_at)) may go without an
-/// accepted CONNECT before the hub closes it: 30 s. The service documents
-/// no value; 30 s is the CONNACK timeout of Microsoft's C device SDK, so a
-/// client slow enough to be cut off has given up already.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 30_000;
+/// How long a connection may go without an accepted CONNECT before the
+/// hub (or DPS) closes it: 30 s. The service documents no value; 30 s is
+/// the CONNACK timeout of Microsoft's C device SDK, so a client slow
+/// enough to be cut off has given up already.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest packet the hub decodes: a maximal telemetry PUBLISH (fixed
 /// header, topic of up to 65,535 bytes, packet id, 256 KB body). Larger
@@ -316,7 +320,7 @@ struct Conn {
     /// The SHA-256 thumbprint of the client certificate the transport saw.
     thumbprint: Option<String>,
     /// The monotonic ms by which CONNECT must be accepted
-    /// ([`Hub::accept_at`]); `None` without a clock at accept.
+    /// ([`Hub::accept`]); `None` when the deadline is off.
     connect_deadline: Option<u64>,
 }
 
@@ -419,6 +423,7 @@ struct Faults {
 /// use bytes::BytesMut;
 /// use iothub_proto::auth::{ConnectCredentials, Credential, DeviceId, HostName, SharedAccessKey, UsernameOptions};
 /// use iothub_proto::mqtt::{self, Connect, Packet, MAX_PACKET_SIZE};
+/// use iothub_proto::time::Instant;
 /// use iothub_hub::Hub;
 ///
 /// let key = SharedAccessKey::from_bytes([7u8; 32])?;
@@ -434,8 +439,9 @@ struct Faults {
 ///     .with_username(creds.username.as_str())?
 ///     .with_password(creds.expose_password().unwrap_or_default().to_vec())?;
 ///
-/// let conn = hub.accept();
-/// hub.handle_input(conn, 0, now_unix, &Packet::Connect(connect).to_bytes());
+/// let now = Instant::ZERO; // the caller's monotonic clock
+/// let conn = hub.accept(now, None);
+/// hub.handle_input(conn, now, now_unix, &Packet::Connect(connect).to_bytes());
 /// let mut rx = BytesMut::from(&hub.poll_transmit(conn).unwrap()[..]);
 /// let Some(Packet::Connack(ack)) = mqtt::decode(&mut rx, MAX_PACKET_SIZE)? else { panic!() };
 /// assert!(ack.code().is_accepted());
@@ -530,7 +536,7 @@ impl Hub {
             delayed: Vec::new(),
             routes: BTreeMap::new(),
             route_failures: Vec::new(),
-            connect_timeout_ms: Some(DEFAULT_CONNECT_TIMEOUT_MS),
+            connect_timeout_ms: Some(millis(DEFAULT_CONNECT_TIMEOUT)),
             retain_property: RetainProperty::default(),
         }
     }
@@ -550,20 +556,19 @@ impl Hub {
         self.authenticate = !skip;
     }
 
-    /// How long, in ms, a connection opened with [`accept_at`](Self::accept_at)
-    /// may go without an accepted CONNECT before the hub closes it
-    /// ([`CloseReason::ConnectTimeout`]); `None` turns the deadline off.
-    /// Applies to connections accepted afterwards. Default
-    /// [`DEFAULT_CONNECT_TIMEOUT_MS`].
-    pub fn set_connect_timeout(&mut self, timeout_ms: Option<u64>) {
-        self.connect_timeout_ms = timeout_ms;
+    /// How long a connection may go without an accepted CONNECT before the
+    /// hub closes it ([`CloseReason::ConnectTimeout`]); `None` turns the
+    /// deadline off. Applies to connections accepted afterwards. Default
+    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn set_connect_timeout(&mut self, timeout: Option<Duration>) {
+        self.connect_timeout_ms = timeout.map(millis);
     }
 
-    /// The CONNECT deadline of new connections, in ms
+    /// The CONNECT deadline of new connections
     /// ([`set_connect_timeout`](Self::set_connect_timeout)).
     #[must_use]
-    pub fn connect_timeout(&self) -> Option<u64> {
-        self.connect_timeout_ms
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout_ms.map(Duration::from_millis)
     }
 
     /// The application property that marks a message published with
@@ -744,29 +749,17 @@ impl Hub {
     // -----------------------------------------------------------------------
     // Connections: bytes in, bytes out, time
 
-    /// A new connection (the transport is up; the client has sent nothing).
-    /// Without a clock, it has no CONNECT deadline; an adapter serving
-    /// real sockets uses [`accept_at`](Self::accept_at).
-    pub fn accept(&mut self) -> ConnId {
-        self.accept_with_thumbprint(None)
-    }
-
-    /// A new connection whose TLS layer received a client certificate with
-    /// this SHA-256 thumbprint (hex), checked against X.509 registrations
-    /// at CONNECT; `None` when the client presented no certificate. No
-    /// CONNECT deadline, as with [`accept`](Self::accept).
-    pub fn accept_with_thumbprint(&mut self, thumbprint: Option<String>) -> ConnId {
-        self.insert_conn(Conn::new(thumbprint, None))
-    }
-
-    /// A new connection opened at monotonic `now_ms` (with the client
-    /// certificate's thumbprint, as in
-    /// [`accept_with_thumbprint`](Self::accept_with_thumbprint)): unless a
-    /// CONNECT is accepted by `now_ms` + [`connect_timeout`](Self::connect_timeout),
+    /// A new connection, its transport up at `now` (the client has sent
+    /// nothing yet). `thumbprint` is the SHA-256 thumbprint (hex) of the
+    /// client certificate its TLS layer received, checked against X.509
+    /// registrations at CONNECT; `None` when the client presented none.
+    /// Unless a CONNECT is accepted by `now` +
+    /// [`connect_timeout`](Self::connect_timeout),
     /// [`handle_timeout`](Self::handle_timeout) closes it with
-    /// [`CloseReason::ConnectTimeout`]; [`next_timeout`](Self::next_timeout)
+    /// [`CloseReason::ConnectTimeout`]; [`poll_timeout`](Self::poll_timeout)
     /// includes that deadline.
-    pub fn accept_at(&mut self, now_ms: u64, thumbprint: Option<String>) -> ConnId {
+    pub fn accept(&mut self, now: Instant, thumbprint: Option<String>) -> ConnId {
+        let now_ms = now.as_millis();
         let deadline = self.connect_timeout_ms.map(|t| now_ms.saturating_add(t));
         self.insert_conn(Conn::new(thumbprint, deadline))
     }
@@ -799,11 +792,12 @@ impl Hub {
         self.touched.pop_first()
     }
 
-    /// Bytes from the client, at monotonic time `now_ms` and wall-clock
+    /// Bytes from the client, at monotonic time `now` and wall-clock
     /// `unix_secs` (for SAS expiry). Packets may be split anywhere. Ignored
     /// on a closed or unknown connection. Drain [`poll_transmit`](Self::poll_transmit)
     /// and check [`is_closed`](Self::is_closed) afterwards.
-    pub fn handle_input(&mut self, conn: ConnId, now_ms: u64, unix_secs: u64, data: &[u8]) {
+    pub fn handle_input(&mut self, conn: ConnId, now: Instant, unix_secs: u64, data: &[u8]) {
+        let now_ms = now.as_millis();
         match self.conns.get_mut(&conn) {
             Some(c) if c.is_open() => c.rx.extend_from_slice(data),
             _ => return,
@@ -868,14 +862,15 @@ impl Hub {
         self.close(conn, CloseReason::TransportClosed);
     }
 
-    /// Advances the hub to monotonic `now_ms` and wall-clock `unix_secs`:
+    /// Advances the hub to monotonic `now` and wall-clock `unix_secs`:
     /// closes every connection past its CONNECT deadline without an
     /// accepted CONNECT ([`CloseReason::ConnectTimeout`]), every connection
     /// silent for more than 1.5 × its keep-alive and every connection whose
     /// SAS token has expired (will published), ends method calls past
     /// their deadline ([`MethodOutcome::TimedOut`]), and releases answers
     /// held back by [`delay_answers`](Self::delay_answers).
-    pub fn handle_timeout(&mut self, now_ms: u64, unix_secs: u64) {
+    pub fn handle_timeout(&mut self, now: Instant, unix_secs: u64) {
+        let now_ms = now.as_millis();
         let unconnected: Vec<ConnId> = self
             .conns
             .iter()
@@ -940,18 +935,22 @@ impl Hub {
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) next has work, in the
-    /// caller's monotonic ms: the earliest CONNECT deadline of a connection
+    /// When [`handle_timeout`](Self::handle_timeout) next has work, on the
+    /// caller's monotonic clock: the earliest CONNECT deadline of a connection
     /// still waiting for its CONNECT, keep-alive deadline or SAS expiry
     /// (translated from Unix seconds with the clocks given at CONNECT) of
     /// the live connections, method-call deadline, or end of an injected
     /// delay. `None` when nothing is pending.
     #[must_use]
-    pub fn next_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         let conns = self.conns.values().flat_map(Conn::deadlines).flatten();
         let calls = self.method_calls.values().filter_map(|c| c.deadline);
         let delayed = self.delayed.iter().map(|d| d.at_ms);
-        conns.chain(calls).chain(delayed).min()
+        conns
+            .chain(calls)
+            .chain(delayed)
+            .min()
+            .map(Instant::from_millis)
     }
 
     // -----------------------------------------------------------------------
@@ -1134,7 +1133,7 @@ impl Hub {
     }
 
     /// The service calls a direct method and waits until monotonic
-    /// `deadline_ms` (the caller's `now_ms` plus the response timeout,
+    /// `deadline` (the caller's `now` plus the response timeout,
     /// which the service API keeps within 5–300 s). The call ends in
     /// exactly one [`MethodResult`] from [`poll_method_result`](Self::poll_method_result):
     /// the device's answer, or [`MethodOutcome::TimedOut`] from the first
@@ -1146,9 +1145,9 @@ impl Hub {
         identity: &Identity,
         name: &str,
         payload: Bytes,
-        deadline_ms: u64,
+        deadline: Instant,
     ) -> Result<RequestId, HubError> {
-        self.invoke(identity, name, payload, Some(deadline_ms))
+        self.invoke(identity, name, payload, Some(deadline.as_millis()))
     }
 
     /// The next ended deadline-tracked method call, or `None`. Drain after
@@ -1364,24 +1363,25 @@ impl Hub {
     }
 
     /// CONNECTs of this identity are refused with `code` until monotonic
-    /// `until_ms` (checked once the username names the identity, before
-    /// the credentials). `ConnectReturnCode::Accepted` turns this off.
+    /// `until` (checked once the username names the identity, before the
+    /// credentials). `ConnectReturnCode::Accepted` turns this off.
     pub fn refuse_connects_until(
         &mut self,
         identity: &Identity,
-        until_ms: u64,
+        until: Instant,
         code: ConnectReturnCode,
     ) -> Result<(), HubError> {
+        let until_ms = until.as_millis();
         self.record_mut(identity)?.refuse_until = (!code.is_accepted()).then_some((until_ms, code));
         Ok(())
     }
 
     /// Holds back the identity's twin answers, and the results of
-    /// deadline-tracked method calls to it, by `delay_ms` (0 turns this
+    /// deadline-tracked method calls to it, by `delay` (zero turns this
     /// off): a slow hub. A delayed method result still counts as answered
     /// if the answer itself arrived before the deadline.
-    pub fn delay_answers(&mut self, identity: &Identity, delay_ms: u64) -> Result<(), HubError> {
-        self.record_mut(identity)?.answer_delay_ms = delay_ms;
+    pub fn delay_answers(&mut self, identity: &Identity, delay: Duration) -> Result<(), HubError> {
+        self.record_mut(identity)?.answer_delay_ms = millis(delay);
         Ok(())
     }
 
@@ -2031,6 +2031,11 @@ fn check_name(name: &str) -> Result<(), HubError> {
         return Err(HubError::InvalidName);
     }
     Ok(())
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Whether a telemetry topic's ids are the identity's own.

@@ -99,7 +99,7 @@ impl DpsPair {
                                 .handle_transport_closed(now, TransportClosed::ConnectFailed);
                             continue;
                         }
-                        let conn = self.dps.accept();
+                        let conn = self.dps.accept(self.now(), None, None);
                         self.conn = Some(conn);
                         self.conns.push(conn);
                         self.up_buf.clear();
@@ -120,7 +120,7 @@ impl DpsPair {
                     self.up.push(p);
                 }
                 if let Some(conn) = self.conn {
-                    let (now, unix) = (self.now_ms, self.unix());
+                    let (now, unix) = (self.now(), self.unix());
                     self.dps.handle_input(conn, now, unix, &bytes);
                 }
             }
@@ -157,7 +157,7 @@ impl DpsPair {
 
     fn next_wakeup(&self) -> Option<u64> {
         let s = self.session.poll_timeout().map(Instant::as_millis);
-        let d = self.dps.next_timeout();
+        let d = self.dps.poll_timeout().map(Instant::as_millis);
         match (s, d) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -178,7 +178,8 @@ impl DpsPair {
             }
             self.now_ms = self.now_ms.max(at);
             let (now, unix) = (self.now(), self.unix());
-            self.dps.handle_timeout(self.now_ms, unix);
+            self.dps
+                .handle_timeout(Instant::from_millis(self.now_ms), unix);
             self.session.handle_timeout(now, unix);
         }
         self.pump();

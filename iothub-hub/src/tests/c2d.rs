@@ -92,7 +92,7 @@ fn unacknowledged_c2d_is_redelivered_with_dup_after_a_clean_session_0_reconnect(
         .send_c2d(&d, c2d_props(Some("c")), Bytes::from_static(b"c"))
         .unwrap();
 
-    let conn = w.hub.accept();
+    let conn = w.hub.accept(Instant::ZERO, None);
     let connect = w.connect_packet(&dev, &k);
     w.send(conn, connect);
     let packets = w.recv(conn);
@@ -233,7 +233,7 @@ fn module_inputs_follow_the_same_rules() {
     );
     // Not acknowledged; redelivered with DUP on a CleanSession 0 reconnect.
     w.hub.client_closed(conn);
-    let conn = w.hub.accept();
+    let conn = w.hub.accept(Instant::ZERO, None);
     let connect = w.connect_packet(&m, &mk);
     w.send(conn, connect);
     let packets = w.recv(conn);

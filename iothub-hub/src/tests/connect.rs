@@ -163,7 +163,7 @@ fn protocol_level_other_than_4_is_refused_with_code_1() {
     // Fixed header (2 or 3 bytes), then 00 04 'M' 'Q' 'T' 'T' level.
     let at = bytes.windows(4).position(|x| x == b"MQTT").unwrap() + 4;
     bytes[at] = 3;
-    let conn = w.hub.accept();
+    let conn = w.hub.accept(Instant::ZERO, None);
     w.send_bytes(conn, &bytes);
     let packets = w.recv(conn);
     assert_eq!(
@@ -180,7 +180,7 @@ fn protocol_level_other_than_4_is_refused_with_code_1() {
 fn connect_must_come_first_and_only_once() {
     let mut w = World::new();
     let (dev, k) = w.device("dev1", 1);
-    let conn = w.hub.accept();
+    let conn = w.hub.accept(Instant::ZERO, None);
     w.send(conn, Packet::Pingreq);
     assert!(w.recv(conn).is_empty());
     assert_eq!(
@@ -249,7 +249,7 @@ fn input_split_at_every_boundary() {
     Packet::Pingreq.encode(&mut wire);
     let mut expected = None;
     for split in 0..=wire.len() {
-        let conn = w.hub.accept();
+        let conn = w.hub.accept(Instant::ZERO, None);
         let (a, b) = wire.split_at(split);
         w.send_bytes(conn, a);
         w.send_bytes(conn, b);
@@ -413,27 +413,33 @@ fn keep_alive_drops_a_client_silent_for_more_than_one_and_a_half_times() {
     let mut w = World::new();
     let (dev, k) = w.device("dev1", 1);
     let (conn, _) = w.open(with_will(&w, &dev, &k)); // keep-alive 60 s
-    assert_eq!(w.hub.next_timeout(), Some(90_001));
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), Some(90_001));
     // Activity moves the deadline.
     w.advance(50_000);
     w.send(conn, Packet::Pingreq);
-    assert_eq!(w.hub.next_timeout(), Some(140_001));
-    w.hub.handle_timeout(140_000, T0 + 140);
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), Some(140_001));
+    w.hub
+        .handle_timeout(Instant::from_millis(140_000), T0 + 140);
     assert!(!w.hub.is_closed(conn));
-    w.hub.handle_timeout(140_001, T0 + 140);
+    w.hub
+        .handle_timeout(Instant::from_millis(140_001), T0 + 140);
     assert_eq!(
         w.hub.close_reason(conn),
         Some(CloseReason::KeepAliveTimeout)
     );
     assert_eq!(w.hub.counters().keep_alive_timeouts, 1);
     assert!(w.hub.telemetry()[0].is_will());
-    assert_eq!(w.hub.next_timeout(), None);
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), None);
     // Keep-alive 0: no deadline.
     let connect = w.connect_packet(&dev, &k).with_keep_alive(0);
     let (conn, _) = w.open(connect);
     // The token still expires in an hour.
-    assert_eq!(w.hub.next_timeout(), Some(w.now_ms + 3_600_000));
-    w.hub.handle_timeout(w.now_ms + 3_599_999, w.unix() + 3599);
+    assert_eq!(
+        w.hub.poll_timeout().map(Instant::as_millis),
+        Some(w.now_ms + 3_600_000)
+    );
+    w.hub
+        .handle_timeout(Instant::from_millis(w.now_ms + 3_599_999), w.unix() + 3599);
     assert!(!w.hub.is_closed(conn));
 }
 
@@ -445,10 +451,12 @@ fn a_connection_is_closed_when_its_token_expires() {
     let connect =
         connect_with(&dev, &k, w.unix() + 100, &UsernameOptions::default()).with_keep_alive(0);
     let (conn, _) = w.open(connect);
-    assert_eq!(w.hub.next_timeout(), Some(105_000));
-    w.hub.handle_timeout(104_999, T0 + 104);
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), Some(105_000));
+    w.hub
+        .handle_timeout(Instant::from_millis(104_999), T0 + 104);
     assert!(!w.hub.is_closed(conn));
-    w.hub.handle_timeout(105_000, T0 + 105);
+    w.hub
+        .handle_timeout(Instant::from_millis(105_000), T0 + 105);
     assert_eq!(w.hub.close_reason(conn), Some(CloseReason::TokenExpired));
     assert_eq!(w.hub.counters().token_expiries, 1);
 
@@ -464,13 +472,13 @@ fn a_connection_is_closed_when_its_token_expires() {
 #[test]
 fn a_connection_without_connect_is_closed_at_the_connect_deadline() {
     let mut w = World::new();
-    assert_eq!(w.hub.connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT_MS));
+    assert_eq!(w.hub.connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT));
     w.advance(1_000);
-    let silent = w.hub.accept_at(w.now_ms, None);
-    assert_eq!(w.hub.next_timeout(), Some(31_000));
-    w.hub.handle_timeout(30_999, T0 + 30);
+    let silent = w.hub.accept(Instant::from_millis(w.now_ms), None);
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), Some(31_000));
+    w.hub.handle_timeout(Instant::from_millis(30_999), T0 + 30);
     assert!(!w.hub.is_closed(silent));
-    w.hub.handle_timeout(31_000, T0 + 31);
+    w.hub.handle_timeout(Instant::from_millis(31_000), T0 + 31);
     assert!(w.hub.is_closed(silent));
     assert_eq!(
         w.hub.close_reason(silent),
@@ -481,22 +489,27 @@ fn a_connection_without_connect_is_closed_at_the_connect_deadline() {
     assert!(w.recv(silent).is_empty());
     assert_eq!(w.hub.counters().connect_timeouts, 1);
     assert!(w.hub.telemetry().is_empty());
-    assert_eq!(w.hub.next_timeout(), None);
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), None);
 }
 
 #[test]
 fn a_partial_connect_does_not_hold_the_connection_open() {
     let mut w = World::new();
     let (dev, k) = w.device("dev1", 1);
-    w.hub.set_connect_timeout(Some(5_000));
-    let conn = w.hub.accept_at(w.now_ms, None);
+    w.hub
+        .set_connect_timeout(Some(Duration::from_millis(5_000)));
+    let conn = w.hub.accept(Instant::from_millis(w.now_ms), None);
     let bytes = Packet::Connect(w.connect_packet(&dev, &k)).to_bytes();
     // A slowloris: one byte now, one more later, never the whole CONNECT.
     w.send_bytes(conn, &bytes[..1]);
     w.advance(4_000);
     w.send_bytes(conn, &bytes[1..2]);
-    assert_eq!(w.hub.next_timeout(), Some(5_000), "input moves no deadline");
-    w.hub.handle_timeout(5_000, T0 + 5);
+    assert_eq!(
+        w.hub.poll_timeout().map(Instant::as_millis),
+        Some(5_000),
+        "input moves no deadline"
+    );
+    w.hub.handle_timeout(Instant::from_millis(5_000), T0 + 5);
     assert_eq!(w.hub.close_reason(conn), Some(CloseReason::ConnectTimeout));
     // The rest of the CONNECT, too late, is ignored.
     w.send_bytes(conn, &bytes[2..]);
@@ -508,34 +521,47 @@ fn a_partial_connect_does_not_hold_the_connection_open() {
 fn an_accepted_connect_ends_the_connect_deadline() {
     let mut w = World::new();
     let (dev, k) = w.device("dev1", 1);
-    w.hub.set_connect_timeout(Some(5_000));
-    let conn = w.hub.accept_at(w.now_ms, None);
+    w.hub
+        .set_connect_timeout(Some(Duration::from_millis(5_000)));
+    let conn = w.hub.accept(Instant::from_millis(w.now_ms), None);
     w.advance(4_999);
     let connect = w.connect_packet(&dev, &k).with_keep_alive(0);
     w.send(conn, connect);
     assert!(matches!(w.recv(conn).as_slice(), [Packet::Connack(a)] if a.code().is_accepted()));
     // Only the token's expiry (an hour from now) is left.
-    assert_eq!(w.hub.next_timeout(), Some(w.now_ms + 3_600_000));
-    w.hub.handle_timeout(60_000, T0 + 60);
+    assert_eq!(
+        w.hub.poll_timeout().map(Instant::as_millis),
+        Some(w.now_ms + 3_600_000)
+    );
+    w.hub.handle_timeout(Instant::from_millis(60_000), T0 + 60);
     assert!(w.hub.is_connected(&dev));
     assert_eq!(w.hub.counters().connect_timeouts, 0);
 }
 
 #[test]
-fn the_connect_deadline_can_be_turned_off_and_plain_accept_has_none() {
+fn the_connect_deadline_can_be_turned_off() {
     let mut w = World::new();
-    let untimed = w.hub.accept();
+    let timed = w.hub.accept(Instant::ZERO, None);
+    assert_eq!(
+        w.hub.poll_timeout(),
+        Some(Instant::ZERO + DEFAULT_CONNECT_TIMEOUT)
+    );
     w.hub.set_connect_timeout(None);
-    let off = w.hub.accept_at(0, None);
-    assert_eq!(w.hub.next_timeout(), None);
-    w.hub.handle_timeout(u64::MAX, u64::MAX);
-    assert!(!w.hub.is_closed(untimed));
+    let off = w.hub.accept(Instant::from_millis(0), None);
+    w.hub
+        .handle_timeout(Instant::from_millis(u64::MAX), u64::MAX);
+    assert!(
+        w.hub.is_closed(timed),
+        "accepted before the deadline was turned off"
+    );
     assert!(!w.hub.is_closed(off));
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), None);
     // A deadline near the end of time saturates instead of wrapping.
-    w.hub.set_connect_timeout(Some(u64::MAX));
-    let late = w.hub.accept_at(u64::MAX - 1, None);
-    assert_eq!(w.hub.next_timeout(), Some(u64::MAX));
-    w.hub.handle_timeout(u64::MAX - 1, T0);
+    w.hub
+        .set_connect_timeout(Some(Duration::from_millis(u64::MAX)));
+    let late = w.hub.accept(Instant::from_millis(u64::MAX - 1), None);
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), Some(u64::MAX));
+    w.hub.handle_timeout(Instant::from_millis(u64::MAX - 1), T0);
     assert!(!w.hub.is_closed(late));
 }
 
@@ -543,21 +569,22 @@ fn the_connect_deadline_can_be_turned_off_and_plain_accept_has_none() {
 fn a_refused_or_client_closed_connection_keeps_its_own_close_reason() {
     let mut w = World::new();
     let (dev, _) = w.device("dev1", 1);
-    w.hub.set_connect_timeout(Some(1_000));
-    let refused = w.hub.accept_at(0, None);
+    w.hub
+        .set_connect_timeout(Some(Duration::from_millis(1_000)));
+    let refused = w.hub.accept(Instant::from_millis(0), None);
     let bad_key = connect_with(&dev, &key(9), T0 + 60, &UsernameOptions::default());
     w.send(refused, bad_key);
-    let gone = w.hub.accept_at(0, None);
+    let gone = w.hub.accept(Instant::from_millis(0), None);
     w.hub.client_closed(gone);
     // Not CONNECT first: a violation before the deadline.
-    let pinger = w.hub.accept_at(0, None);
+    let pinger = w.hub.accept(Instant::from_millis(0), None);
     w.send(pinger, Packet::Pingreq);
     assert_eq!(
-        w.hub.next_timeout(),
+        w.hub.poll_timeout().map(Instant::as_millis),
         None,
         "closed connections have no deadline"
     );
-    w.hub.handle_timeout(1_000, T0 + 1);
+    w.hub.handle_timeout(Instant::from_millis(1_000), T0 + 1);
     assert_eq!(
         w.hub.close_reason(refused),
         Some(CloseReason::Refused(

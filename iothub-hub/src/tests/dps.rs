@@ -70,7 +70,7 @@ impl Dps {
 
     fn send(&mut self, conn: ConnId, packet: impl Into<Packet>) {
         let bytes = packet.into().to_bytes();
-        let (now, unix) = (self.now_ms, self.unix());
+        let (now, unix) = (Instant::from_millis(self.now_ms), self.unix());
         self.svc.handle_input(conn, now, unix, &bytes);
     }
 
@@ -88,7 +88,7 @@ impl Dps {
     }
 
     fn open(&mut self, connect: Connect) -> (ConnId, ConnectReturnCode) {
-        let conn = self.svc.accept();
+        let conn = self.svc.accept(Instant::ZERO, None, None);
         self.send(conn, connect);
         match self.recv(conn).as_slice() {
             [Packet::Connack(ack)] => {
@@ -429,7 +429,7 @@ fn x509_thumbprint_enrollments_check_the_certificate() {
         ("ab01", ConnectReturnCode::Accepted),
         ("CD02", ConnectReturnCode::Accepted),
     ] {
-        let conn = d.svc.accept_with_thumbprint(Some(seen.into()));
+        let conn = d.svc.accept(Instant::ZERO, Some(seen.into()), None);
         d.send(conn, connect_for("cam", &x509, unix + 60));
         match d.recv(conn).as_slice() {
             [Packet::Connack(ack)] => assert_eq!(ack.code(), want, "{seen}"),
@@ -666,7 +666,7 @@ fn protocol_rules() {
         Some(CloseReason::ProtocolViolation(Violation::Qos2))
     );
     // Not CONNECT first.
-    let conn = d.svc.accept();
+    let conn = d.svc.accept(Instant::ZERO, None, None);
     d.send(conn, Packet::Pingreq);
     assert_eq!(
         d.svc.close_reason(conn),
@@ -676,9 +676,12 @@ fn protocol_rules() {
     let conn = d.ready("dev-1", &sym(1));
     d.send(conn, Packet::Pingreq);
     assert_eq!(d.recv(conn), vec![Packet::Pingresp]);
-    assert_eq!(d.svc.next_timeout(), Some(d.now_ms + 90_001));
+    assert_eq!(
+        d.svc.poll_timeout().map(Instant::as_millis),
+        Some(d.now_ms + 90_001)
+    );
     d.now_ms += 90_001;
-    let (now, unix) = (d.now_ms, d.unix());
+    let (now, unix) = (Instant::from_millis(d.now_ms), d.unix());
     d.svc.handle_timeout(now, unix);
     assert_eq!(
         d.svc.close_reason(conn),
@@ -739,9 +742,7 @@ fn x509_ca_groups_admit_verified_certificates_by_common_name() {
     let unix = d.unix();
     let x509 = ProvisioningAttestation::X509;
     let open = |d: &mut Dps, verified: Option<VerifiedCertificate>, r: &str| {
-        let conn = d
-            .svc
-            .accept_with_verified_certificate(Some("ab01".into()), verified);
+        let conn = d.svc.accept(Instant::ZERO, Some("ab01".into()), verified);
         d.send(conn, connect_for(r, &x509, unix + 60));
         match d.recv(conn).as_slice() {
             [Packet::Connack(ack)] => (conn, ack.code()),
@@ -786,27 +787,28 @@ fn a_dps_connection_without_connect_is_closed_at_the_connect_deadline() {
     let mut d = Dps::new();
     d.svc
         .add_individual_enrollment(rid("dev-1"), key(1), EnrollmentOptions::default());
-    assert_eq!(d.svc.connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT_MS));
-    d.svc.set_connect_timeout(Some(2_000));
+    assert_eq!(d.svc.connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT));
+    d.svc
+        .set_connect_timeout(Some(Duration::from_millis(2_000)));
     d.now_ms = 500;
-    let silent = d.svc.accept_at(d.now_ms, None, None);
+    let silent = d.svc.accept(Instant::from_millis(d.now_ms), None, None);
     // One byte of a CONNECT: not enough.
-    let partial = d.svc.accept_at(d.now_ms, None, None);
+    let partial = d.svc.accept(Instant::from_millis(d.now_ms), None, None);
     let connect = connect_for("dev-1", &sym(1), d.unix() + 3600);
     let bytes = Packet::Connect(connect.clone()).to_bytes();
-    let (now, unix) = (d.now_ms, d.unix());
+    let (now, unix) = (Instant::from_millis(d.now_ms), d.unix());
     d.svc.handle_input(partial, now, unix, &bytes[..1]);
     // A whole CONNECT in time: kept.
-    let connected = d.svc.accept_at(d.now_ms, None, None);
+    let connected = d.svc.accept(Instant::from_millis(d.now_ms), None, None);
     d.send(connected, connect);
     assert!(matches!(d.recv(connected).as_slice(), [Packet::Connack(a)] if a.code().is_accepted()));
-    assert_eq!(d.svc.next_timeout(), Some(2_500));
+    assert_eq!(d.svc.poll_timeout().map(Instant::as_millis), Some(2_500));
     d.now_ms = 2_499;
-    let (now, unix) = (d.now_ms, d.unix());
+    let (now, unix) = (Instant::from_millis(d.now_ms), d.unix());
     d.svc.handle_timeout(now, unix);
     assert!(!d.svc.is_closed(silent) && !d.svc.is_closed(partial));
     d.now_ms = 2_500;
-    let (now, unix) = (d.now_ms, d.unix());
+    let (now, unix) = (Instant::from_millis(d.now_ms), d.unix());
     d.svc.handle_timeout(now, unix);
     for conn in [silent, partial] {
         assert_eq!(d.svc.close_reason(conn), Some(CloseReason::ConnectTimeout));
@@ -815,5 +817,5 @@ fn a_dps_connection_without_connect_is_closed_at_the_connect_deadline() {
     assert!(!d.svc.is_closed(connected));
     assert_eq!(d.svc.counters().connect_timeouts, 2);
     // Only the connected client's keep-alive (60 s from 500 ms) is left.
-    assert_eq!(d.svc.next_timeout(), Some(90_501));
+    assert_eq!(d.svc.poll_timeout().map(Instant::as_millis), Some(90_501));
 }

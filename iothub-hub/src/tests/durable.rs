@@ -118,7 +118,7 @@ fn a_restored_hub_redelivers_with_dup_and_keeps_twin_and_session() {
         "restore is not journaled"
     );
     assert_eq!(w2.hub.identity_state(&dev).unwrap(), state);
-    let conn = w2.hub.accept();
+    let conn = w2.hub.accept(Instant::ZERO, None);
     let connect = w2.connect_packet(&dev, &k);
     w2.send(conn, connect);
     let packets = w2.recv(conn);
@@ -147,7 +147,12 @@ fn deadline_tracked_method_calls_end_answered_or_timed_out() {
     w.subscribe_all(conn, &dev);
     let rid = w
         .hub
-        .invoke_method_until(&dev, "reboot", Bytes::from_static(b"{}"), 5_000)
+        .invoke_method_until(
+            &dev,
+            "reboot",
+            Bytes::from_static(b"{}"),
+            Instant::from_millis(5_000),
+        )
         .unwrap();
     assert!(w.hub.touched.contains(&conn));
     let req = one_publish(&w.recv(conn));
@@ -156,7 +161,7 @@ fn deadline_tracked_method_calls_end_answered_or_timed_out() {
             .as_str()
             .starts_with("$iothub/methods/POST/reboot/")
     );
-    assert_eq!(w.hub.next_timeout(), Some(5_000));
+    assert_eq!(w.hub.poll_timeout().map(Instant::as_millis), Some(5_000));
     w.publish(
         conn,
         &topic::method_response(201, &rid),
@@ -177,14 +182,19 @@ fn deadline_tracked_method_calls_end_answered_or_timed_out() {
     // Unanswered: nothing before the deadline, TimedOut at it.
     let rid = w
         .hub
-        .invoke_method_until(&dev, "slow", Bytes::new(), w.now_ms + 5_000)
+        .invoke_method_until(
+            &dev,
+            "slow",
+            Bytes::new(),
+            Instant::from_millis(w.now_ms + 5_000),
+        )
         .unwrap();
     w.advance(4_999);
-    let (now, unix) = (w.now_ms, w.unix());
+    let (now, unix) = (Instant::from_millis(w.now_ms), w.unix());
     w.hub.handle_timeout(now, unix);
     assert!(w.hub.poll_method_result().is_none());
     w.advance(1);
-    let (now, unix) = (w.now_ms, w.unix());
+    let (now, unix) = (Instant::from_millis(w.now_ms), w.unix());
     w.hub.handle_timeout(now, unix);
     let r = w.hub.poll_method_result().unwrap();
     assert_eq!(
@@ -208,14 +218,21 @@ fn delayed_answers_come_out_of_handle_timeout() {
     let (dev, k) = w.device("dev1", 1);
     let conn = w.connect(&dev, &k);
     w.subscribe_all(conn, &dev);
-    w.hub.delay_answers(&dev, 800).unwrap();
+    w.hub
+        .delay_answers(&dev, Duration::from_millis(800))
+        .unwrap();
     w.publish(conn, "$iothub/twin/GET/?$rid=1", QosPid::AtMostOnce, b"");
     assert!(w.recv(conn).is_empty());
-    let due = w.hub.next_timeout().unwrap();
+    let due = w.hub.poll_timeout().map(Instant::as_millis).unwrap();
     assert_eq!(due, w.now_ms + 800);
     let rid = w
         .hub
-        .invoke_method_until(&dev, "m", Bytes::new(), w.now_ms + 10_000)
+        .invoke_method_until(
+            &dev,
+            "m",
+            Bytes::new(),
+            Instant::from_millis(w.now_ms + 10_000),
+        )
         .unwrap();
     w.recv(conn);
     w.publish(
@@ -226,7 +243,7 @@ fn delayed_answers_come_out_of_handle_timeout() {
     );
     assert!(w.hub.poll_method_result().is_none());
     w.advance(800);
-    let (now, unix) = (w.now_ms, w.unix());
+    let (now, unix) = (Instant::from_millis(w.now_ms), w.unix());
     w.hub.handle_timeout(now, unix);
     let answer = one_publish(&w.recv(conn));
     assert!(answer.topic().as_str().starts_with("$iothub/twin/res/200/"));

@@ -114,7 +114,7 @@ impl World {
     }
 
     pub(super) fn send_bytes(&mut self, conn: ConnId, bytes: &[u8]) {
-        let (now, unix) = (self.now_ms, self.unix());
+        let (now, unix) = (Instant::from_millis(self.now_ms), self.unix());
         self.hub.handle_input(conn, now, unix, bytes);
     }
 
@@ -147,7 +147,7 @@ impl World {
 
     /// Opens a connection, sends `connect`, returns the CONNACK.
     pub(super) fn open(&mut self, connect: Connect) -> (ConnId, Connack) {
-        let conn = self.hub.accept();
+        let conn = self.hub.accept(Instant::ZERO, None);
         self.send(conn, connect);
         let mut packets = self.recv(conn).into_iter();
         let Some(Packet::Connack(ack)) = packets.next() else {

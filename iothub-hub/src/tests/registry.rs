@@ -46,7 +46,7 @@ fn x509_identities_are_checked_by_the_thumbprint_the_transport_saw() {
         .with_username(format!("{HOST}/cam/?api-version=2021-04-12"))
         .unwrap();
     let open = |w: &mut World, thumbprint: Option<&str>| {
-        let conn = w.hub.accept_with_thumbprint(thumbprint.map(s));
+        let conn = w.hub.accept(Instant::ZERO, thumbprint.map(s));
         w.send(conn, connect.clone());
         match w.recv(conn).first() {
             Some(Packet::Connack(ack)) => ack.code(),
@@ -62,7 +62,7 @@ fn x509_identities_are_checked_by_the_thumbprint_the_transport_saw() {
     assert_eq!(open(&mut w, None), ConnectReturnCode::NotAuthorized);
     // A SAS identity does not accept a certificate instead of a token.
     let (sas, _) = w.device("sas", 1);
-    let conn = w.hub.accept_with_thumbprint(Some(s("ab01")));
+    let conn = w.hub.accept(Instant::ZERO, Some(s("ab01")));
     let c = Connect::new("sas")
         .unwrap()
         .with_username(format!("{HOST}/sas/?api-version=2021-04-12"))
@@ -120,7 +120,11 @@ fn an_identity_can_be_refused_for_a_while() {
     let (dev, k) = w.device("dev1", 1);
     let (other, ko) = w.device("dev2", 2);
     w.hub
-        .refuse_connects_until(&dev, 5_000, ConnectReturnCode::ServerUnavailable)
+        .refuse_connects_until(
+            &dev,
+            Instant::from_millis(5_000),
+            ConnectReturnCode::ServerUnavailable,
+        )
         .unwrap();
     let (_, ack) = w.open(w.connect_packet(&dev, &k));
     assert_eq!(ack.code(), ConnectReturnCode::ServerUnavailable);
@@ -129,8 +133,11 @@ fn an_identity_can_be_refused_for_a_while() {
     w.connect(&dev, &k);
     let nobody = Identity::device(DeviceId::new("ghost").unwrap());
     assert_eq!(
-        w.hub
-            .refuse_connects_until(&nobody, 1, ConnectReturnCode::ServerUnavailable),
+        w.hub.refuse_connects_until(
+            &nobody,
+            Instant::from_millis(1),
+            ConnectReturnCode::ServerUnavailable
+        ),
         Err(HubError::UnknownIdentity)
     );
 }

@@ -153,7 +153,7 @@ impl Pair {
                         if let Some(old) = self.conn.take() {
                             self.hub.client_closed(old);
                         }
-                        self.conn = Some(self.hub.accept());
+                        self.conn = Some(self.hub.accept(self.now(), None));
                         self.conns += 1;
                         self.up_buf.clear();
                         self.down_buf.clear();
@@ -172,8 +172,8 @@ impl Pair {
                 moved = true;
                 if let Some(conn) = self.conn {
                     Self::observe(&mut self.up_buf, &mut self.wire.up, self.conns, &bytes);
-                    let (now_ms, unix) = (self.now_ms, self.unix());
-                    self.hub.handle_input(conn, now_ms, unix, &bytes);
+                    let (now, unix) = (self.now(), self.unix());
+                    self.hub.handle_input(conn, now, unix, &bytes);
                 }
             }
             if let Some(conn) = self.conn {
@@ -220,7 +220,7 @@ impl Pair {
     /// The next instant either side wants to be woken at.
     pub(crate) fn next_wakeup(&self) -> Option<u64> {
         let s = self.session.poll_timeout().map(Instant::as_millis);
-        let h = self.hub.next_timeout();
+        let h = self.hub.poll_timeout().map(Instant::as_millis);
         match (s, h) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -240,7 +240,7 @@ impl Pair {
         }
         self.now_ms = self.now_ms.max(at);
         let (now, unix) = (self.now(), self.unix());
-        self.hub.handle_timeout(self.now_ms, unix);
+        self.hub.handle_timeout(now, unix);
         self.session.handle_timeout(now, unix);
         self.pump();
         true
@@ -256,7 +256,7 @@ impl Pair {
         }
         self.now_ms = end;
         let (now, unix) = (self.now(), self.unix());
-        self.hub.handle_timeout(self.now_ms, unix);
+        self.hub.handle_timeout(now, unix);
         self.session.handle_timeout(now, unix);
         self.pump();
     }

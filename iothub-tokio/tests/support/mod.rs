@@ -126,6 +126,13 @@ pub struct HubServer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The engine's monotonic clock: ms since the server started.
+fn engine_now(start: std::time::Instant) -> iothub_proto::time::Instant {
+    iothub_proto::time::Instant::from_millis(
+        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    )
+}
+
 fn unix() -> u64 {
     iothub_net::Clock::unix_secs()
 }
@@ -173,9 +180,7 @@ impl HubServer {
         let ticker = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                h.lock()
-                    .unwrap()
-                    .handle_timeout(start.elapsed().as_millis() as u64, unix());
+                h.lock().unwrap().handle_timeout(engine_now(start), unix());
                 n.notify_waiters();
             }
         });
@@ -230,14 +235,14 @@ async fn serve_stream(
     notify: Arc<Notify>,
     start: std::time::Instant,
 ) {
-    let conn = hub.lock().unwrap().accept();
+    let conn = hub.lock().unwrap().accept(engine_now(start), None);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let notified = notify.notified();
         tokio::select! {
             r = io.read(&mut buf) => match r {
                 Ok(n) if n > 0 => {
-                    hub.lock().unwrap().handle_input(conn, start.elapsed().as_millis() as u64, unix(), &buf[..n]);
+                    hub.lock().unwrap().handle_input(conn, engine_now(start), unix(), &buf[..n]);
                 }
                 _ => { hub.lock().unwrap().client_closed(conn); notify.notify_waiters(); return; }
             },
@@ -286,13 +291,13 @@ async fn serve_ws(
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(io, callback).await else {
         return;
     };
-    let conn = hub.lock().unwrap().accept();
+    let conn = hub.lock().unwrap().accept(engine_now(start), None);
     loop {
         let notified = notify.notified();
         tokio::select! {
             m = ws.next() => match m {
                 Some(Ok(WsMessage::Binary(data))) => {
-                    hub.lock().unwrap().handle_input(conn, start.elapsed().as_millis() as u64, unix(), &data);
+                    hub.lock().unwrap().handle_input(conn, engine_now(start), unix(), &data);
                 }
                 Some(Ok(_)) => {}
                 _ => { hub.lock().unwrap().client_closed(conn); return; }
