@@ -30,10 +30,10 @@
 //! ([`remove_individual_enrollment`](DpsService::remove_individual_enrollment),
 //! [`remove_group_enrollment`](DpsService::remove_group_enrollment)).
 //!
-//! **CONNECT** must be the first packet. A connection opened with a clock
+//! **CONNECT** must be the first packet. A connection
 //! ([`accept`](DpsService::accept)) without an accepted CONNECT
-//! [`connect_timeout`](DpsService::connect_timeout) ms later (default
-//! [`DEFAULT_CONNECT_TIMEOUT_MS`], 30 s) is closed by
+//! [`connect_timeout`](DpsService::connect_timeout) later (default
+//! [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 30 s) is closed by
 //! [`handle_timeout`](DpsService::handle_timeout)
 //! ([`CloseReason::ConnectTimeout`]), as the hub does. The checks, in
 //! order (the first failure answers CONNACK with the code shown and closes):

@@ -57,7 +57,7 @@ pub enum CloseReason {
     /// ([`Hub::remove_identity`](super::Hub::remove_identity)); no will.
     IdentityDeleted,
     /// No CONNECT was accepted within the connect timeout after the
-    /// connection opened ([`Hub::accept_at`](super::Hub::accept_at),
+    /// connection opened ([`Hub::accept`](super::Hub::accept),
     /// [`Hub::set_connect_timeout`](super::Hub::set_connect_timeout)): the
     /// client sent nothing, or not a whole CONNECT. No session, no will.
     ConnectTimeout,
@@ -198,7 +198,7 @@ pub enum Authentication {
     /// X.509 client certificates: the SHA-256 thumbprint (hex of the
     /// digest of the certificate's DER; ASCII case ignored) that the
     /// transport reports for a connection
-    /// ([`Hub::accept_with_thumbprint`](super::Hub::accept_with_thumbprint))
+    /// ([`Hub::accept`](super::Hub::accept))
     /// must be one of these. The CONNECT password is not looked at.
     X509 {
         /// The primary thumbprint.
