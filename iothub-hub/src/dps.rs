@@ -33,7 +33,7 @@
 //! **CONNECT** must be the first packet. A connection
 //! ([`accept`](DpsService::accept)) without an accepted CONNECT
 //! [`connect_timeout`](DpsService::connect_timeout) later (default
-//! [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 30 s) is closed by
+//! [`DEFAULT_CONNECT_TIMEOUT`], 30 s) is closed by
 //! [`handle_timeout`](DpsService::handle_timeout)
 //! ([`CloseReason::ConnectTimeout`]), as the hub does. The checks, in
 //! order (the first failure answers CONNACK with the code shown and closes):
