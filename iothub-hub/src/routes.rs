@@ -12,6 +12,7 @@
 //! source (`/messages/*`, `/twinChangeNotifications`) or another sink is a
 //! [`RouteError`], not a silently different route.
 
+use super::*;
 use core::fmt;
 use std::string::String;
 
@@ -273,4 +274,96 @@ pub struct RouteFailure {
     pub to: iothub_proto::auth::Identity,
     /// Why it was not queued (unknown module, queue full, too large, …).
     pub error: super::HubError,
+}
+
+impl Hub {
+    /// Adds or replaces the route called `name` (see [`routes`] for the
+    /// forms). It applies to the modules of every device: a telemetry
+    /// message that module `m` of device `D` sends with `$.on` = an output
+    /// the route takes is queued, like [`send_module_input`](Self::send_module_input),
+    /// for the route's input of the route's module of the same device `D`.
+    /// The routed message keeps its properties, without `$.on`, and with
+    /// `$.cdid` / `$.cmid` naming the sender. A message no route takes is
+    /// stored as telemetry (as if the edge hub sent it `$upstream`); one
+    /// that routes take is stored as telemetry only if one of them says
+    /// `$upstream`. A message that cannot be queued (the module is not
+    /// registered, its queue is full, it is over 64 KB) is journaled in
+    /// [`take_route_failures`](Self::take_route_failures); the sender's
+    /// PUBLISH is acknowledged either way. Returns the route it replaced.
+    pub fn set_route(&mut self, name: &str, route: Route) -> Option<Route> {
+        self.routes.insert(String::from(name), route)
+    }
+
+    /// Removes the route called `name`; returns it, if there was one.
+    pub fn remove_route(&mut self, name: &str) -> Option<Route> {
+        self.routes.remove(name)
+    }
+
+    /// The routes, by name.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &Route)> + '_ {
+        self.routes.iter().map(|(n, r)| (n.as_str(), r))
+    }
+
+    /// Takes the routed messages that could not be queued since the last
+    /// call, in order.
+    pub fn take_route_failures(&mut self) -> Vec<RouteFailure> {
+        core::mem::take(&mut self.route_failures)
+    }
+
+    /// Applies the routes to a telemetry message of `identity`; whether it
+    /// goes upstream (stored as telemetry): when no route takes it, or a
+    /// route taking it says `$upstream`.
+    pub(crate) fn route(
+        &mut self,
+        identity: &Identity,
+        properties: &MessageProperties,
+        payload: &Bytes,
+    ) -> bool {
+        let (Some(module), Some(output)) =
+            (identity.module_id(), properties.output_name.as_deref())
+        else {
+            return true;
+        };
+        let taken: Vec<(String, RouteSink)> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.matches(module, output))
+            .map(|(name, r)| (name.clone(), r.sink.clone()))
+            .collect();
+        if taken.is_empty() {
+            return true;
+        }
+        let mut upstream = false;
+        for (name, sink) in taken {
+            let (to_module, input) = match sink {
+                RouteSink::Upstream => {
+                    upstream = true;
+                    continue;
+                }
+                RouteSink::ModuleInput { module, input } => (module, input),
+            };
+            let mut routed = properties.clone();
+            routed.output_name = None;
+            routed.connection_device_id = Some(String::from(identity.device_id().as_str()));
+            routed.connection_module_id = Some(String::from(module.as_str()));
+            let device = identity.device_id().clone();
+            let result =
+                self.send_module_input(&device, &to_module, &input, routed, payload.clone());
+            match result {
+                Ok(()) => {
+                    self.counters.messages_routed = self.counters.messages_routed.saturating_add(1);
+                }
+                Err(error) => {
+                    self.counters.route_failures = self.counters.route_failures.saturating_add(1);
+                    self.route_failures.push(RouteFailure {
+                        route: name,
+                        from: identity.clone(),
+                        to: Identity::module(device, to_module),
+                        error,
+                    });
+                }
+            }
+        }
+        upstream
+    }
 }

@@ -2,6 +2,7 @@
 //! versions, the JSON merge-patch rule the hub applies, and the section
 //! size limits.
 
+use super::*;
 use std::vec::Vec;
 
 use serde_json::{Map, Value};
@@ -269,5 +270,171 @@ mod limits {
         assert!(twin.try_patch_tags(big(MAX_TWIN_TAGS_SIZE)).is_err());
         assert_eq!(twin.try_patch_tags(big(10)), Ok(3));
         assert_eq!(twin.version, 3);
+    }
+}
+
+pub(crate) fn patch_error(e: PatchError) -> HubError {
+    match e {
+        PatchError::NotAnObject => HubError::NotAnObject,
+        PatchError::TooLarge(size, max) => HubError::TooLarge { size, max },
+    }
+}
+
+impl Hub {
+    /// The desired properties (without `$version`).
+    #[must_use]
+    pub fn desired(&self, identity: &Identity) -> Option<&Map<String, Value>> {
+        self.identities.get(&key(identity)).map(|r| &r.twin.desired)
+    }
+
+    /// The desired `$version` (1 for a new twin).
+    #[must_use]
+    pub fn desired_version(&self, identity: &Identity) -> Option<u64> {
+        self.identities
+            .get(&key(identity))
+            .map(|r| r.twin.desired_version)
+    }
+
+    /// The reported properties (without `$version`).
+    #[must_use]
+    pub fn reported(&self, identity: &Identity) -> Option<&Map<String, Value>> {
+        self.identities
+            .get(&key(identity))
+            .map(|r| &r.twin.reported)
+    }
+
+    /// The reported `$version` (1 for a new twin, +1 per accepted PATCH).
+    #[must_use]
+    pub fn reported_version(&self, identity: &Identity) -> Option<u64> {
+        self.identities
+            .get(&key(identity))
+            .map(|r| r.twin.reported_version)
+    }
+
+    /// The service updates desired properties: merges `patch` (a JSON
+    /// object; `null` deletes), bumps the desired version and returns it.
+    /// If the identity is connected and subscribed to
+    /// `$iothub/twin/PATCH/properties/desired/#`, sends it the patch with
+    /// `"$version"` added on `…/desired/?$version={v}`.
+    ///
+    /// Errors: [`HubError::NotAnObject`], [`HubError::TooLarge`] when the
+    /// desired section would exceed [`MAX_TWIN_SECTION_SIZE`] (nothing is
+    /// applied), [`HubError::UnknownIdentity`].
+    pub fn update_desired(&mut self, identity: &Identity, patch: Value) -> Result<u64, HubError> {
+        let Value::Object(patch) = patch else {
+            return Err(HubError::NotAnObject);
+        };
+        let mut body = patch.clone();
+        let r = self.record_mut(identity)?;
+        let version = r.twin.try_patch_desired(patch).map_err(patch_error)?;
+        let target = r.granted(DESIRED_PATCH_FILTER).and(r.conn);
+        self.changed(&key(identity));
+        if let Some(id) = target {
+            self.touched.insert(id);
+        }
+        if let Some(c) = target.and_then(|id| self.conns.get_mut(&id)) {
+            body.insert("$version".into(), Value::from(version));
+            let body = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+            c.send_publish(
+                hub::desired_patch(version),
+                QosPid::AtMostOnce,
+                body.into(),
+                false,
+            );
+        }
+        Ok(version)
+    }
+
+    /// The service updates the tags: merges `patch` (a JSON object; `null`
+    /// deletes) and returns the twin's new version. Devices see nothing.
+    ///
+    /// Errors: [`HubError::NotAnObject`], [`HubError::TooLarge`] over
+    /// [`MAX_TWIN_TAGS_SIZE`] (nothing is applied), [`HubError::UnknownIdentity`].
+    pub fn update_tags(&mut self, identity: &Identity, patch: Value) -> Result<u64, HubError> {
+        let Value::Object(patch) = patch else {
+            return Err(HubError::NotAnObject);
+        };
+        let version = self
+            .record_mut(identity)?
+            .twin
+            .try_patch_tags(patch)
+            .map_err(patch_error)?;
+        self.changed(&key(identity));
+        Ok(version)
+    }
+
+    /// The identity's whole twin (desired, reported, tags, versions).
+    #[must_use]
+    pub fn twin(&self, identity: &Identity) -> Option<&Twin> {
+        self.identities.get(&key(identity)).map(|r| &r.twin)
+    }
+
+    /// A twin GET (`patch` is `None`) or reported PATCH.
+    pub(crate) fn on_twin_request(
+        &mut self,
+        conn: ConnId,
+        now_ms: u64,
+        k: &str,
+        request_id: &str,
+        patch: Option<&Bytes>,
+    ) {
+        let (Some(r), Some(c)) = (self.identities.get_mut(k), self.conns.get_mut(&conn)) else {
+            return;
+        };
+        let rid = RequestId::from_wire(request_id);
+        if r.granted(TWIN_RESPONSE_FILTER).is_none() {
+            self.counters.twin_requests_unanswered =
+                self.counters.twin_requests_unanswered.saturating_add(1);
+            return;
+        }
+        let (status, version, body): (u16, Option<u64>, Bytes) = if r.twin_failures.0 > 0 {
+            r.twin_failures.0 -= 1;
+            let status = r.twin_failures.1;
+            let mut body = String::from("{\"errorCode\":");
+            topic_push_u64(
+                u64::from(status).saturating_mul(1000).saturating_add(1),
+                &mut body,
+            );
+            body.push_str(",\"message\":\"injected by Hub\"}");
+            (status, None, body.into())
+        } else if let Some(patch) = patch {
+            match r.twin.try_patch_reported(patch) {
+                Ok(v) => {
+                    self.changes.insert(String::from(k), r.identity.clone());
+                    (204, Some(v), Bytes::new())
+                }
+                Err(PatchError::NotAnObject) => (
+                    400,
+                    None,
+                    Bytes::from_static(
+                        b"{\"errorCode\":400004,\"message\":\"malformed twin patch\"}",
+                    ),
+                ),
+                Err(PatchError::TooLarge(..)) => (
+                    413,
+                    None,
+                    Bytes::from_static(
+                        b"{\"errorCode\":413001,\"message\":\"reported properties over 32 KB\"}",
+                    ),
+                ),
+            }
+        } else if core::mem::take(&mut r.malformed_get_next) {
+            (
+                200,
+                None,
+                Bytes::from_static(b"{\"desired\":{\"$version\":"),
+            )
+        } else {
+            (200, None, r.twin.get_body().into())
+        };
+        let topic = hub::twin_response(status, &rid, version);
+        if r.answer_delay_ms > 0 {
+            self.delayed.push(Delayed {
+                at_ms: now_ms.saturating_add(r.answer_delay_ms),
+                what: DelayedWhat::TwinAnswer { conn, topic, body },
+            });
+        } else {
+            c.send_publish(topic, QosPid::AtMostOnce, body, false);
+        }
     }
 }

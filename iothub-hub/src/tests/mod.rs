@@ -15,6 +15,7 @@ use std::vec::Vec;
 use std::{format, vec};
 
 use bytes::{Bytes, BytesMut};
+use serde_json::Value;
 
 use super::*;
 use iothub_proto::auth::{ConnectCredentials, Credential, HostName, UsernameOptions};
