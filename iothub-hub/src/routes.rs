@@ -1,5 +1,5 @@
 //! IoT Edge routes between modules, as the edge hub (`edgeHub`) reads
-//! them, in the one form the [`Hub`](super::Hub) applies:
+//! them, in the one form the [`Hub`] applies:
 //!
 //! ```text
 //! FROM /messages/modules/{module}/outputs/{output} INTO BrokeredEndpoint("/modules/{module2}/inputs/{input}")
