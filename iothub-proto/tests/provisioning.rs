@@ -235,7 +235,7 @@ fn register_202_poll_assigned() {
         [
             Event::Connected,
             Event::Assigning { operation_id, retry_after },
-            Event::Disconnected { reason: DisconnectReason::Finished },
+            Event::Disconnected { reason: DisconnectReason::Requested },
             Event::Assigned(_),
         ] if *operation_id == op && *retry_after == secs(3)
     ));

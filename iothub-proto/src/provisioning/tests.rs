@@ -338,7 +338,7 @@ fn register_then_poll_until_assigned() {
     assert_eq!(h.commands(), vec![TransportCommand::Close]);
     assert_eq!(h.s.poll_timeout(), None);
     assert!(events.contains(&Event::Disconnected {
-        reason: DisconnectReason::Finished
+        reason: DisconnectReason::Requested
     }));
     // A device config for the assigned hub with the attestation's key.
     let credential = h.s.config().attestation.hub_credential().unwrap();

@@ -1,5 +1,6 @@
 //! The one timer table of the provisioning session: one slot per purpose.
 
+use crate::connection::LinkTimer;
 use crate::time::{TimerSlot, TimerTable};
 
 /// The purpose of one slot of the timer table.
@@ -41,6 +42,19 @@ impl TimerKind {
         TimerKind::Retry,
         TimerKind::Reconnect,
     ];
+
+    /// The connection's own timer this kind names, if it is one.
+    pub(crate) fn link_timer(self) -> Option<LinkTimer> {
+        match self {
+            TimerKind::Connack => Some(LinkTimer::Connack),
+            TimerKind::PingResponse => Some(LinkTimer::PingResponse),
+            TimerKind::KeepAlive => Some(LinkTimer::KeepAlive),
+            TimerKind::Reconnect => Some(LinkTimer::Reconnect),
+            TimerKind::Deadline | TimerKind::Suback | TimerKind::Response | TimerKind::Retry => {
+                None
+            }
+        }
+    }
 }
 
 impl TimerSlot for TimerKind {

@@ -5,19 +5,16 @@ use core::time::Duration;
 
 use bytes::Bytes;
 
-use super::error::{ConfigError, PropertyProblem};
+use super::error::PropertyProblem;
 use super::event::Qos;
 use crate::auth::{ConnectionString, Credential, HostName, Identity, UsernameOptions};
+use crate::connection::{ConfigError, Settings};
+pub use crate::connection::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_PING_TIMEOUT, MAX_KEEP_ALIVE,
+    MIN_MAX_PACKET_SIZE,
+};
 use crate::properties::MessageProperties;
 
-/// Default MQTT keep-alive: 60 s.
-pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
-/// The longest keep-alive IoT Hub accepts: 1177 s.
-pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(1177);
-/// Default wait for a PINGRESP after a PINGREQ: 30 s.
-pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default wait for the CONNACK after the CONNECT: 30 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default delay before retrying after the hub refused the credentials
 /// (CONNACK 4 or 5): 5 minutes.
 pub const DEFAULT_AUTH_RETRY_DELAY: Duration = Duration::from_secs(300);
@@ -58,8 +55,6 @@ pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(60);
 /// 512 KiB (room for 128 KB method payloads and 64 KB twins with their
 /// topics).
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 512 * 1024;
-/// The smallest [`Config::max_packet_size`] accepted: 1 KiB.
-pub const MIN_MAX_PACKET_SIZE: usize = 1024;
 
 /// What to do when the hub refuses the credentials (CONNACK return code 4,
 /// bad user name or password, or 5, not authorized).
@@ -373,20 +368,12 @@ impl Config {
 
     /// Checks every value; see [`ConfigError`] for what is refused.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.keep_alive > MAX_KEEP_ALIVE {
-            return Err(ConfigError::KeepAliveTooLong(self.keep_alive));
-        }
-        if !self.keep_alive.is_zero() && self.keep_alive < Duration::from_secs(1) {
-            return Err(ConfigError::KeepAliveTooShort(self.keep_alive));
-        }
+        self.link_settings().validate()?;
         for (field, value) in [
-            ("ping_timeout", self.ping_timeout),
-            ("connect_timeout", self.connect_timeout),
             ("message_timeout", self.message_timeout),
             ("request_timeout", self.request_timeout),
             ("sas_lifetime", self.sas_lifetime),
             ("token_request_timeout", self.token_request_timeout),
-            ("stable_after", self.stable_after),
         ] {
             if value < Duration::from_millis(1) {
                 return Err(ConfigError::ZeroDuration(field));
@@ -396,12 +383,6 @@ impl Config {
             if d < Duration::from_millis(1) {
                 return Err(ConfigError::ZeroDuration("auth_failure"));
             }
-        }
-        if self.backoff_min < Duration::from_millis(1) || self.backoff_min > self.backoff_max {
-            return Err(ConfigError::BackoffRange {
-                min: self.backoff_min,
-                max: self.backoff_max,
-            });
         }
         if !(1..=100).contains(&self.renewal_percent) {
             return Err(ConfigError::RenewalPercent(self.renewal_percent));
@@ -415,9 +396,6 @@ impl Config {
         if self.max_inbound_pending == 0 {
             return Err(ConfigError::MaxInboundPending);
         }
-        if self.max_packet_size < MIN_MAX_PACKET_SIZE {
-            return Err(ConfigError::MaxPacketSize(self.max_packet_size));
-        }
         if let Some(will) = &self.will {
             check_will_properties(&will.properties).map_err(ConfigError::WillProperties)?;
             if will.payload.len() > crate::mqtt::MAX_STRING_LEN {
@@ -425,6 +403,20 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What the connection layer is configured with.
+    pub(crate) fn link_settings(&self) -> Settings {
+        Settings {
+            keep_alive: self.keep_alive,
+            ping_timeout: self.ping_timeout,
+            connect_timeout: self.connect_timeout,
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+            stable_after: Some(self.stable_after),
+            max_packet_size: self.max_packet_size,
+            seed: self.seed,
+        }
     }
 }
 

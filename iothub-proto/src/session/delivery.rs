@@ -140,7 +140,7 @@ impl Session {
         let pid = pid?;
         if self.delivery.unacked.contains(&pid) {
             return Some(AckToken {
-                generation: self.generation,
+                generation: self.link.generation(),
                 pid,
             });
         }
@@ -150,7 +150,7 @@ impl Session {
     fn track_unacked(&mut self, pid: Pid) -> AckToken {
         self.delivery.unacked.push(pid);
         AckToken {
-            generation: self.generation,
+            generation: self.link.generation(),
             pid,
         }
     }
@@ -188,7 +188,7 @@ impl Session {
 
     /// [`Session::ack`].
     pub(super) fn ack_inbound(&mut self, token: AckToken) -> Result<(), CommandError> {
-        if token.generation != self.generation || !self.state.is_connected() {
+        if token.generation != self.link.generation() || !self.link.is_up() {
             return Err(CommandError::AckUndeliverable);
         }
         let unacked = &mut self.delivery.unacked;
@@ -212,7 +212,7 @@ impl Session {
         };
         let token = token_of(&event);
         let live = token.is_some_and(|t| {
-            t.generation == self.generation && self.delivery.unacked.contains(&t.pid)
+            t.generation == self.link.generation() && self.delivery.unacked.contains(&t.pid)
         });
         // A QoS 1 message of an ended connection comes again from the hub.
         if !live && token.is_some() {

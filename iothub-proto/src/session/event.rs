@@ -1,7 +1,7 @@
 //! The values that cross the session's boundary: what commands take and
 //! return ([`Message`], [`MessageId`], [`RequestToken`], [`MethodId`],
 //! [`AckToken`], [`Feature`]) and what the session tells the adapter
-//! ([`Event`], [`TransportCommand`]).
+//! ([`Event`]).
 
 use alloc::string::String;
 use core::fmt;
@@ -10,9 +10,8 @@ use core::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::error::{
-    DisconnectReason, JsonError, MessageFailure, RequestError, StopReason, TokenFailure,
-};
+use super::error::{JsonError, MessageFailure, RequestError, StopReason, TokenFailure};
+use crate::connection::DisconnectReason;
 use crate::mqtt::Pid;
 use crate::properties::MessageProperties;
 use crate::topic::{RequestId, TopicError};
@@ -527,20 +526,4 @@ pub enum Event {
         /// The limit that was reached.
         limit: usize,
     },
-}
-
-/// What the session wants done with the transport. Drain with
-/// [`Session::poll_transport`](super::Session::poll_transport).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportCommand {
-    /// Open a new transport (TCP + TLS, or WebSocket) to
-    /// [`Config::transport_host`](super::Config::transport_host); then call
-    /// [`Session::handle_transport_connected`](super::Session::handle_transport_connected),
-    /// or [`Session::handle_transport_closed`](super::Session::handle_transport_closed)
-    /// if it fails.
-    Open,
-    /// Close the current transport, after writing every byte already taken
-    /// from `poll_transmit`. The session has already forgotten it: do not
-    /// report its closure.
-    Close,
 }

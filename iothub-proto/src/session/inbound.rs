@@ -6,10 +6,11 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use super::error::{CommandError, ConnectRefused, DisconnectReason, ProtocolError};
+use super::error::CommandError;
 use super::event::{Event, Feature, InboundMessage, MethodId, Subscription};
-use super::state::{State, Trigger};
+use super::state::Trigger;
 use super::{MAX_METHOD_PAYLOAD, Session};
+use crate::connection::{DisconnectReason, Phase, ProtocolError};
 use crate::mqtt::{Packet, Publish, QoS, QosPid, Suback, Subscribe, SubscribeReturnCode};
 use crate::time::Instant;
 use crate::topic::{self, HubTopic, RequestId, TopicError};
@@ -21,20 +22,17 @@ impl Session {
 
     /// One decoded packet from the hub.
     pub(super) fn on_packet(&mut self, now: Instant, packet: Packet) {
-        if self.state == State::AwaitingConnack {
+        if self.link.phase() == Phase::AwaitingConnack {
             match packet {
-                Packet::Connack(c) if c.code().is_accepted() => self.apply(
-                    now,
-                    Trigger::ConnackAccepted {
-                        session_present: c.session_present(),
-                    },
-                ),
-                Packet::Connack(c) => self.apply(
-                    now,
-                    Trigger::ConnectionEnded(DisconnectReason::Refused(ConnectRefused {
-                        code: c.code(),
-                    })),
-                ),
+                Packet::Connack(c) => match self.link.connack(&c) {
+                    Ok(session_present) => {
+                        self.apply(now, Trigger::ConnackAccepted { session_present });
+                    }
+                    Err(refused) => self.apply(
+                        now,
+                        Trigger::ConnectionEnded(DisconnectReason::Refused(refused)),
+                    ),
+                },
                 other => {
                     self.protocol_error(now, ProtocolError::UnexpectedPacket(other.packet_type()));
                 }
@@ -45,7 +43,7 @@ impl Session {
             Packet::Publish(p) => self.on_publish(now, p),
             Packet::Puback(pid) => self.on_puback(now, pid),
             Packet::Suback(s) => self.on_suback(now, &s),
-            Packet::Pingresp => self.timers.clear(super::TimerKind::PingResponse),
+            Packet::Pingresp => self.link.pingresp(),
             other @ (Packet::Connect(_)
             | Packet::Connack(_)
             | Packet::Pubrec(_)
@@ -132,7 +130,7 @@ impl Session {
             Ok(HubTopic::MethodRequest { name, request_id }) => {
                 self.emit(Event::MethodRequest {
                     id: MethodId {
-                        generation: self.generation,
+                        generation: self.link.generation(),
                         request_id: RequestId::from_wire(request_id),
                     },
                     name: name.into_owned(),
@@ -147,7 +145,7 @@ impl Session {
 
     /// The PUBACK of a QoS 1 message handled in full.
     fn puback_now(&mut self, pid: Option<crate::mqtt::Pid>) {
-        if let (Some(pid), true) = (pid, self.state.is_connected()) {
+        if let (Some(pid), true) = (pid, self.link.is_up()) {
             self.send_packet(&Packet::Puback(pid));
         }
     }
@@ -176,7 +174,7 @@ impl Session {
         status: i32,
         payload: Bytes,
     ) -> Result<(), CommandError> {
-        if matches!(self.state, State::Stopped(_)) {
+        if matches!(self.mode, super::state::Mode::Stopped(_)) {
             return Err(CommandError::SessionClosed);
         }
         if payload.len() > MAX_METHOD_PAYLOAD {
@@ -185,7 +183,7 @@ impl Session {
                 max: MAX_METHOD_PAYLOAD,
             });
         }
-        if id.generation != self.generation || !self.state.is_connected() {
+        if id.generation != self.link.generation() || !self.link.is_up() {
             return Err(CommandError::MethodResponseUndeliverable);
         }
         let topic = topic::method_response(status, &id.request_id);
@@ -223,7 +221,7 @@ impl Session {
         if feature == Feature::DesiredProperties {
             self.subs.enabled |= Subscription::TwinResponses.bit();
         }
-        if self.state.is_connected() {
+        if self.link.is_up() {
             self.subscribe_missing();
             if feature == Feature::DesiredProperties {
                 self.start_resync(now);
@@ -235,7 +233,7 @@ impl Session {
     /// Subscribes (in one SUBSCRIBE) to everything enabled that this
     /// connection has neither granted nor asked for yet.
     pub(super) fn subscribe_missing(&mut self) {
-        if !self.state.is_connected() {
+        if !self.link.is_up() {
             return;
         }
         let asked = self

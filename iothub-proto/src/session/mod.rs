@@ -87,7 +87,6 @@
 //! - The session never asks for a transport in a tight loop: reconnections
 //!   follow the backoff, refused credentials the [`AuthFailurePolicy`].
 
-pub(crate) mod backoff;
 mod config;
 mod delivery;
 mod error;
@@ -106,10 +105,12 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use rand_core::SeedableRng;
-use rand_pcg::Pcg32;
+use bytes::Bytes;
 
+pub use crate::connection::{
+    ConfigError, ConnectRefused, DisconnectReason, Output, ProtocolError, TransportClosed,
+    TransportCommand,
+};
 pub use config::{
     AuthFailurePolicy, Config, DEFAULT_AUTH_RETRY_DELAY, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_IN_FLIGHT,
@@ -119,22 +120,21 @@ pub use config::{
     DEFAULT_TOKEN_REQUEST_TIMEOUT, MAX_IN_FLIGHT_LIMIT, MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Will,
 };
 pub use error::{
-    CommandError, ConfigError, ConnectRefused, DisconnectReason, HubStatus, JsonError,
-    MessageFailure, PropertyProblem, ProtocolError, RequestError, StopReason, TokenFailure,
-    TransportClosed,
+    CommandError, HubStatus, JsonError, MessageFailure, PropertyProblem, RequestError, StopReason,
+    TokenFailure,
 };
 pub use event::{
     AckToken, Event, Feature, InboundMessage, Message, MessageId, MethodId, Qos, RequestToken,
-    Subscription, TransportCommand, Twin,
+    Subscription, Twin,
 };
 pub use state::ConnectionState;
 pub use timer::TimerKind;
 
 use crate::auth::Credential;
+use crate::connection::{Due, Link};
 use crate::mqtt::{LastWill, Packet, Pid};
 use crate::time::Instant;
-use backoff::Backoff;
-use state::{State, Trigger};
+use state::{Mode, State, Trigger};
 use timer::Timers;
 
 /// The largest telemetry message IoT Hub accepts: 256 KB of topic
@@ -144,14 +144,6 @@ pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;
 pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
 /// The largest reported-properties patch: 32 KB.
 pub const MAX_REPORTED_SIZE: usize = 32 * 1024;
-
-/// Bytes waiting for `poll_transmit`; a QoS 0 message is reported sent when
-/// its bytes leave.
-#[derive(Debug)]
-struct Outgoing {
-    bytes: Bytes,
-    sent: Option<MessageId>,
-}
 
 /// The subscriptions: which are wanted (for the life of the session) and
 /// which the current connection has.
@@ -208,18 +200,16 @@ pub struct Session {
     /// The will, built once from `config.will`.
     will: Option<LastWill>,
 
-    // Connection.
-    state: State,
-    /// The connection counter: incremented with every transport that got
-    /// as far as CONNECT. Method ids and ack tokens carry it.
-    generation: u64,
+    /// The MQTT connection (the layer every session shares): transport,
+    /// CONNECT/CONNACK, keep-alive, decode, transmit queue, packet ids,
+    /// backoff. Its transmitted bytes are tagged with the QoS 0 message
+    /// they carry. Its generation (1 for the first CONNECT) is the
+    /// connection number method ids and ack tokens carry.
+    link: Link<MessageId>,
+    /// Where the session stands above the connection.
+    mode: Mode,
+    /// The session's own timers (the connection keeps its own).
     timers: Timers,
-    backoff: Backoff,
-    rng: Pcg32,
-    /// The latest `now` seen (inputs are clamped so time never goes back).
-    last_now: Instant,
-    /// The latest Unix time seen.
-    unix: Option<u64>,
     /// When to renew the SAS token of the current connection.
     renew_at: Option<Instant>,
     /// The same renewal point in Unix seconds (detects host sleep).
@@ -227,13 +217,7 @@ pub struct Session {
     token_expiry_reported: bool,
     /// Tokens of an external signer.
     external: token::External,
-    /// The adapter holds (or is opening) a transport for us.
-    transport_open: bool,
-    transport_cmds: VecDeque<TransportCommand>,
 
-    // Buffers.
-    rx: BytesMut,
-    transmit: VecDeque<Outgoing>,
     events: VecDeque<Event>,
 
     subs: Subs,
@@ -245,7 +229,6 @@ pub struct Session {
     /// of the connection.
     reserved_pids: Vec<Pid>,
     next_message_id: u64,
-    next_pid: Pid,
 
     // Twin.
     requests: Vec<twin::Request>,
@@ -279,28 +262,19 @@ impl Session {
         };
         let mut session = Session {
             will,
-            state: State::Opening,
-            generation: 0,
+            link: Link::new(config.link_settings(), Instant::ZERO),
+            mode: Mode::Running,
             timers: Timers::default(),
-            backoff: Backoff::new(config.backoff_min, config.backoff_max),
-            rng: Pcg32::seed_from_u64(config.seed),
-            last_now: Instant::ZERO,
-            unix: None,
             renew_at: None,
             renew_unix: None,
             token_expiry_reported: false,
             external: token::External::new(config.backoff_min, config.backoff_max),
-            transport_open: false,
-            transport_cmds: VecDeque::new(),
-            rx: BytesMut::new(),
-            transmit: VecDeque::new(),
             events: VecDeque::new(),
             subs: Subs::default(),
             queue: VecDeque::new(),
             in_flight: VecDeque::new(),
             reserved_pids: Vec::new(),
             next_message_id: 1,
-            next_pid: Pid::MIN,
             requests: Vec::new(),
             next_token: 1,
             next_rid: 1,
@@ -335,7 +309,7 @@ impl Session {
     /// Ignored when no transport was asked for.
     pub fn handle_transport_connected(&mut self, now: Instant, unix_secs: u64) {
         let now = self.observe(now, Some(unix_secs));
-        if self.state != State::Opening || !self.transport_open {
+        if self.mode != Mode::Running || !self.link.ready_to_connect() {
             return;
         }
         if self.fixed_token_expired() {
@@ -366,17 +340,13 @@ impl Session {
     /// Ignored unless a connection is up (after CONNECT was written).
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         let now = self.observe(now, None);
-        if !matches!(
-            self.state,
-            State::AwaitingConnack | State::Connected | State::Draining
-        ) {
+        if !self.link.is_live() {
             return;
         }
-        self.rx.extend_from_slice(data);
-        let generation = self.generation;
+        self.link.receive(data);
+        let generation = self.link.generation();
         loop {
-            let decoded = crate::mqtt::decode(&mut self.rx, self.config.max_packet_size);
-            match decoded {
+            match self.link.next_packet() {
                 Ok(Some(packet)) => self.on_packet(now, packet),
                 Ok(None) => break,
                 Err(e) => {
@@ -389,11 +359,7 @@ impl Session {
                     break;
                 }
             }
-            let live = matches!(
-                self.state,
-                State::AwaitingConnack | State::Connected | State::Draining
-            );
-            if !live || self.generation != generation {
+            if !self.link.is_live() || self.link.generation() != generation {
                 break;
             }
         }
@@ -408,11 +374,20 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant, unix_secs: u64) {
         let now = self.observe(now, Some(unix_secs));
         for kind in TimerKind::ALL {
-            if self.timers.take_due(kind, now) {
-                self.on_timer(now, kind);
+            match kind.link_timer() {
+                Some(link_timer) => match self.link.timeout(link_timer, now) {
+                    Due::Nothing => {}
+                    Due::Dead(reason) => self.apply(now, Trigger::ConnectionEnded(reason)),
+                    Due::Reconnect => self.apply(now, Trigger::ReconnectDue),
+                },
+                None => {
+                    if self.timers.take_due(kind, now) {
+                        self.on_timer(now, kind);
+                    }
+                }
             }
         }
-        if self.state == State::Connected && self.renew_unix.is_some_and(|r| unix_secs >= r) {
+        if self.current() == State::Connected && self.renew_unix.is_some_and(|r| unix_secs >= r) {
             self.renewal_due(now);
         }
         if self.fixed_token_expired() {
@@ -430,12 +405,7 @@ impl Session {
     /// the report would be taken for the next transport.
     pub fn handle_transport_closed(&mut self, now: Instant, reason: TransportClosed) {
         let now = self.observe(now, None);
-        let live = match self.state {
-            State::Opening => self.transport_open,
-            State::AwaitingConnack | State::Connected | State::Draining => true,
-            State::Backoff(_) | State::Stopped(_) => false,
-        };
-        if live {
+        if self.link.holds_transport() {
             self.apply(
                 now,
                 Trigger::ConnectionEnded(DisconnectReason::Transport(reason)),
@@ -453,14 +423,11 @@ impl Session {
     /// ([`Event::MessageSent`]) when its bytes are taken here.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let out = self.transmit.pop_front()?;
-        if let Some(id) = out.sent {
+        let (bytes, sent) = self.link.poll_transmit()?;
+        if let Some(id) = sent {
             self.emit(Event::MessageSent { id });
         }
-        if self.transmit.is_empty() {
-            self.transmit = VecDeque::new();
-        }
-        Some(out.bytes)
+        Some(bytes)
     }
 
     /// The next event for the application. Drain after every input,
@@ -482,10 +449,13 @@ impl Session {
     /// (stopped, or waiting for the adapter to open a transport).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.transmit.is_empty() || !self.transport_cmds.is_empty() {
-            return Some(self.last_now);
+        if self.link.has_output() {
+            return Some(self.link.now());
         }
-        self.timers.earliest()
+        match (self.timers.earliest(), self.link.earliest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// What to do with the transport: open a new one, or close the current
@@ -494,18 +464,7 @@ impl Session {
     /// [`poll_transmit`](Self::poll_transmit) (write them, then close).
     #[must_use]
     pub fn poll_transport(&mut self) -> Option<TransportCommand> {
-        let cmd = *self.transport_cmds.front()?;
-        if cmd == TransportCommand::Close && !self.transmit.is_empty() {
-            return None;
-        }
-        self.transport_cmds.pop_front();
-        if cmd == TransportCommand::Open {
-            self.transport_open = true;
-        }
-        if self.transport_cmds.is_empty() {
-            self.transport_cmds = VecDeque::new();
-        }
-        Some(cmd)
+        self.link.poll_transport()
     }
 
     // -----------------------------------------------------------------
@@ -601,7 +560,7 @@ impl Session {
     /// (call [`ack`](Self::ack)).
     pub fn taken(&mut self, token: AckToken) {
         self.message_taken(token);
-        let now = self.last_now;
+        let now = self.link.now();
         self.after_input(now);
     }
 
@@ -615,7 +574,7 @@ impl Session {
     /// acknowledged.
     pub fn ack(&mut self, token: AckToken) -> Result<(), CommandError> {
         let result = self.ack_inbound(token);
-        let now = self.last_now;
+        let now = self.link.now();
         self.after_input(now);
         result
     }
@@ -640,7 +599,7 @@ impl Session {
     /// events are ignored.
     pub fn return_inbound(&mut self, event: Event) {
         self.message_returned(event);
-        let now = self.last_now;
+        let now = self.link.now();
         self.after_input(now);
     }
 
@@ -652,7 +611,7 @@ impl Session {
     /// session stops at once.
     pub fn disconnect(&mut self, now: Instant, timeout: Duration) {
         let now = self.observe(now, None);
-        if self.state == State::Connected {
+        if self.current() == State::Connected {
             self.apply(now, Trigger::DisconnectRequested);
             self.timers.set(TimerKind::Drain, now + timeout);
         } else {
@@ -667,14 +626,14 @@ impl Session {
     /// The connection state.
     #[must_use]
     pub fn state(&self) -> ConnectionState {
-        self.state.public()
+        self.current().public()
     }
 
     /// Why the session stopped, once it has.
     #[must_use]
     pub fn stop_reason(&self) -> Option<StopReason> {
-        match self.state {
-            State::Stopped(r) => Some(r),
+        match self.mode {
+            Mode::Stopped(r) => Some(r),
             _ => None,
         }
     }
@@ -683,7 +642,7 @@ impl Session {
     /// 2, …); see [`MethodId::connection`].
     #[must_use]
     pub fn connection(&self) -> u64 {
-        self.generation
+        self.link.generation()
     }
 
     /// QoS 1 telemetry messages sent and awaiting their PUBACK.
@@ -706,7 +665,7 @@ impl Session {
     /// session is stopping: it refuses with `SessionClosed` instead.
     #[must_use]
     pub fn telemetry_queue_full(&self) -> bool {
-        let sends_now = self.state.is_connected()
+        let sends_now = self.link.is_up()
             && self.queue.is_empty()
             && self.in_flight.len() < self.config.max_in_flight;
         self.accepting().is_ok() && !sends_now && self.queue.len() >= self.config.queue_capacity
@@ -732,10 +691,13 @@ impl Session {
         self.subs.is_enabled(feature.into())
     }
 
-    /// The deadline of one timer of the table, if set.
+    /// The deadline of one timer, if set.
     #[must_use]
     pub fn timer(&self, kind: TimerKind) -> Option<Instant> {
-        self.timers.get(kind)
+        match kind.link_timer() {
+            Some(t) => self.link.timer(t),
+            None => self.timers.get(kind),
+        }
     }
 
     // -----------------------------------------------------------------
@@ -743,11 +705,7 @@ impl Session {
 
     /// Records the time of an input; time never goes back.
     fn observe(&mut self, now: Instant, unix: Option<u64>) -> Instant {
-        self.last_now = self.last_now.max(now);
-        if let Some(u) = unix {
-            self.unix = Some(u);
-        }
-        self.last_now
+        self.link.observe(now, unix)
     }
 
     /// Work that follows every input and command.
@@ -759,10 +717,9 @@ impl Session {
     /// Frees buffers that are empty, so an idle session holds almost no
     /// heap.
     fn shrink_idle(&mut self) {
-        if self.rx.is_empty() {
-            // Even with no capacity left, an emptied buffer may still hold
-            // the storage its packets were split from.
-            self.rx = BytesMut::new();
+        self.link.shrink();
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
         }
         if self.queue.is_empty() && self.queue.capacity() > 0 {
             self.queue = VecDeque::new();
@@ -790,33 +747,27 @@ impl Session {
     /// Queues a packet for `poll_transmit`; sending restarts the
     /// keep-alive.
     fn send_packet(&mut self, packet: &Packet) {
-        self.send_bytes(packet.to_bytes(), None);
+        self.link.send(packet);
     }
 
+    /// Queues bytes; `sent` names the QoS 0 message they carry (reported
+    /// sent when they leave).
     fn send_bytes(&mut self, bytes: Bytes, sent: Option<MessageId>) {
-        self.transmit.push_back(Outgoing { bytes, sent });
-        self.arm_keep_alive();
-    }
-
-    fn arm_keep_alive(&mut self) {
-        if self.state.is_connected() && !self.config.keep_alive.is_zero() {
-            self.timers
-                .set(TimerKind::KeepAlive, self.last_now + self.config.keep_alive);
-        }
+        self.link.send_bytes(bytes, sent);
     }
 
     /// Whether the session accepts new work.
     fn accepting(&self) -> Result<(), CommandError> {
-        match self.state {
-            State::Draining | State::Stopped(_) => Err(CommandError::SessionClosed),
-            _ => Ok(()),
+        match self.mode {
+            Mode::Draining | Mode::Stopped(_) => Err(CommandError::SessionClosed),
+            Mode::Running => Ok(()),
         }
     }
 
     /// The credential is a fixed token and the last Unix time seen is past
     /// its expiry.
     fn fixed_token_expired(&self) -> bool {
-        match (&self.config.credential, self.unix) {
+        match (&self.config.credential, self.link.unix()) {
             (Credential::SharedAccessSignature(token), Some(unix)) => token.is_expired_at(unix),
             _ => false,
         }
@@ -833,42 +784,26 @@ impl Session {
         }
     }
 
+    /// One of the session's own timers fired (the connection handles its
+    /// own: CONNACK and PINGRESP deadlines, keep-alive, the stable
+    /// connection, the reconnection delay).
     fn on_timer(&mut self, now: Instant, kind: TimerKind) {
         match kind {
-            TimerKind::Connack => {
-                if self.state == State::AwaitingConnack {
-                    self.apply(
-                        now,
-                        Trigger::ConnectionEnded(DisconnectReason::ConnackTimeout),
-                    );
-                }
-            }
-            TimerKind::PingResponse => {
-                if self.state.is_connected() {
-                    self.apply(now, Trigger::ConnectionEnded(DisconnectReason::PingTimeout));
-                }
-            }
-            TimerKind::KeepAlive => {
-                if self.state.is_connected() {
-                    self.send_packet(&Packet::Pingreq);
-                    if self.timers.get(TimerKind::PingResponse).is_none() {
-                        self.timers
-                            .set(TimerKind::PingResponse, now + self.config.ping_timeout);
-                    }
-                }
-            }
             TimerKind::Renewal => {
-                if self.state == State::Connected {
+                if self.current() == State::Connected {
                     self.renewal_due(now);
                 }
             }
             TimerKind::TokenExpiry => self.report_token_expired(),
             TimerKind::TokenRequest => self.on_token_timer(now),
-            TimerKind::StableConnection => self.backoff.reset(),
-            TimerKind::Reconnect => self.apply(now, Trigger::ReconnectDue),
             TimerKind::Drain => self.apply(now, Trigger::DrainFinished),
             TimerKind::Message => self.expire_messages(now),
             TimerKind::Request => self.expire_requests(now),
+            TimerKind::Connack
+            | TimerKind::PingResponse
+            | TimerKind::KeepAlive
+            | TimerKind::StableConnection
+            | TimerKind::Reconnect => {}
         }
     }
 
@@ -887,7 +822,7 @@ impl Session {
 
     /// Finishes a graceful disconnect once nothing is left.
     fn check_drain(&mut self, now: Instant) {
-        if self.state == State::Draining
+        if self.current() == State::Draining
             && self.in_flight.is_empty()
             && self.queue.is_empty()
             && self.pending_requests_len() == 0
@@ -899,16 +834,12 @@ impl Session {
     /// The next free packet id: not used by an in-flight message, a
     /// reserved (timed-out) one, or a SUBSCRIBE awaiting its SUBACK.
     fn alloc_pid(&mut self) -> Option<Pid> {
-        for _ in 0..u16::MAX {
-            let pid = self.next_pid;
-            self.next_pid = pid.next();
-            let used = self.in_flight.iter().any(|m| m.pid == Some(pid))
-                || self.reserved_pids.contains(&pid)
-                || self.subs.pending.iter().any(|(p, _)| *p == pid);
-            if !used {
-                return Some(pid);
-            }
-        }
-        None
+        let (in_flight, reserved, pending) =
+            (&self.in_flight, &self.reserved_pids, &self.subs.pending);
+        self.link.alloc_pid(|pid| {
+            in_flight.iter().any(|m| m.pid == Some(pid))
+                || reserved.contains(&pid)
+                || pending.iter().any(|(p, _)| *p == pid)
+        })
     }
 }

@@ -67,7 +67,7 @@ impl Session {
             size: topic_len,
             max: crate::mqtt::MAX_STRING_LEN,
         })?;
-        let sends_now = self.state.is_connected()
+        let sends_now = self.link.is_up()
             && self.queue.is_empty()
             && (msg.qos == Qos::AtMostOnce || self.in_flight.len() < self.config.max_in_flight);
         if !sends_now && self.queue.len() >= self.config.queue_capacity {
@@ -94,7 +94,7 @@ impl Session {
 
     /// Sends queued messages while connected and the window has room.
     pub(super) fn pump_outbox(&mut self, now: Instant) {
-        if !self.state.is_connected() {
+        if !self.link.is_up() {
             return;
         }
         while let Some(front) = self.queue.front() {
@@ -128,7 +128,7 @@ impl Session {
                 Some(_) => {
                     m.pid = pid;
                     m.expires = None;
-                    m.sent_generation = self.generation;
+                    m.sent_generation = self.link.generation();
                     self.send_bytes(bytes, None);
                     self.in_flight.push_back(m);
                 }
@@ -157,7 +157,7 @@ impl Session {
             };
             if let Some(m) = self.in_flight.get_mut(i) {
                 m.pid = Some(pid);
-                m.sent_generation = self.generation;
+                m.sent_generation = self.link.generation();
                 out.extend(m.publish(Some(pid), !clean));
             }
         }
@@ -193,8 +193,8 @@ impl Session {
                 true
             }
         });
-        let connected = self.state.is_connected();
-        let generation = self.generation;
+        let connected = self.link.is_up();
+        let generation = self.link.generation();
         let mut reserve: Vec<Pid> = Vec::new();
         self.in_flight.retain(|m| {
             if m.deadline <= now {

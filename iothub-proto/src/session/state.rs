@@ -39,19 +39,19 @@
 //! Any other pair is ignored (`next` returns `None`).
 
 use alloc::vec::Vec;
-use core::mem;
 use core::time::Duration;
 
 use bytes::Bytes;
 
-use super::backoff::millis;
+use super::Session;
 use super::config::AuthFailurePolicy;
-use super::error::{DisconnectReason, MessageFailure, StopReason};
+use super::error::{MessageFailure, StopReason};
 use super::event::Event;
 use super::timer::TimerKind;
-use super::{Outgoing, Session};
 use crate::auth::{ConnectCredentials, Credential};
-use crate::mqtt::{ConnectReturnCode, Packet};
+use crate::connection::backoff::millis;
+use crate::connection::{DisconnectReason, Phase};
+use crate::mqtt::ConnectReturnCode;
 use crate::time::Instant;
 
 /// The state of the connection, as seen from outside
@@ -206,7 +206,9 @@ fn after_connection(reason: &DisconnectReason, cx: Context) -> State {
         DisconnectReason::Transport(_)
         | DisconnectReason::Protocol(_)
         | DisconnectReason::ConnackTimeout
-        | DisconnectReason::PingTimeout => {
+        | DisconnectReason::PingTimeout
+        | DisconnectReason::SubackTimeout
+        | DisconnectReason::ResponseTimeout => {
             if cx.token_expired {
                 expired
             } else {
@@ -214,6 +216,19 @@ fn after_connection(reason: &DisconnectReason, cx: Context) -> State {
             }
         }
     }
+}
+
+/// Where the device session stands above its connection; with the
+/// connection's phase it makes the [`State`] (see [`Session::current`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Connecting, connected or waiting to reconnect, as the connection's
+    /// phase says.
+    Running,
+    /// A graceful disconnect lets in-flight work finish.
+    Draining,
+    /// Stopped for good.
+    Stopped(StopReason),
 }
 
 impl Session {
@@ -224,12 +239,25 @@ impl Session {
         }
     }
 
+    /// The state: the session's mode over the connection's phase.
+    pub(crate) fn current(&self) -> State {
+        match (self.mode, self.link.phase()) {
+            (Mode::Stopped(reason), _) => State::Stopped(reason),
+            (Mode::Draining, Phase::Up) => State::Draining,
+            (_, Phase::Up) => State::Connected,
+            (_, Phase::AwaitingConnack) => State::AwaitingConnack,
+            (_, Phase::Backoff) => State::Backoff(Delay::Jitter),
+            // `Down` while running lasts only inside `apply`.
+            (_, Phase::Opening | Phase::Down) => State::Opening,
+        }
+    }
+
     /// Applies a trigger: the only place the state changes.
     pub(crate) fn apply(&mut self, now: Instant, trigger: Trigger) {
-        let Some(new) = next(self.state, &trigger, self.context()) else {
+        let old = self.current();
+        let Some(new) = next(old, &trigger, self.context()) else {
             return;
         };
-        let old = mem::replace(&mut self.state, new);
 
         // Exit: does the transport of `old` go on in `new`?
         let keeps_transport = matches!(
@@ -249,7 +277,10 @@ impl Session {
 
         // Entry.
         match new {
-            State::Opening => self.enter_opening(now),
+            State::Opening => {
+                self.mode = Mode::Running;
+                self.enter_opening(now);
+            }
             State::AwaitingConnack => self.enter_awaiting_connack(now),
             State::Connected => {
                 let session_present = matches!(
@@ -260,13 +291,13 @@ impl Session {
                 );
                 self.enter_connected(now, session_present);
             }
-            State::Draining => {}
+            State::Draining => self.mode = Mode::Draining,
             State::Backoff(delay) => {
-                let delay = match delay {
-                    Delay::Jitter => self.backoff.next_delay(&mut self.rng),
-                    Delay::Fixed(d) => d,
+                let fixed = match delay {
+                    Delay::Jitter => None,
+                    Delay::Fixed(d) => Some(d),
                 };
-                self.timers.set(TimerKind::Reconnect, now + delay);
+                let delay = self.link.back_off(now, fixed);
                 self.emit(Event::ReconnectScheduled { delay });
             }
             State::Stopped(reason) => self.enter_stopped(reason),
@@ -275,47 +306,22 @@ impl Session {
 
     /// Leaves the transport of state `old` behind.
     fn teardown(&mut self, old: State, reason: DisconnectReason) {
-        // An `Open` never handed to the adapter was no attempt at all.
-        let attempted = old != State::Opening || self.transport_open;
         let graceful = old.is_connected()
             && matches!(
                 reason,
                 DisconnectReason::Requested | DisconnectReason::TokenRenewal
             );
-        if graceful {
-            // What is queued goes out first, then DISCONNECT.
-            self.transmit.push_back(Outgoing {
-                bytes: Packet::Disconnect.to_bytes(),
-                sent: None,
+        // Graceful: what is queued goes out first, then DISCONNECT.
+        let ended = self.link.end(&reason, graceful);
+        for id in ended.dropped {
+            self.emit(Event::MessageFailed {
+                id,
+                reason: MessageFailure::ConnectionLost,
             });
-        } else {
-            let dropped = mem::take(&mut self.transmit);
-            for out in dropped {
-                if let Some(id) = out.sent {
-                    self.emit(Event::MessageFailed {
-                        id,
-                        reason: MessageFailure::ConnectionLost,
-                    });
-                }
-            }
         }
-        match reason {
-            // The adapter told us; it has nothing left to close.
-            DisconnectReason::Transport(_) => self.transport_open = false,
-            _ => self.close_transport(),
-        }
-        for kind in [
-            TimerKind::Connack,
-            TimerKind::KeepAlive,
-            TimerKind::PingResponse,
-            TimerKind::Renewal,
-            TimerKind::TokenExpiry,
-            TimerKind::StableConnection,
-            TimerKind::Drain,
-        ] {
+        for kind in [TimerKind::Renewal, TimerKind::TokenExpiry, TimerKind::Drain] {
             self.timers.clear(kind);
         }
-        self.rx = bytes::BytesMut::new();
         self.subs.subscribed = 0;
         self.subs.pending = Vec::new();
         self.reserved_pids = Vec::new();
@@ -323,31 +329,14 @@ impl Session {
         self.renew_unix = None;
         self.external_connection_ended(&reason);
         self.requests_connection_lost();
-        if attempted {
+        if ended.attempted {
             self.emit(Event::Disconnected { reason });
         }
     }
 
-    /// Forgets the transport: cancels an `Open` not yet handed out, or asks
-    /// the adapter to close the open one.
-    fn close_transport(&mut self) {
-        let pending_open = self
-            .transport_cmds
-            .iter()
-            .position(|c| *c == super::TransportCommand::Open);
-        if let Some(pos) = pending_open {
-            self.transport_cmds.remove(pos);
-        } else if self.transport_open {
-            self.transport_cmds
-                .push_back(super::TransportCommand::Close);
-        }
-        self.transport_open = false;
-    }
-
     /// Entry of AwaitingConnack: a new connection; write CONNECT.
     fn enter_awaiting_connack(&mut self, now: Instant) {
-        self.generation = self.generation.wrapping_add(1);
-        let unix = self.unix.unwrap_or(0);
+        let unix = self.link.unix().unwrap_or(0);
         let lifetime = self.config.sas_lifetime.as_secs();
         let mut creds = ConnectCredentials::new(
             &self.config.identity,
@@ -369,12 +358,7 @@ impl Session {
                 return;
             }
         };
-        self.transmit.push_back(Outgoing {
-            bytes: Packet::Connect(connect).to_bytes(),
-            sent: None,
-        });
-        self.timers
-            .set(TimerKind::Connack, now + self.config.connect_timeout);
+        self.link.connect(now, connect);
         match &self.config.credential {
             Credential::SharedAccessKey { .. } => {
                 let after_ms = u128::from(millis(self.config.sas_lifetime))
@@ -424,14 +408,12 @@ impl Session {
         Some(connect)
     }
 
-    /// Entry of Connected: arm the connection timers, re-send what was in
-    /// flight, resubscribe, resume queued work.
+    /// Entry of Connected: the connection goes up (keep-alive and the
+    /// stable timer armed), then re-send what was in flight, resubscribe,
+    /// resume queued work.
     fn enter_connected(&mut self, now: Instant, session_present: bool) {
-        self.timers.clear(TimerKind::Connack);
-        self.arm_keep_alive();
+        self.link.up(now);
         self.timers.put(TimerKind::Renewal, self.renew_at);
-        self.timers
-            .set(TimerKind::StableConnection, now + self.config.stable_after);
         self.emit(Event::Connected { session_present });
         self.resend_in_flight();
         self.subscribe_missing();
@@ -447,11 +429,12 @@ impl Session {
 
     /// Entry of Stopped: fail everything that is left.
     fn enter_stopped(&mut self, reason: StopReason) {
+        self.mode = Mode::Stopped(reason);
         if reason == StopReason::TokenExpired {
             self.report_token_expired();
         }
         self.external_stopped();
-        self.close_transport();
+        self.link.stop();
         self.fail_all_messages(MessageFailure::SessionClosed);
         self.fail_all_requests();
         self.timers = super::timer::Timers::default();
@@ -462,7 +445,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::error::{ConnectRefused, ProtocolError, TransportClosed};
+    use crate::connection::{ConnectRefused, ProtocolError, TransportClosed};
 
     const CX: Context = Context {
         auth_failure: AuthFailurePolicy::RetryAfter(Duration::from_secs(300)),

@@ -5,6 +5,7 @@
 //! [`TimerKind::Message`] and [`TimerKind::Request`] slots hold the earliest
 //! of them, recomputed whenever a message or request comes or goes.
 
+use crate::connection::LinkTimer;
 use crate::time::{TimerSlot, TimerTable};
 
 /// The purpose of one slot of the timer table.
@@ -56,6 +57,23 @@ impl TimerKind {
         TimerKind::Message,
         TimerKind::Request,
     ];
+
+    /// The connection's own timer this kind names, if it is one.
+    pub(crate) fn link_timer(self) -> Option<LinkTimer> {
+        match self {
+            TimerKind::Connack => Some(LinkTimer::Connack),
+            TimerKind::KeepAlive => Some(LinkTimer::KeepAlive),
+            TimerKind::PingResponse => Some(LinkTimer::PingResponse),
+            TimerKind::StableConnection => Some(LinkTimer::StableConnection),
+            TimerKind::Reconnect => Some(LinkTimer::Reconnect),
+            TimerKind::Renewal
+            | TimerKind::TokenExpiry
+            | TimerKind::TokenRequest
+            | TimerKind::Drain
+            | TimerKind::Message
+            | TimerKind::Request => None,
+        }
+    }
 }
 
 impl TimerSlot for TimerKind {

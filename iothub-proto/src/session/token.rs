@@ -16,12 +16,13 @@
 use core::time::Duration;
 
 use super::Session;
-use super::backoff::Backoff;
-use super::error::{CommandError, ConnectRefused, DisconnectReason, TokenFailure};
-use super::event::{Event, TransportCommand};
+use super::error::{CommandError, TokenFailure};
+use super::event::Event;
 use super::state::{State, Trigger};
 use super::timer::TimerKind;
 use crate::auth::{Credential, SasToken};
+use crate::connection::backoff::Backoff;
+use crate::connection::{ConnectRefused, DisconnectReason};
 use crate::mqtt::ConnectReturnCode;
 use crate::time::Instant;
 
@@ -83,11 +84,12 @@ impl Session {
     /// Entry of `Opening`: ask for a transport, or, for an external signer
     /// without a fresh token, for a token first.
     pub(crate) fn enter_opening(&mut self, now: Instant) {
-        if self.is_external() && self.usable_token(self.unix.unwrap_or(0)).is_none() {
+        if self.is_external() && self.usable_token(self.link.unix().unwrap_or(0)).is_none() {
             self.external.open_deferred = true;
+            self.link.open_later();
             self.request_token(now);
         } else {
-            self.transport_cmds.push_back(TransportCommand::Open);
+            self.link.open();
         }
     }
 
@@ -116,7 +118,7 @@ impl Session {
         if self.external.wait != Wait::Requested {
             return;
         }
-        let retry_in = self.external.backoff.next_delay(&mut self.rng);
+        let retry_in = self.external.backoff.next_delay(self.link.rng());
         self.external.wait = Wait::Retry;
         self.timers.set(TimerKind::TokenRequest, now + retry_in);
         self.emit(Event::TokenRequestFailed { reason, retry_in });
@@ -128,7 +130,7 @@ impl Session {
             Wait::Requested => self.token_request_failed(now, TokenFailure::TimedOut),
             Wait::Retry => {
                 self.external.wait = Wait::Idle;
-                if self.usable_token(self.unix.unwrap_or(0)).is_none() {
+                if self.usable_token(self.link.unix().unwrap_or(0)).is_none() {
                     self.request_token(now);
                 }
             }
@@ -193,7 +195,7 @@ impl Session {
         if !self.is_external() {
             return Err(CommandError::NotExternalSigner);
         }
-        if matches!(self.state, State::Stopped(_) | State::Draining) {
+        if self.accepting().is_err() {
             return Err(CommandError::SessionClosed);
         }
         let expiry = token.expiry_unix_secs();
@@ -218,10 +220,10 @@ impl Session {
             self.external.wait = Wait::Idle;
         }
         self.external.backoff.reset();
-        match self.state {
+        match self.current() {
             State::Opening if self.external.open_deferred => {
                 self.external.open_deferred = false;
-                self.transport_cmds.push_back(TransportCommand::Open);
+                self.link.release_open();
             }
             State::Connected if self.external.renewing => {
                 self.apply(

@@ -11,11 +11,11 @@ use core::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::backoff::{millis, random_between};
 use super::error::{CommandError, HubStatus, JsonError, RequestError};
 use super::event::{Event, RequestToken, Subscription, Twin};
 use super::timer::TimerKind;
 use super::{MAX_REPORTED_SIZE, Session};
+use crate::connection::backoff::{millis, random_between};
 use crate::mqtt::{Packet, Publish, QosPid};
 use crate::time::Instant;
 use crate::topic::RequestId;
@@ -154,7 +154,7 @@ impl Session {
     /// granted on this connection (and, for the desired sync, the
     /// desired-properties one too).
     pub(super) fn dispatch_requests(&mut self) {
-        if !self.state.is_connected() || !self.subs.is_subscribed(Subscription::TwinResponses) {
+        if !self.link.is_up() || !self.subs.is_subscribed(Subscription::TwinResponses) {
             return;
         }
         let desired_ready = self.subs.is_subscribed(Subscription::DesiredProperties);
@@ -241,7 +241,7 @@ impl Session {
             let max = millis(self.config.backoff_max);
             if let Some(req) = self.requests.get_mut(pos) {
                 let high = req.prev_delay_ms.max(min).saturating_mul(3);
-                let delay = random_between(&mut self.rng, min, high).min(max);
+                let delay = random_between(self.link.rng(), min, high).min(max);
                 req.prev_delay_ms = delay;
                 req.retries = req.retries.saturating_add(1);
                 req.state = RequestState::RetryAt(now + Duration::from_millis(delay));
