@@ -1,29 +1,32 @@
-//! The driver: one thread (yours, or one the client spawns) that owns the
-//! session — inside `iothub-net`'s [`DriverCore`], which fixes the order of
-//! the steps and routes events — and the connection's [`Link`]. It
-//! sleeps in `recv_timeout(deadline − now)` on the one channel that
-//! carries commands, bytes read by the connection thread and transport
-//! outcomes (see the crate docs for why).
+//! The one blocking driver loop ([`run`], for a client and for
+//! provisioning alike): one thread (yours, or one the client spawns) owns
+//! the session — inside `iothub-net`'s [`Core`], which fixes the order of
+//! the steps — and the connection's [`Link`]. It sleeps in
+//! `recv_timeout(deadline − now)` on the one channel that carries
+//! commands, bytes read by the connection thread and transport outcomes
+//! (see the crate docs for why); what is not the transport's goes to the
+//! application's [`Side`] (commands and telemetry for a client, nothing
+//! for provisioning).
 //!
 //! ```text
 //! loop {
-//!     core.poll() until Wait:  3. write | open (a connection thread) | close, 4. events
-//!     publish the status
-//!     recv_timeout(deadline − now):  1. bytes read → core.handle_input
-//!                                    2. a command  → core.command
-//!                                    5. timed out  → core.timeout
-//!     then every input already queued, then telemetry while the session has room
+//!     core.poll() until Wait or Done: write | open (a connection thread) | close, events
+//!     side.before_wait (publish the status)
+//!     recv_timeout(deadline − now):  bytes read → core.handle_input
+//!                                    a command  → side.input (core.command)
+//!                                    timed out  → core.timeout
+//!     then every input already queued, then side.after_turn (telemetry while the session has room)
 //! }
 //! ```
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use iothub_net::driver::{Command, DriverCore, Step, Telemetry};
+use iothub_net::clock::Now;
+use iothub_net::driver::{Command, Core, Device, DriverCore, Machine, Step, Telemetry};
 use iothub_net::transport::{Endpoint, Failure};
 use iothub_net::watch::StatusWatch;
 use iothub_net::{ClientOptions, Clock, Error};
-use iothub_proto::time::Instant;
 use tracing::debug;
 
 use crate::transport::{self, Link};
@@ -52,11 +55,9 @@ const INPUTS_PER_TURN: usize = 1024;
 /// hands it to you to [`run`](Self::run) on yours.
 pub struct Driver {
     core: DriverCore,
-    clock: Clock,
     span: tracing::Span,
     inputs: Receiver<Input>,
-    telemetry: Receiver<Telemetry>,
-    status: Arc<StatusWatch>,
+    side: ClientSide,
     conn: Connection,
 }
 
@@ -173,6 +174,151 @@ impl Connection {
     }
 }
 
+/// The application's side of a blocking driver: what it does with the
+/// inputs that are not the transport's, around a wait, and at the end.
+pub(crate) trait Side<M: Machine> {
+    /// A command or a note of the client's handles.
+    fn input(&mut self, core: &mut Core<M>, now: Now, input: Input);
+
+    /// After every turn: takes what waits in other channels.
+    fn after_turn(&mut self, core: &mut Core<M>, clock: &Clock);
+
+    /// Before every wait.
+    fn before_wait(&mut self, core: &Core<M>);
+
+    /// The session is over and the transport closed.
+    fn end(&mut self, core: &mut Core<M>);
+}
+
+/// A side with nothing to give: provisioning.
+impl<M: Machine> Side<M> for () {
+    fn input(&mut self, _: &mut Core<M>, _: Now, _: Input) {}
+    fn after_turn(&mut self, _: &mut Core<M>, _: &Clock) {}
+    fn before_wait(&mut self, _: &Core<M>) {}
+    fn end(&mut self, _: &mut Core<M>) {}
+}
+
+/// The one blocking driver loop, for every kind of session (see the
+/// [module docs](self)): runs `core` over `conn` until the session is
+/// over, sleeping in `recv_timeout(deadline − now)` on `inputs`.
+pub(crate) fn run<M: Machine, S: Side<M>>(
+    mut core: Core<M>,
+    side: &mut S,
+    clock: &Clock,
+    conn: &mut Connection,
+    inputs: &Receiver<Input>,
+) -> M::Outcome {
+    loop {
+        let deadline = match core.poll() {
+            Step::Write(data) => {
+                if let Err(f) = conn.write(data) {
+                    core.transport_closed(clock.now(), &f);
+                }
+                continue;
+            }
+            Step::Open => {
+                if let Err(f) = conn.open(core.attempts()) {
+                    core.transport_closed(clock.now(), &f);
+                }
+                continue;
+            }
+            Step::Close => {
+                conn.close();
+                continue;
+            }
+            Step::Wait(deadline) => deadline,
+            Step::Done(outcome) => {
+                conn.close();
+                side.end(&mut core);
+                return outcome;
+            }
+        };
+        side.before_wait(&core);
+        let input = match deadline {
+            Some(at) => {
+                let wait = clock
+                    .deadline(at)
+                    .saturating_duration_since(std::time::Instant::now());
+                inputs.recv_timeout(wait)
+            }
+            None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match input {
+            Ok(input) => on_input(&mut core, side, conn, clock.now(), input),
+            Err(RecvTimeoutError::Timeout) => core.timeout(clock.now()),
+            // Unreachable while `conn` holds a sender.
+            Err(RecvTimeoutError::Disconnected) => {
+                side.input(&mut core, clock.now(), Input::HandlesDropped);
+            }
+        }
+        for _ in 0..INPUTS_PER_TURN {
+            match inputs.try_recv() {
+                Ok(input) => on_input(&mut core, side, conn, clock.now(), input),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        side.after_turn(&mut core, clock);
+    }
+}
+
+/// One input: the transport's go to the core, the rest to the side.
+fn on_input<M: Machine, S: Side<M>>(
+    core: &mut Core<M>,
+    side: &mut S,
+    conn: &mut Connection,
+    now: Now,
+    input: Input,
+) {
+    match input {
+        input @ (Input::Command(_) | Input::Telemetry | Input::HandlesDropped) => {
+            side.input(core, now, input);
+        }
+        transport => match conn.transported(transport) {
+            Transported::Opened => core.transport_opened(now),
+            Transported::Data(mqtt) => core.handle_input(now, &mqtt),
+            Transported::Failed(f) => core.transport_closed(now, &f),
+            Transported::Stale => {}
+        },
+    }
+}
+
+/// A client's side: its telemetry channel and its status watch.
+struct ClientSide {
+    telemetry: Receiver<Telemetry>,
+    status: Arc<StatusWatch>,
+}
+
+impl Side<Device> for ClientSide {
+    fn input(&mut self, core: &mut DriverCore, now: Now, input: Input) {
+        match input {
+            Input::Command(c) => core.command(now, c),
+            Input::HandlesDropped => core.handles_dropped(now),
+            // Telemetry is taken after the inputs.
+            _ => {}
+        }
+    }
+
+    /// Backpressure: telemetry stays in its channel (whose senders block
+    /// when it is full) while the session's queue is full.
+    fn after_turn(&mut self, core: &mut DriverCore, clock: &Clock) {
+        while core.accepts_telemetry() {
+            let Ok(t) = self.telemetry.try_recv() else {
+                break;
+            };
+            core.telemetry(clock.now(), t);
+        }
+    }
+
+    fn before_wait(&mut self, core: &DriverCore) {
+        self.status.set(core.status());
+    }
+
+    fn end(&mut self, core: &mut DriverCore) {
+        self.status.set(core.status());
+        core.finish();
+    }
+}
+
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
@@ -192,109 +338,29 @@ impl Driver {
         let status = Arc::new(StatusWatch::new(core.status()));
         let driver = Driver {
             core,
-            clock: Clock::new(),
             span,
             inputs,
-            telemetry,
-            status: status.clone(),
+            side: ClientSide {
+                telemetry,
+                status: status.clone(),
+            },
             conn: Connection::new(Arc::new(endpoint), tx),
         };
         Ok((driver, status))
     }
 
-    fn now(&self) -> Instant {
-        self.clock.instant(std::time::Instant::now())
-    }
-
     /// Runs the client until it stops (after
     /// [`Client::shutdown`](crate::Client::shutdown), a stop of the
     /// session, or once every handle is dropped).
-    pub fn run(mut self) {
-        let span = self.span.clone();
+    pub fn run(self) {
+        let Driver {
+            core,
+            span,
+            inputs,
+            mut side,
+            mut conn,
+        } = self;
         let _entered = span.enter();
-        loop {
-            let deadline = match self.core.poll() {
-                Step::Write(data) => {
-                    if let Err(f) = self.conn.write(data) {
-                        self.transport_failed(&f);
-                    }
-                    continue;
-                }
-                Step::Open => {
-                    if let Err(f) = self.conn.open(self.core.attempts()) {
-                        self.transport_failed(&f);
-                    }
-                    continue;
-                }
-                Step::Close => {
-                    self.conn.close();
-                    continue;
-                }
-                Step::Wait(deadline) => deadline,
-                // Step::Stopped
-                _ => break,
-            };
-            self.status.set(self.core.status());
-            let input = match deadline {
-                Some(at) => {
-                    let wait = self
-                        .clock
-                        .deadline(at)
-                        .saturating_duration_since(std::time::Instant::now());
-                    self.inputs.recv_timeout(wait)
-                }
-                None => self
-                    .inputs
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match input {
-                Ok(input) => self.on_input(input),
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = self.now();
-                    self.core.timeout(now);
-                }
-                // Unreachable while the driver holds `tx`.
-                Err(RecvTimeoutError::Disconnected) => self.on_input(Input::HandlesDropped),
-            }
-            for _ in 0..INPUTS_PER_TURN {
-                match self.inputs.try_recv() {
-                    Ok(input) => self.on_input(input),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
-            // Backpressure: telemetry stays in its channel (whose senders
-            // block when it is full) while the session's queue is full.
-            while self.core.accepts_telemetry() {
-                let Ok(t) = self.telemetry.try_recv() else {
-                    break;
-                };
-                let now = self.now();
-                self.core.telemetry(now, t);
-            }
-        }
-        self.conn.close();
-        self.status.set(self.core.status());
-        self.core.finish();
-    }
-
-    fn on_input(&mut self, input: Input) {
-        let now = self.now();
-        match input {
-            Input::Command(c) => self.core.command(now, c),
-            Input::Telemetry => {} // taken after the inputs
-            Input::HandlesDropped => self.core.handles_dropped(now),
-            transport => match self.conn.transported(transport) {
-                Transported::Opened => self.core.transport_opened(now),
-                Transported::Data(mqtt) => self.core.handle_input(now, &mqtt),
-                Transported::Failed(f) => self.core.transport_closed(now, &f),
-                Transported::Stale => {}
-            },
-        }
-    }
-
-    fn transport_failed(&mut self, f: &Failure) {
-        let now = self.now();
-        self.core.transport_closed(now, f);
+        run(core, &mut side, &Clock::new(), &mut conn, &inputs);
     }
 }

@@ -3,19 +3,18 @@
 //! transports (the same connection threads as a hub connection), then a
 //! [`Client`] for the hub it assigned. Every protocol decision is the
 //! core's, and the order of the steps around it is `iothub-net`'s
-//! [`ProvisioningCore`]; this loop moves bytes and sleeps in
-//! `recv_timeout(deadline − now)`, as the client's driver does.
+//! [`Core`]; the loop is the client's own ([`run`]), with nothing on the
+//! application's side.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use iothub_net::provision_driver::{ProvisioningCore, Step};
+use iothub_net::driver::Core;
 use iothub_net::{ClientOptions, Clock, Error, ProvisioningOptions};
 use iothub_proto::provisioning::{Registration, ReprovisionPolicy};
 use tracing::warn;
 
 use crate::Client;
-use crate::driver::{Connection, Transported};
+use crate::driver::{Connection, run};
 
 /// What provisioning gave: the assignment, and the options of a client for
 /// the assigned hub ([`ProvisioningOptions::client_options`]).
@@ -58,8 +57,9 @@ impl Provisioned {
 /// ```
 pub fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Error> {
     let clock = Clock::new();
-    let (core, endpoint, span) = ProvisioningCore::start(options, clock.instant(now()))?;
-    let registration = span.in_scope(|| run(core, clock, Connection::channel(endpoint)))?;
+    let (core, endpoint, span) = Core::start_provisioning(options, clock.now().at)?;
+    let (mut conn, inputs) = Connection::channel(endpoint);
+    let registration = span.in_scope(|| run(core, &mut (), &clock, &mut conn, &inputs))?;
     let client = options.client_options(&registration)?;
     Ok(Provisioned {
         registration,
@@ -132,62 +132,6 @@ where
         match (&result, fired) {
             (Err(_), Ok(_)) => continue,
             _ => return result,
-        }
-    }
-}
-
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
-
-/// The loop of the module docs.
-fn run(
-    mut core: ProvisioningCore,
-    clock: Clock,
-    (mut conn, inputs): (Connection, mpsc::Receiver<crate::driver::Input>),
-) -> Result<Registration, Error> {
-    loop {
-        let deadline = match core.poll() {
-            Step::Write(data) => {
-                if let Err(f) = conn.write(data) {
-                    core.transport_closed(clock.instant(now()), &f);
-                }
-                continue;
-            }
-            Step::Open => {
-                if let Err(f) = conn.open(core.attempts()) {
-                    core.transport_closed(clock.instant(now()), &f);
-                }
-                continue;
-            }
-            Step::Close => {
-                conn.close();
-                continue;
-            }
-            Step::Wait(deadline) => deadline,
-            step => {
-                conn.close();
-                return match step {
-                    Step::Done(r) => r,
-                    _ => Err(Error::Closed),
-                };
-            }
-        };
-        let input = match deadline {
-            Some(at) => inputs.recv_timeout(clock.deadline(at).saturating_duration_since(now())),
-            None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        let t = clock.instant(now());
-        match input {
-            Ok(input) => match conn.transported(input) {
-                Transported::Opened => core.transport_opened(t),
-                Transported::Data(mqtt) => core.handle_input(t, &mqtt),
-                Transported::Failed(f) => core.transport_closed(t, &f),
-                Transported::Stale => {}
-            },
-            Err(RecvTimeoutError::Timeout) => core.timeout(t),
-            // Unreachable while `conn` holds a sender.
-            Err(RecvTimeoutError::Disconnected) => return Err(Error::Closed),
         }
     }
 }

@@ -47,14 +47,23 @@ impl Clock {
         Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 
-    /// The platform instant of a core instant: when to wake up for
-    /// [`Session::poll_timeout`](iothub_proto::session::Session::poll_timeout).
+    /// The platform instant of a core instant: when to wake up for an
+    /// [`Output::Timeout`](iothub_proto::connection::Output::Timeout).
     /// Saturates about a century ahead instead of overflowing.
     #[must_use]
     pub fn deadline(&self, at: Instant) -> std::time::Instant {
         const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
         let d = Duration::from_millis(at.as_millis()).min(FAR);
         self.epoch.checked_add(d).unwrap_or(self.epoch + FAR)
+    }
+
+    /// Both clocks, read now: what every input of a driver core carries.
+    #[must_use]
+    pub fn now(&self) -> Now {
+        Now {
+            at: self.instant(std::time::Instant::now()),
+            unix_secs: Clock::unix_secs(),
+        }
     }
 
     /// Wall-clock time in seconds since the Unix epoch (0 if the system
@@ -64,6 +73,25 @@ impl Clock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
+    }
+}
+
+/// One reading of both clocks, taken by the I/O side of a driver
+/// ([`Clock::now`]) and passed to the driver core with every input: the
+/// core itself never reads a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time, on the session's scale.
+    pub at: Instant,
+    /// Wall-clock seconds since the Unix epoch (for SAS token expiry).
+    pub unix_secs: u64,
+}
+
+impl Now {
+    /// A reading made of these two values (tests drive time by hand).
+    #[must_use]
+    pub fn new(at: Instant, unix_secs: u64) -> Now {
+        Now { at, unix_secs }
     }
 }
 

@@ -1,21 +1,24 @@
-//! The runtime-neutral half of every adapter's driver: the fixed order of
-//! the steps around the session, with the session's events handed to the
-//! [`Router`] (which pending reply each answers, which stream it goes
-//! to). An adapter only moves bytes, runs one timer and carries out
-//! [`Step`]s; the loop it writes is the same in every runtime:
+//! The runtime-neutral half of every driver: [`Core`], the fixed order of
+//! the steps around a session's one output, generic over the kind of
+//! session ([`Machine`]): the device client ([`Device`], whose events go
+//! through the [`Router`] to pending replies and streams) and provisioning
+//! ([`Provisioning`](crate::provision_driver::Provisioning), whose events
+//! are logged). A driver loop only moves bytes, runs one timer, reads the
+//! clocks ([`Clock::now`](crate::Clock::now)) and carries out [`Step`]s;
+//! it is the same for every session kind:
 //!
 //! ```text
 //! loop {
-//!     match core.poll() {                        // 3. transmit, transport, 4. events
-//!         Step::Write(bytes) => conn.write(bytes) or core.transport_closed(now, failure),
-//!         Step::Open => start opening a transport (core.transport_opened / transport_closed later),
+//!     match core.poll() {                     // the session's poll_output, in order
+//!         Step::Write(bytes) => conn.write(bytes) or core.transport_closed(clock.now(), failure),
+//!         Step::Open => start opening a transport (core.opened(clock.now(), result) later),
 //!         Step::Close => close the transport,
-//!         Step::Stopped => { core.finish(); break }
-//!         Step::Wait(deadline) => {              // 5. timer
-//!             publish core.status();
-//!             wait for one of: bytes read       → core.handle_input     (1. inbound)
-//!                              a command         → core.command / core.telemetry (2.)
-//!                              the deadline      → core.timeout
+//!         Step::Done(outcome) => { close; core.finish(); return outcome }
+//!         Step::Wait(deadline) => {
+//!             publish the status;
+//!             wait for one of: bytes read   → core.handle_input(clock.now(), bytes)
+//!                              a command    → core.command / core.telemetry (device)
+//!                              the deadline → core.timeout(clock.now())
 //!         }
 //!     }
 //! }
@@ -30,6 +33,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use iothub_proto::connection::{Driven, Output};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{
     AckToken, Config, ConfigError, ConnectionState, Event, InboundMessage, Message, MethodId,
@@ -39,9 +43,10 @@ use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::api::{DesiredUpdate, Error, Inbound, InputMessage, Status};
+use crate::clock::Now;
 use crate::router::{Done, Outlet, Router, Subscriber};
 use crate::transport::{Endpoint, Failure};
-use crate::{ClientOptions, Clock, OptionsError};
+use crate::{ClientOptions, OptionsError};
 
 /// Where the answer to one command goes: a one-shot channel of the
 /// adapter, behind a closure that gives the value back when nobody waits
@@ -222,7 +227,7 @@ impl Subscribe {
 }
 
 /// What a look at a channel without waiting found (see
-/// [`DriverCore::take_ready`]).
+/// [`Core::take_ready`]).
 #[derive(Debug)]
 pub enum Ready<T> {
     /// An item.
@@ -269,14 +274,16 @@ pub enum Command {
 /// slots stay small.
 pub type Telemetry = Box<(Message, Reply<()>)>;
 
-/// What the adapter does next; see the [module docs](self).
+/// What the driver loop does next; see the [module docs](self). The five
+/// arms are the whole contract.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum Step {
+pub enum Step<O> {
     /// Write these bytes (one write; at most [`BATCH`] bytes gathered).
+    /// Without an open transport, drop them: the session knows.
     Write(Bytes),
-    /// Open a new transport; report the outcome with
-    /// [`DriverCore::transport_opened`] or [`DriverCore::transport_closed`].
+    /// Open a new transport (dropping any current one); report the
+    /// outcome with [`Core::opened`] (or [`Core::transport_opened`] /
+    /// [`Core::transport_closed`]).
     Open,
     /// Close the current transport (its last bytes were written); do not
     /// report its closure.
@@ -284,70 +291,79 @@ pub enum Step {
     /// Nothing to do until input, a command, or this instant (`None`: no
     /// timer).
     Wait(Option<Instant>),
-    /// The session has stopped: call [`DriverCore::finish`] and end.
-    Stopped,
+    /// The session is over: close the transport, call
+    /// [`Core::finish`] and end with this.
+    Done(O),
 }
 
 /// Bytes gathered into one write at most.
 pub const BATCH: usize = 64 * 1024;
 /// How long the driver drains when every client handle was dropped.
 pub const DROP_DRAIN: Duration = Duration::from_secs(5);
-/// Commands [`DriverCore::take_ready`] takes per wake-up at most (then
-/// the loop transmits).
+/// Commands [`Core::take_ready`] takes per wake-up at most (then the loop
+/// transmits).
 pub const COMMANDS_PER_TURN: usize = 1024;
 
-/// The session plus everything waiting on it: the steps of the driver
-/// loop in their fixed order; the routing of events to replies and
-/// streams is the [`Router`]'s. No I/O, no clock reads except Unix
-/// seconds for SAS tokens.
-pub struct DriverCore {
-    session: Session,
-    router: Router,
-    shutdown: Vec<Reply<()>>,
-    handles: bool,
-    telemetry_open: bool,
-    attempts: u64,
+/// A kind of session a driver runs, and what the driver does with its
+/// events: the device client ([`Device`]) or provisioning
+/// ([`Provisioning`](crate::provision_driver::Provisioning)). [`Core`]
+/// holds the step order for both.
+pub trait Machine {
+    /// The sans-IO session.
+    type Session: Driven;
+    /// What the driver ends with.
+    type Outcome;
+
+    /// The session.
+    fn session(&mut self) -> &mut Self::Session;
+
+    /// One event of the session: routed (to replies and streams) or logged.
+    fn on_event(&mut self, event: <Self::Session as Driven>::Event);
+
+    /// Once the session is over (asked when it has nothing else to do):
+    /// what the driver ends with.
+    fn outcome(&mut self) -> Option<Self::Outcome>;
 }
 
-impl fmt::Debug for DriverCore {
+/// The driver core: a [`Machine`] and the fixed order of the steps around
+/// its session. Outputs come from the session's one
+/// [`poll_output`](Driven::poll_output): bytes (gathered into one
+/// write), transport commands (an `Open` counts an attempt), events
+/// (handed to the machine), and, once nothing else is pending, the wait
+/// or the end. No I/O, no clock: every input carries a [`Now`] read by the
+/// loop.
+pub struct Core<M: Machine> {
+    machine: M,
+    attempts: u64,
+    /// A transport command or an event taken while gathering bytes: the
+    /// next output to carry out (never a `Timeout`, which the next input
+    /// would make stale).
+    held: Option<Output<<M::Session as Driven>::Event>>,
+}
+
+impl<M: Machine + fmt::Debug> fmt::Debug for Core<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DriverCore")
-            .field("state", &self.session.state())
-            .field("router", &self.router)
+        f.debug_struct("Core")
+            .field("machine", &self.machine)
+            .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
 }
 
-impl DriverCore {
-    /// A driver core around a new session (which wants a transport at
-    /// once).
-    pub fn new(config: Config) -> Result<DriverCore, ConfigError> {
-        Ok(DriverCore {
-            session: Session::new(config)?,
-            router: Router::new(),
-            shutdown: Vec::new(),
-            handles: true,
-            telemetry_open: true,
+impl<M: Machine> Core<M> {
+    /// A core around `machine`.
+    pub fn new(machine: M) -> Core<M> {
+        Core {
+            machine,
             attempts: 0,
-        })
+            held: None,
+        }
     }
 
-    /// What every adapter's driver starts from: the options checked, the
-    /// TLS configuration built (errors come back at once, before any
-    /// socket), the core, the endpoint, and the `iothub{client_id}` span
-    /// to run the driver in.
-    pub fn start(options: ClientOptions) -> Result<(DriverCore, Endpoint, tracing::Span), Error> {
-        let endpoint = options.endpoint()?;
-        let span = tracing::info_span!("iothub", client_id = %options.config.identity.client_id());
-        let core =
-            DriverCore::new(options.config).map_err(|e| Error::Options(OptionsError::Config(e)))?;
-        Ok((core, endpoint, span))
-    }
-
-    /// The session, to observe.
+    /// The machine (its session, its router), to observe.
     #[must_use]
-    pub fn session(&self) -> &Session {
-        &self.session
+    pub fn machine(&self) -> &M {
+        &self.machine
     }
 
     /// Transport attempts so far (for log spans).
@@ -356,45 +372,75 @@ impl DriverCore {
         self.attempts
     }
 
-    /// The next step: bytes to write, then transport commands, then
-    /// events (dispatched here), again while any of them produced; then
-    /// the wait. Call after every input until it returns
-    /// [`Step::Wait`] or [`Step::Stopped`].
+    /// The next step. Call after every input until it returns
+    /// [`Step::Wait`] or [`Step::Done`].
     #[must_use]
-    pub fn poll(&mut self) -> Step {
-        let router = &mut self.router;
-        let output = drain(&mut self.session, &mut self.attempts, |session, event| {
-            router.dispatch(session, event);
-        });
-        match output {
-            Some(Output::Write(b)) => return Step::Write(b),
-            Some(Output::Open) => return Step::Open,
-            Some(Output::Close) => return Step::Close,
-            None => {}
+    pub fn poll(&mut self) -> Step<M::Outcome> {
+        loop {
+            let output = match self.held.take() {
+                Some(o) => o,
+                None => self.machine.session().poll_output(),
+            };
+            match output {
+                Output::Transmit(bytes) => return Step::Write(self.gather(bytes)),
+                Output::Transport(TransportCommand::Open) => {
+                    self.attempts += 1;
+                    return Step::Open;
+                }
+                Output::Transport(TransportCommand::Close) => return Step::Close,
+                Output::Event(event) => self.machine.on_event(event),
+                Output::Timeout(at) => {
+                    return match self.machine.outcome() {
+                        Some(outcome) => Step::Done(outcome),
+                        None => Step::Wait(at),
+                    };
+                }
+            }
         }
-        if self.session.state() == ConnectionState::Stopped {
-            return Step::Stopped;
-        }
-        Step::Wait(self.session.poll_timeout())
     }
 
-    /// 1. inbound: bytes were read.
-    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        self.session.handle_input(now, data);
+    /// `first` and the bytes after it, gathered into one write of at most
+    /// about [`BATCH`] bytes; the first other output (a transport command
+    /// or an event, taken from the session) is held for the next
+    /// [`poll`](Self::poll).
+    fn gather(&mut self, first: Bytes) -> Bytes {
+        let mut batch: Option<Vec<u8>> = None;
+        while batch.as_ref().map_or(first.len(), Vec::len) < BATCH {
+            match self.machine.session().poll_output() {
+                Output::Transmit(more) => batch
+                    .get_or_insert_with(|| first.to_vec())
+                    .extend_from_slice(&more),
+                // Not held: it is only true until the next input, and
+                // asking again costs nothing.
+                Output::Timeout(_) => break,
+                other => {
+                    self.held = Some(other);
+                    break;
+                }
+            }
+        }
+        // One packet: no copy.
+        batch.map_or(first, Bytes::from)
+    }
+
+    /// Bytes were read from the transport.
+    pub fn handle_input(&mut self, now: Now, data: &[u8]) {
+        self.machine.session().handle_input(now.at, data);
     }
 
     /// The transport asked for by [`Step::Open`] is open.
-    pub fn transport_opened(&mut self, now: Instant) {
+    pub fn transport_opened(&mut self, now: Now) {
         debug!("transport open");
-        self.session
-            .handle_transport_connected(now, Clock::unix_secs());
+        self.machine
+            .session()
+            .handle_transport_connected(now.at, now.unix_secs);
     }
 
     /// The outcome of opening the transport asked for by [`Step::Open`]:
     /// reports it ([`transport_opened`](Self::transport_opened) or
     /// [`transport_closed`](Self::transport_closed)) and gives the open
     /// connection back to keep.
-    pub fn opened<C>(&mut self, now: Instant, r: Result<C, Failure>) -> Option<C> {
+    pub fn opened<C>(&mut self, now: Now, r: Result<C, Failure>) -> Option<C> {
         match r {
             Ok(conn) => {
                 self.transport_opened(now);
@@ -408,14 +454,87 @@ impl DriverCore {
     }
 
     /// The transport failed, the peer closed it, or opening it failed.
-    pub fn transport_closed(&mut self, now: Instant, failure: &Failure) {
+    pub fn transport_closed(&mut self, now: Now, failure: &Failure) {
         warn!(error = %failure, "transport closed");
-        self.session.handle_transport_closed(now, failure.kind);
+        self.machine
+            .session()
+            .handle_transport_closed(now.at, failure.kind);
     }
 
-    /// 5. timer: the deadline of [`Step::Wait`] has come.
-    pub fn timeout(&mut self, now: Instant) {
-        self.session.handle_timeout(now, Clock::unix_secs());
+    /// The deadline of [`Step::Wait`] has come.
+    pub fn timeout(&mut self, now: Now) {
+        self.machine.session().handle_timeout(now.at, now.unix_secs);
+    }
+}
+
+/// The device client as a [`Machine`]: the session, the [`Router`] its
+/// events go through, and the state of the client's channels.
+pub struct Device {
+    session: Session,
+    router: Router,
+    shutdown: Vec<Reply<()>>,
+    handles: bool,
+    telemetry_open: bool,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("state", &self.session.state())
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Machine for Device {
+    type Session = Session;
+    type Outcome = ();
+
+    fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    fn on_event(&mut self, event: Event) {
+        self.router.dispatch(&mut self.session, event);
+    }
+
+    fn outcome(&mut self) -> Option<()> {
+        (self.session.state() == ConnectionState::Stopped).then_some(())
+    }
+}
+
+/// The driver core of a device client.
+pub type DriverCore = Core<Device>;
+
+impl Core<Device> {
+    /// A driver core around a new session (which wants a transport at
+    /// once).
+    pub fn device(config: Config) -> Result<DriverCore, ConfigError> {
+        Ok(Core::new(Device {
+            session: Session::new(config)?,
+            router: Router::new(),
+            shutdown: Vec::new(),
+            handles: true,
+            telemetry_open: true,
+        }))
+    }
+
+    /// What every adapter's driver starts from: the options checked, the
+    /// TLS configuration built (errors come back at once, before any
+    /// socket), the core, the endpoint, and the `iothub{client_id}` span
+    /// to run the driver in.
+    pub fn start(options: ClientOptions) -> Result<(DriverCore, Endpoint, tracing::Span), Error> {
+        let endpoint = options.endpoint()?;
+        let span = tracing::info_span!("iothub", client_id = %options.config.identity.client_id());
+        let core =
+            Core::device(options.config).map_err(|e| Error::Options(OptionsError::Config(e)))?;
+        Ok((core, endpoint, span))
+    }
+
+    /// The session, to observe.
+    #[must_use]
+    pub fn session(&self) -> &Session {
+        &self.machine.session
     }
 
     /// Whether the session takes telemetry now (backpressure: leave it in
@@ -423,33 +542,33 @@ impl DriverCore {
     /// still open ([`telemetry_closed`](Self::telemetry_closed)).
     #[must_use]
     pub fn accepts_telemetry(&self) -> bool {
-        self.telemetry_open && !self.session.telemetry_queue_full()
+        self.machine.telemetry_open && !self.machine.session.telemetry_queue_full()
     }
 
     /// The telemetry channel has closed: do not wait on it any more.
     pub fn telemetry_closed(&mut self) {
-        self.telemetry_open = false;
+        self.machine.telemetry_open = false;
     }
 
     /// Whether the command channel is still worth waiting on: false once
     /// [`handles_dropped`](Self::handles_dropped).
     #[must_use]
     pub fn takes_commands(&self) -> bool {
-        self.handles
+        self.machine.handles
     }
 
-    /// Step 2, what a wait on the command channel gave: a command, or
-    /// `None` when the channel has closed (every handle is gone).
-    pub fn received_command(&mut self, now: Instant, c: Option<Command>) {
+    /// What a wait on the command channel gave: a command, or `None` when
+    /// the channel has closed (every handle is gone).
+    pub fn received_command(&mut self, now: Now, c: Option<Command>) {
         match c {
             Some(c) => self.command(now, c),
             None => self.handles_dropped(now),
         }
     }
 
-    /// Step 2, what a wait on the telemetry channel gave: a message, or
-    /// `None` when the channel has closed.
-    pub fn received_telemetry(&mut self, now: Instant, t: Option<Telemetry>) {
+    /// What a wait on the telemetry channel gave: a message, or `None`
+    /// when the channel has closed.
+    pub fn received_telemetry(&mut self, now: Now, t: Option<Telemetry>) {
         match t {
             Some(t) => self.telemetry(now, t),
             None => self.telemetry_closed(),
@@ -463,7 +582,7 @@ impl DriverCore {
     /// channel). A closed channel counts as above.
     pub fn take_ready(
         &mut self,
-        now: Instant,
+        now: Now,
         mut command: impl FnMut() -> Ready<Box<Command>>,
         mut telemetry: impl FnMut() -> Ready<Telemetry>,
     ) {
@@ -486,32 +605,36 @@ impl DriverCore {
         }
     }
 
-    /// 2. a telemetry message from the application.
-    pub fn telemetry(&mut self, now: Instant, t: Telemetry) {
+    /// A telemetry message from the application.
+    pub fn telemetry(&mut self, now: Now, t: Telemetry) {
         let (message, reply) = *t;
-        self.router
-            .send_telemetry(&mut self.session, now, message, done(reply));
+        let m = &mut self.machine;
+        m.router
+            .send_telemetry(&mut m.session, now.at, message, done(reply));
     }
 
     /// Every client handle is gone: drain briefly ([`DROP_DRAIN`]) and
     /// stop. Only the first call counts.
-    pub fn handles_dropped(&mut self, now: Instant) {
-        if std::mem::take(&mut self.handles) {
+    pub fn handles_dropped(&mut self, now: Now) {
+        if std::mem::take(&mut self.machine.handles) {
             info!("every client handle dropped: shutting down");
-            self.session.disconnect(now, DROP_DRAIN);
+            self.machine.session.disconnect(now.at, DROP_DRAIN);
         }
     }
 
-    /// 2. a command from the application.
-    pub fn command(&mut self, now: Instant, c: Command) {
+    /// A command from the application.
+    pub fn command(&mut self, now: Now, c: Command) {
+        let Device {
+            session, router, ..
+        } = &mut self.machine;
+        let at = now.at;
         match c {
-            Command::GetTwin(reply) => self.router.get_twin(&mut self.session, now, done(reply)),
+            Command::GetTwin(reply) => router.get_twin(session, at, done(reply)),
             Command::UpdateReported(json, reply) => {
-                let (s, r) = (&mut self.session, &mut self.router);
-                r.update_reported(s, now, json, done(reply));
+                router.update_reported(session, at, json, done(reply));
             }
             Command::Respond(id, status, payload, reply) => {
-                let r = self.session.respond_to_method(now, id, status, payload);
+                let r = session.respond_to_method(at, id, status, payload);
                 let _ = reply.send(r.map_err(Error::Command));
             }
             Command::Enable(sink, reply) => {
@@ -521,133 +644,41 @@ impl DriverCore {
                     Subscribe::Methods(s) => Subscriber::Methods(outlet(s)),
                     Subscribe::Desired(s) => Subscriber::Desired(outlet(s)),
                 };
-                let _ = reply.send(self.router.subscribe(&mut self.session, now, sub));
+                let _ = reply.send(router.subscribe(session, at, sub));
             }
             Command::Ack(token, reply) => {
-                let _ = reply.send(self.session.ack(token).map_err(Error::Command));
+                let _ = reply.send(session.ack(token).map_err(Error::Command));
             }
-            Command::Taken(token) => self.session.taken(token),
-            Command::Return(event) => self.session.return_inbound(*event),
+            Command::Taken(token) => session.taken(token),
+            Command::Return(event) => session.return_inbound(*event),
             Command::Shutdown(timeout, done) => {
                 info!(timeout_ms = millis(timeout), "shutdown requested");
-                self.shutdown.push(done);
-                self.session.disconnect(now, timeout);
+                self.machine.shutdown.push(done);
+                self.machine.session.disconnect(at, timeout);
             }
             Command::WatchReprovision(policy, reply) => {
-                self.router.watch_reprovision(policy, done(reply));
+                router.watch_reprovision(policy, done(reply));
             }
-            Command::Token(t) => self
-                .router
-                .token(&mut self.session, now, Clock::unix_secs(), t),
+            Command::Token(t) => router.token(session, at, now.unix_secs, t),
         }
     }
 
-    /// The status to publish (after every [`Step::Wait`] and at the end).
+    /// The status to publish (before every [`Step::Wait`] and at the end).
     #[must_use]
     pub fn status(&self) -> Status {
-        self.router.status(&self.session)
+        self.machine.router.status(&self.machine.session)
     }
 
-    /// After [`Step::Stopped`]: answers every `shutdown` caller and logs
-    /// what is left. Replies not answered are dropped, so their callers
-    /// see [`Error::Closed`].
+    /// After [`Step::Done`]: answers every `shutdown` caller and logs what
+    /// is left. Replies not answered are dropped, so their callers see
+    /// [`Error::Closed`].
     pub fn finish(&mut self) {
-        for done in self.shutdown.drain(..) {
+        for done in self.machine.shutdown.drain(..) {
             let _ = done.send(Ok(()));
         }
-        self.router.drop_pending();
+        self.machine.router.drop_pending();
         info!("client stopped");
     }
-}
-
-/// What a session hands out, as [`drain`] sees it: the device session
-/// and the provisioning session alike.
-pub(crate) trait Outputs {
-    /// The session's event type.
-    type Event;
-    /// The next bytes to write.
-    fn transmit(&mut self) -> Option<Bytes>;
-    /// The next transport command: `Some(true)` open, `Some(false)`
-    /// close.
-    fn transport(&mut self) -> Option<bool>;
-    /// The next event.
-    fn event(&mut self) -> Option<Self::Event>;
-}
-
-impl Outputs for Session {
-    type Event = iothub_proto::session::Event;
-    fn transmit(&mut self) -> Option<Bytes> {
-        self.poll_transmit()
-    }
-    fn transport(&mut self) -> Option<bool> {
-        self.poll_transport().map(|c| match c {
-            TransportCommand::Open => true,
-            TransportCommand::Close => false,
-        })
-    }
-    fn event(&mut self) -> Option<Self::Event> {
-        self.poll_event()
-    }
-}
-
-/// The output [`drain`] found: carry it out, then drain again.
-#[derive(Debug)]
-pub(crate) enum Output {
-    Write(Bytes),
-    Open,
-    Close,
-}
-
-/// Steps 3 and 4 of every driver: bytes to write first (gathered), then
-/// a transport command (an open counts an attempt), then every event
-/// (handed to `on_event`), again while events came (taking one may queue
-/// bytes, such as a PUBACK); `None` once the session is quiet.
-pub(crate) fn drain<S: Outputs>(
-    session: &mut S,
-    attempts: &mut u64,
-    mut on_event: impl FnMut(&mut S, S::Event),
-) -> Option<Output> {
-    loop {
-        if let Some(b) = gather(|| session.transmit()) {
-            return Some(Output::Write(b));
-        }
-        match session.transport() {
-            Some(true) => {
-                *attempts += 1;
-                return Some(Output::Open);
-            }
-            Some(false) => return Some(Output::Close),
-            None => {}
-        }
-        let mut moved = false;
-        while let Some(event) = session.event() {
-            moved = true;
-            on_event(session, event);
-        }
-        if !moved {
-            return None;
-        }
-    }
-}
-
-/// The bytes `next` hands out, gathered into one write of at most about
-/// [`BATCH`] bytes; `None` if it has none.
-pub(crate) fn gather(mut next: impl FnMut() -> Option<Bytes>) -> Option<Bytes> {
-    let first = next()?;
-    if first.len() >= BATCH {
-        return Some(first);
-    }
-    let Some(second) = next() else {
-        return Some(first); // one packet: no copy
-    };
-    let mut batch = [first, second].concat();
-    while batch.len() < BATCH {
-        match next() {
-            Some(bytes) => batch.extend_from_slice(&bytes),
-            None => break,
-        }
-    }
-    Some(batch.into())
 }
 
 /// The router's completion for a [`Reply`]: whether anyone still waits.
@@ -679,7 +710,11 @@ mod tests {
 
     fn core() -> DriverCore {
         let cs = CS.parse().unwrap();
-        DriverCore::new(Config::from_connection_string(&cs)).unwrap()
+        Core::device(Config::from_connection_string(&cs)).unwrap()
+    }
+
+    fn at(ms: u64) -> Now {
+        Now::new(Instant::from_millis(ms), 1_700_000_000 + ms / 1000)
     }
 
     #[test]
@@ -687,7 +722,7 @@ mod tests {
     #[allow(clippy::result_large_err)]
     fn steps_in_order_and_replies_routed() {
         let mut core = core();
-        let now = Instant::from_millis(0);
+        let now = at(0);
         assert!(matches!(core.poll(), Step::Open));
         assert_eq!(core.attempts(), 1);
         assert!(matches!(core.poll(), Step::Wait(_)));
@@ -700,7 +735,7 @@ mod tests {
         core.handle_input(now, &[0x20, 2, 0, 0]);
         let (r, twin) = reply();
         core.command(now, Command::GetTwin(r));
-        // SUBSCRIBE to twin responses, then the GET, gathered in one write.
+        // SUBSCRIBE to twin responses; the GET waits for the SUBACK.
         assert!(matches!(core.poll(), Step::Write(_)));
         assert!(matches!(core.poll(), Step::Wait(Some(_))));
         assert_eq!(core.status().state, ConnectionState::Connected);
@@ -714,15 +749,15 @@ mod tests {
         // Shutdown while a request waits: it fails, the caller is answered.
         let (r, done) = reply();
         core.command(now, Command::Shutdown(Duration::ZERO, r));
-        core.timeout(Instant::from_millis(1));
+        core.timeout(at(1));
         let mut stopped = false;
         for _ in 0..10 {
             match core.poll() {
-                Step::Stopped => {
+                Step::Done(()) => {
                     stopped = true;
                     break;
                 }
-                Step::Wait(_) => core.timeout(Instant::from_millis(2)),
+                Step::Wait(_) => core.timeout(at(2)),
                 _ => {}
             }
         }
@@ -736,7 +771,7 @@ mod tests {
     #[test]
     fn take_ready_takes_what_waits_and_notices_closed_channels() {
         let mut core = core();
-        let now = Instant::from_millis(0);
+        let now = at(0);
         let (r, twin) = reply();
         let mut commands = vec![Ready::Closed, Ready::Item(Box::new(Command::GetTwin(r)))];
         let (r, sent) = reply();
@@ -753,8 +788,8 @@ mod tests {
         // telemetry fail.
         let mut stopped = false;
         for t in 1..100 {
-            core.timeout(Instant::from_millis(t * 1_000));
-            if matches!(core.poll(), Step::Stopped) {
+            core.timeout(at(t * 1_000));
+            if matches!(core.poll(), Step::Done(())) {
                 stopped = true;
                 break;
             }
@@ -765,17 +800,45 @@ mod tests {
         assert!(sent.try_recv().unwrap().is_err());
     }
 
+    /// Connects `core` and enables nothing: the session is up.
+    fn connected() -> DriverCore {
+        let mut core = core();
+        assert!(matches!(core.poll(), Step::Open));
+        core.transport_opened(at(0));
+        assert!(matches!(core.poll(), Step::Write(_)));
+        core.handle_input(at(0), &[0x20, 2, 0, 0]);
+        assert!(matches!(core.poll(), Step::Wait(_)));
+        core
+    }
+
+    fn send(core: &mut DriverCore, body: Vec<u8>) {
+        let (r, _) = reply();
+        core.telemetry(at(0), Box::new((Message::new(body), r)));
+    }
+
     #[test]
-    fn gather_batches_up_to_the_limit_and_passes_one_packet_through() {
-        let one = Bytes::from_static(b"ab");
-        let mut q = vec![one.clone()];
-        let got = gather(|| q.pop()).unwrap();
-        assert_eq!(got.as_ptr(), one.as_ptr(), "not copied");
-        assert!(gather(|| None).is_none());
-        let chunk = Bytes::from(vec![7u8; BATCH / 2 + 1]);
-        let mut q = vec![chunk.clone(), chunk.clone(), chunk.clone()];
-        let first = gather(|| q.pop()).unwrap();
-        assert_eq!(first.len(), 2 * chunk.len(), "stops once over the limit");
-        assert_eq!(q.len(), 1);
+    fn writes_are_gathered_up_to_the_limit_and_one_packet_is_not_copied() {
+        let mut core = connected();
+        // One message: its PUBLISH as the session made it.
+        send(&mut core, vec![1; 10]);
+        let Step::Write(one) = core.poll() else {
+            panic!("a write")
+        };
+        assert_eq!(one[0] >> 4, 3);
+        assert!(matches!(core.poll(), Step::Wait(_)));
+        // Three of a little over half the limit: two in the first write
+        // (it stops once over the limit), the third in the next.
+        for _ in 0..3 {
+            send(&mut core, vec![2; BATCH / 2]);
+        }
+        let Step::Write(first) = core.poll() else {
+            panic!("a write")
+        };
+        assert!(first.len() > BATCH && first.len() < BATCH + BATCH / 2 + 200);
+        let Step::Write(second) = core.poll() else {
+            panic!("a second write")
+        };
+        assert!(second.len() > BATCH / 2 && second.len() < BATCH);
+        assert!(matches!(core.poll(), Step::Wait(_)));
     }
 }

@@ -247,19 +247,30 @@ mod tests {
     #[test]
     fn the_token_route_hands_requests_out_and_answers_in() {
         use crate::Router;
-        use iothub_proto::session::{Event, Session, TokenFailure, TransportCommand};
+        use iothub_proto::session::{Event, Output, Session, TokenFailure, TransportCommand};
         use iothub_proto::time::Instant;
         use std::sync::{Arc, Mutex};
+
+        /// Every output until the timeout: events routed, transport
+        /// commands returned with the timeout.
+        fn settle(s: &mut Session, r: &mut Router) -> (Vec<TransportCommand>, Option<Instant>) {
+            let mut cmds = Vec::new();
+            loop {
+                match s.poll_output() {
+                    Output::Event(e) => r.dispatch(s, e),
+                    Output::Transport(c) => cmds.push(c),
+                    Output::Transmit(_) => {}
+                    Output::Timeout(at) => return (cmds, at),
+                }
+            }
+        }
 
         let env = env();
         let mut s = Session::new(env.external_config()).unwrap();
         let mut r = Router::new();
         let now = Instant::ZERO;
         // The first request comes before any source is installed.
-        while let Some(e) = s.poll_event() {
-            r.dispatch(&mut s, e);
-        }
-        assert_eq!(s.poll_transport(), None);
+        assert_eq!(settle(&mut s, &mut r).0, vec![]);
         let asked = Arc::new(Mutex::new(Vec::new()));
         let log = asked.clone();
         let source: TokenSource = Box::new(move |lifetime| log.lock().unwrap().push(lifetime));
@@ -272,7 +283,9 @@ mod tests {
             1_000,
             TokenCommand::Answer(Err("HSM busy".into())),
         );
-        let failed = s.poll_event().unwrap();
+        let Output::Event(failed) = s.poll_output() else {
+            panic!("an event")
+        };
         assert!(matches!(
             failed,
             Event::TokenRequestFailed {
@@ -284,17 +297,15 @@ mod tests {
         let failure = r.status(&s).last_token_failure.unwrap();
         assert_eq!(failure.reason, TokenFailure::Unavailable);
         assert_eq!(failure.detail.as_deref(), Some("HSM busy"));
-        let retry = s.poll_timeout().unwrap();
+        let retry = settle(&mut s, &mut r).1.unwrap();
         s.handle_timeout(retry, 1_001);
-        while let Some(e) = s.poll_event() {
-            r.dispatch(&mut s, e);
-        }
+        settle(&mut s, &mut r);
         assert_eq!(asked.lock().unwrap().len(), 2);
         // A token: the session wants its transport.
         let key = iothub_proto::auth::SharedAccessKey::from_bytes([1u8; 32]).unwrap();
         let token = SasToken::generate(&env.resource_uri(), &key, 5_000, None);
         r.token(&mut s, retry, 1_001, TokenCommand::Answer(Ok(token)));
-        assert_eq!(s.poll_transport(), Some(TransportCommand::Open));
+        assert_eq!(s.poll_output(), Output::Transport(TransportCommand::Open));
         // Still shown until the client connects.
         assert!(r.status(&s).last_token_failure.is_some());
         r.dispatch(

@@ -14,7 +14,6 @@ use async_channel::{Receiver, Sender, TryRecvError, WeakSender};
 use bytes::Bytes;
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
-use iothub_proto::time::Instant;
 use serde_json::Value;
 use tracing::debug;
 
@@ -57,7 +56,7 @@ pub struct Inbox {
 
 impl Inbox {
     /// [`DriverCore::take_ready`] over these channels.
-    pub fn take_ready(&self, core: &mut DriverCore, now: Instant) {
+    pub fn take_ready(&self, core: &mut DriverCore, now: crate::clock::Now) {
         let (c, t) = (&self.commands, &self.telemetry);
         core.take_ready(now, || ready(c.try_recv()), || ready(t.try_recv()));
     }

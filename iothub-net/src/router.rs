@@ -438,8 +438,12 @@ mod tests {
         ));
         // A stop fails what is pending; the router hands each failure over.
         s.disconnect(now, Duration::ZERO);
-        while let Some(e) = s.poll_event() {
-            r.dispatch(&mut s, e);
+        loop {
+            match s.poll_output() {
+                iothub_proto::session::Output::Event(e) => r.dispatch(&mut s, e),
+                iothub_proto::session::Output::Timeout(_) => break,
+                _ => {}
+            }
         }
         assert!(matches!(
             msg_rx.try_recv().unwrap(),

@@ -190,8 +190,11 @@ pub fn session(data: &[u8]) {
         // leaving the inbound messages in turn; every loop must end.
         let mut budget = 100_000u32;
         loop {
-            let moved = s.poll_transmit().is_some() || s.poll_transport().is_some();
-            let event = s.poll_event();
+            let event = match s.poll_output() {
+                crate::session::Output::Timeout(_) => break,
+                crate::session::Output::Event(e) => Some(e),
+                _ => None,
+            };
             if let Some(crate::session::Event::C2dMessage(m)) = &event {
                 handled = handled.wrapping_add(1);
                 match (handled % 4, m.ack) {
@@ -207,9 +210,6 @@ pub fn session(data: &[u8]) {
                     }
                     _ => {}
                 }
-            }
-            if !moved && event.is_none() {
-                break;
             }
             budget -= 1;
             assert!(budget > 0, "the session's outputs never drain");
@@ -326,7 +326,7 @@ pub fn workload_http(data: &[u8]) {
 /// finished session must have reported exactly one result.
 pub fn dps_response(data: &[u8]) {
     use crate::provisioning::{
-        Event, OperationStatus, ProvisioningState, RegisterRequest, Response, ServiceError,
+        Event, OperationStatus, Output, ProvisioningState, RegisterRequest, Response, ServiceError,
         parse_response,
     };
 
@@ -376,26 +376,22 @@ pub fn dps_response(data: &[u8]) {
     s.handle_input(now, &crate::mqtt::Packet::Publish(answer).to_bytes());
     let mut results = 0;
     let mut budget = 10_000u32;
-    loop {
-        let mut moved = false;
-        while s.poll_transmit().is_some() || s.poll_transport().is_some() {
-            moved = true;
-        }
-        while let Some(e) = s.poll_event() {
-            moved = true;
-            results += usize::from(matches!(e, Event::Assigned(_) | Event::Failed(_)));
+    let deadline = loop {
+        match s.poll_output() {
+            Output::Event(e) => {
+                results += usize::from(matches!(e, Event::Assigned(_) | Event::Failed(_)));
+            }
+            Output::Timeout(at) => break at,
+            _ => {}
         }
         budget -= 1;
         assert!(budget > 0, "the session's outputs never drain");
-        if !moved {
-            break;
-        }
-    }
+    };
     match s.state() {
         ProvisioningState::Finished => {
             assert_eq!(results, 1);
             assert!(s.outcome().is_some());
-            assert_eq!(s.poll_timeout(), None);
+            assert_eq!(deadline, None);
         }
         ProvisioningState::Waiting | ProvisioningState::AwaitingResponse => assert_eq!(results, 0),
         other => panic!("unexpected state {other:?} after an answer"),
@@ -417,7 +413,7 @@ fn provisioning_session_awaiting_response() -> crate::provisioning::Session {
     );
     let now = Instant::ZERO;
     let mut s = Session::new(config, now).expect("valid config");
-    let _ = s.poll_transport();
+    let _ = s.poll_output();
     s.handle_transport_connected(now, 1_700_000_000);
     s.handle_input(
         now,
@@ -426,7 +422,7 @@ fn provisioning_session_awaiting_response() -> crate::provisioning::Session {
     let suback =
         Suback::new(Pid::MIN, [SubscribeReturnCode::Success(QoS::AtLeastOnce)]).expect("suback");
     s.handle_input(now, &Packet::Suback(suback).to_bytes());
-    while s.poll_transmit().is_some() || s.poll_event().is_some() {}
+    while !matches!(s.poll_output(), crate::provisioning::Output::Timeout(_)) {}
     assert_eq!(s.state(), ProvisioningState::AwaitingResponse);
     s
 }

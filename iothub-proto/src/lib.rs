@@ -9,24 +9,31 @@
 //! ## Driving a session
 //!
 //! The heart of the crate is [`session::Session`], a device session you
-//! drive with four inputs and four outputs. **After any input or command,
-//! drain every output until it returns `None`; then wait for input or for
-//! the instant of `poll_timeout`.** Time is an argument ([`time::Instant`],
-//! milliseconds since an epoch you choose, plus Unix seconds where SAS
-//! tokens need them); randomness comes from a seed in the config.
+//! drive with four inputs and one output. **After any input or command,
+//! call `poll_output` and act on what it says until it returns
+//! `Timeout`; then wait for input or for that instant.** Time is an
+//! argument ([`time::Instant`], milliseconds since an epoch you choose,
+//! plus Unix seconds where SAS tokens need them); randomness comes from a
+//! seed in the config.
 //!
 //! ```text
 //! loop {
-//!     while let Some(bytes) = session.poll_transmit() { socket.write_all(&bytes)? }
-//!     while let Some(cmd) = session.poll_transport() { open_or_close(cmd) } // Open → handle_transport_connected(now(), unix())
-//!     while let Some(event) = session.poll_event() { app.handle(event) } // then session.taken(token) for a C2D message the app has
-//!     match wait(socket, session.poll_timeout()) {
-//!         Read(data) => session.handle_input(now(), &data),
-//!         Deadline => session.handle_timeout(now(), unix()),
-//!         Closed(why) => session.handle_transport_closed(now(), why),
+//!     match session.poll_output() {
+//!         Output::Transmit(bytes) => socket.write_all(&bytes)?,
+//!         Output::Transport(cmd) => open_or_close(cmd), // Open → session.handle_transport_connected(now(), unix())
+//!         Output::Event(event) => app.handle(event),    // then session.taken(token) for a C2D message the app has
+//!         Output::Timeout(at) => match wait(socket, at) {
+//!             Read(data) => session.handle_input(now(), &data),
+//!             Deadline => session.handle_timeout(now(), unix()),
+//!             Closed(why) => session.handle_transport_closed(now(), why),
+//!         },
 //!     }
 //! }
 //! ```
+//!
+//! The provisioning session ([`provisioning::Session`]) is driven by the
+//! same loop: both implement [`connection::Driven`], so one driver serves
+//! both.
 //!
 //! Who owns what:
 //!
@@ -41,14 +48,19 @@
 //!   adapter (owns socket, TLS, clock)          iothub-proto (owns meaning)
 //!   ─────────────────────────────────          ─────────────────────────────
 //!   bytes read from the socket   ───────────▶  session::Session::handle_input
-//!   bytes written to the socket  ◀───────────  session::Session::poll_transmit
+//!   bytes written to the socket  ◀───────────  Output::Transmit   ┐
+//!   open / close the socket      ◀───────────  Output::Transport  │ session::Session::poll_output
+//!   application events           ◀───────────  Output::Event      │
+//!   when to wake up              ◀───────────  Output::Timeout    ┘
 //!   now / Unix seconds           ───────────▶  handle_timeout, handle_transport_connected
-//!   open / close the socket      ◀───────────  session::Session::poll_transport
-//!   application events           ◀───────────  session::Session::poll_event
 //! ```
 //!
 //! The layers:
 //!
+//! - [`connection`] — the MQTT client connection both sessions stand on
+//!   (CONNECT/CONNACK, keep-alive, decode, transmit queue, packet ids,
+//!   backoff), the one [`connection::Output`] and the connection-level
+//!   errors.
 //! - [`session`] — the device session: the driving contract, the state
 //!   machine, telemetry, twin, methods, cloud-to-device messages,
 //!   SAS renewal and reconnection.

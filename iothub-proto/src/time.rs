@@ -125,7 +125,7 @@ pub(crate) trait TimerSlot: Copy {
 }
 
 /// A table of deadlines, one per purpose (`K`), as the sessions keep them:
-/// `poll_timeout` is the earliest one (quinn-proto's `TimerTable`).
+/// `Output::Timeout` is the earliest one (quinn-proto's `TimerTable`).
 #[derive(Debug, Clone)]
 pub(crate) struct TimerTable<K, const N: usize> {
     slots: [Option<Instant>; N],

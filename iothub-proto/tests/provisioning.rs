@@ -16,7 +16,7 @@ use iothub_proto::auth::{
 };
 use iothub_proto::mqtt::{self, ConnectReturnCode, Packet};
 use iothub_proto::provisioning::{
-    Config, ConnectRefused, DisconnectReason, Event, ProvisioningError, ProvisioningState,
+    Config, ConnectRefused, DisconnectReason, Event, Output, ProvisioningError, ProvisioningState,
     Registration, RegistrationStatus, Session, Substatus, TransportClosed, TransportCommand,
 };
 use iothub_proto::session::{self, Message};
@@ -59,6 +59,8 @@ struct DpsPair {
     /// Every packet the device sent, decoded.
     up: Vec<Packet>,
     up_buf: BytesMut,
+    /// The session's last `Output::Timeout` (set by `pump`).
+    deadline: Option<Instant>,
 }
 
 impl DpsPair {
@@ -74,6 +76,7 @@ impl DpsPair {
             failing_opens: 0,
             up: Vec::new(),
             up_buf: BytesMut::new(),
+            deadline: None,
         }
     }
 
@@ -88,40 +91,33 @@ impl DpsPair {
     fn pump(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(cmd) = self.session.poll_transport() {
-                moved = true;
-                match cmd {
-                    TransportCommand::Open => {
-                        if self.failing_opens > 0 {
-                            self.failing_opens -= 1;
-                            let now = self.now();
-                            self.session
-                                .handle_transport_closed(now, TransportClosed::ConnectFailed);
-                            continue;
-                        }
-                        let conn = self.dps.accept(self.now(), None, None);
-                        self.conn = Some(conn);
-                        self.conns.push(conn);
-                        self.up_buf.clear();
-                        let (now, unix) = (self.now(), self.unix());
-                        self.session.handle_transport_connected(now, unix);
+            loop {
+                match self.session.poll_output() {
+                    Output::Transport(cmd) => {
+                        moved = true;
+                        self.transport(cmd);
                     }
-                    TransportCommand::Close => {
-                        if let Some(old) = self.conn.take() {
-                            self.dps.client_closed(old);
+                    Output::Transmit(bytes) => {
+                        moved = true;
+                        self.up_buf.extend_from_slice(&bytes);
+                        while let Some(p) =
+                            mqtt::decode(&mut self.up_buf, mqtt::MAX_PACKET_SIZE).unwrap()
+                        {
+                            self.up.push(p);
+                        }
+                        if let Some(conn) = self.conn {
+                            let (now, unix) = (self.now(), self.unix());
+                            self.dps.handle_input(conn, now, unix, &bytes);
                         }
                     }
-                }
-            }
-            while let Some(bytes) = self.session.poll_transmit() {
-                moved = true;
-                self.up_buf.extend_from_slice(&bytes);
-                while let Some(p) = mqtt::decode(&mut self.up_buf, mqtt::MAX_PACKET_SIZE).unwrap() {
-                    self.up.push(p);
-                }
-                if let Some(conn) = self.conn {
-                    let (now, unix) = (self.now(), self.unix());
-                    self.dps.handle_input(conn, now, unix, &bytes);
+                    Output::Event(e) => {
+                        moved = true;
+                        self.events.push(e);
+                    }
+                    Output::Timeout(at) => {
+                        self.deadline = at;
+                        break;
+                    }
                 }
             }
             if let Some(conn) = self.conn {
@@ -145,18 +141,46 @@ impl DpsPair {
                         .handle_transport_closed(now, TransportClosed::ClosedByPeer);
                 }
             }
-            while let Some(e) = self.session.poll_event() {
-                moved = true;
-                self.events.push(e);
-            }
             if !moved {
                 return;
             }
         }
     }
 
+    /// Carries out a transport command of the session.
+    fn transport(&mut self, cmd: TransportCommand) {
+        match cmd {
+            TransportCommand::Open => {
+                if self.failing_opens > 0 {
+                    self.failing_opens -= 1;
+                    let now = self.now();
+                    self.session
+                        .handle_transport_closed(now, TransportClosed::ConnectFailed);
+                    return;
+                }
+                let conn = self.dps.accept(self.now(), None, None);
+                self.conn = Some(conn);
+                self.conns.push(conn);
+                self.up_buf.clear();
+                let (now, unix) = (self.now(), self.unix());
+                self.session.handle_transport_connected(now, unix);
+            }
+            TransportCommand::Close => {
+                if let Some(old) = self.conn.take() {
+                    self.dps.client_closed(old);
+                }
+            }
+        }
+    }
+
+    /// The session's last timeout (after `pump`).
+    fn timeout(&mut self) -> Option<Instant> {
+        self.pump();
+        self.deadline
+    }
+
     fn next_wakeup(&self) -> Option<u64> {
-        let s = self.session.poll_timeout().map(Instant::as_millis);
+        let s = self.deadline.map(Instant::as_millis);
         let d = self.dps.poll_timeout().map(Instant::as_millis);
         match (s, d) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -257,7 +281,7 @@ fn register_202_poll_assigned() {
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0].request_payload, Some(json!({"site": "north"})));
     assert_eq!(journal[0].operation_id, op);
-    assert_eq!(p.session.poll_timeout(), None);
+    assert_eq!(p.timeout(), None);
     assert!(p.dps.is_closed(p.conns[0]));
 }
 
@@ -733,7 +757,7 @@ proptest::proptest! {
         proptest::prop_assert!(p.now_ms <= timeout.as_millis() as u64);
         proptest::prop_assert!(p.session.transport_retries() <= 4);
         proptest::prop_assert!(p.session.throttle_retries() <= 3);
-        proptest::prop_assert_eq!(p.session.poll_timeout(), None);
+        proptest::prop_assert_eq!(p.timeout(), None);
         match outcome {
             Some(Ok(r)) => {
                 let journal = p.dps.assignments();

@@ -13,7 +13,7 @@ use iothub_proto::mqtt::{
 };
 use iothub_proto::properties::MessageProperties;
 use iothub_proto::session::{
-    Config, ConnectionState, Event, Feature, Message, Session, TransportCommand,
+    Config, ConnectionState, Event, Feature, Message, Output, Session, TransportCommand,
 };
 use iothub_proto::time::Instant;
 use iothub_proto::topic::{RequestId, hub};
@@ -23,11 +23,17 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const UNIX: u64 = 1_700_000_000;
 
-/// Takes everything the session transmitted, decoded.
-fn transmitted(session: &mut Session) -> Vec<Packet> {
+/// Takes every output until `Timeout`: the packets transmitted, decoded,
+/// are returned; the events are added to `events`.
+fn transmitted(session: &mut Session, events: &mut Vec<Event>) -> Vec<Packet> {
     let mut wire = BytesMut::new();
-    while let Some(bytes) = session.poll_transmit() {
-        wire.extend_from_slice(&bytes);
+    loop {
+        match session.poll_output() {
+            Output::Transmit(bytes) => wire.extend_from_slice(&bytes),
+            Output::Event(e) => events.push(e),
+            Output::Transport(cmd) => panic!("unexpected {cmd:?}"),
+            Output::Timeout(_) => break,
+        }
     }
     let mut packets = Vec::new();
     while let Some(p) = mqtt::decode(&mut wire, MAX_PACKET_SIZE).unwrap() {
@@ -36,8 +42,11 @@ fn transmitted(session: &mut Session) -> Vec<Packet> {
     packets
 }
 
-fn drain_events(session: &mut Session) -> Vec<Event> {
-    std::iter::from_fn(|| session.poll_event()).collect()
+/// Every event so far (`events`, and those still in the session); no
+/// packet may be waiting.
+fn drain_events(session: &mut Session, events: &mut Vec<Event>) -> Vec<Event> {
+    assert!(transmitted(session, events).is_empty());
+    std::mem::take(events)
 }
 
 /// Builds, connects and idles a session; returns it.
@@ -56,17 +65,18 @@ fn connected_session() -> Session {
     for f in [Feature::C2d, Feature::Methods, Feature::DesiredProperties] {
         s.enable(now, f).unwrap();
     }
-    assert_eq!(s.poll_transport(), Some(TransportCommand::Open));
+    assert_eq!(s.poll_output(), Output::Transport(TransportCommand::Open));
+    let mut ev = Vec::new();
     s.handle_transport_connected(now, UNIX);
     assert!(matches!(
-        transmitted(&mut s).as_slice(),
+        transmitted(&mut s, &mut ev).as_slice(),
         [Packet::Connect(_)]
     ));
     s.handle_input(
         now,
         &Packet::Connack(Connack::new(true, ConnectReturnCode::Accepted)).to_bytes(),
     );
-    let Some(Packet::Subscribe(sub)) = transmitted(&mut s).pop() else {
+    let Some(Packet::Subscribe(sub)) = transmitted(&mut s, &mut ev).pop() else {
         panic!("no SUBSCRIBE");
     };
     let codes = sub
@@ -76,7 +86,7 @@ fn connected_session() -> Session {
     let suback = Packet::Suback(Suback::new(sub.pid(), codes).unwrap());
     s.handle_input(now, &suback.to_bytes());
     // The session reads the twin for the desired state; answer it.
-    let Some(Packet::Publish(get)) = transmitted(&mut s).pop() else {
+    let Some(Packet::Publish(get)) = transmitted(&mut s, &mut ev).pop() else {
         panic!("no twin GET");
     };
     let rid = get.topic().as_str().split("$rid=").nth(1).unwrap();
@@ -87,13 +97,13 @@ fn connected_session() -> Session {
     )
     .unwrap();
     s.handle_input(now, &Packet::Publish(answer).to_bytes());
-    let events = drain_events(&mut s);
+    let events = drain_events(&mut s, &mut ev);
     assert!(
         events
             .iter()
             .any(|e| matches!(e, Event::DesiredState { version: 3, .. }))
     );
-    assert!(transmitted(&mut s).is_empty());
+    assert!(transmitted(&mut s, &mut ev).is_empty());
     assert_eq!(s.state(), ConnectionState::Connected);
     s
 }
@@ -101,13 +111,14 @@ fn connected_session() -> Session {
 /// Some traffic: 20 telemetry messages acknowledged, a twin read answered,
 /// a cloud-to-device message taken (and so acknowledged).
 fn traffic(s: &mut Session) {
+    let mut ev = Vec::new();
     let now = Instant::from_millis(1_000);
     for i in 0..20u8 {
         s.send_telemetry(now, Message::new(vec![i; 200])).unwrap();
     }
     // The window is 16: the last 4 go out as the first PUBACKs come in.
     loop {
-        let sent = transmitted(s);
+        let sent = transmitted(s, &mut ev);
         if sent.is_empty() {
             break;
         }
@@ -118,7 +129,7 @@ fn traffic(s: &mut Session) {
         }
     }
     s.get_twin(now).unwrap();
-    let Some(Packet::Publish(get)) = transmitted(s).pop() else {
+    let Some(Packet::Publish(get)) = transmitted(s, &mut ev).pop() else {
         panic!("no twin GET");
     };
     let rid = get.topic().as_str().split("$rid=").nth(1).unwrap();
@@ -137,7 +148,7 @@ fn traffic(s: &mut Session) {
     )
     .unwrap();
     s.handle_input(now, &Packet::Publish(c2d).to_bytes());
-    let events = drain_events(s);
+    let events = drain_events(s, &mut ev);
     assert_eq!(
         events
             .iter()
@@ -153,11 +164,14 @@ fn traffic(s: &mut Session) {
         })
         .expect("the C2D message, with its token");
     assert!(
-        transmitted(s).is_empty(),
+        transmitted(s, &mut ev).is_empty(),
         "not acknowledged before it is taken"
     );
     s.taken(token);
-    assert!(matches!(transmitted(s).as_slice(), [Packet::Puback(_)]));
+    assert!(matches!(
+        transmitted(s, &mut ev).as_slice(),
+        [Packet::Puback(_)]
+    ));
     assert_eq!(
         s.in_flight_len() + s.queued_len() + s.pending_requests_len(),
         0

@@ -42,5 +42,8 @@ fn parsing_bagless_topics_does_not_allocate() {
     // allocate a block or two meanwhile on a loaded machine. A parse that
     // allocates does so on every one of the 100 rounds.
     let blocks = after.total_blocks - before.total_blocks;
-    assert!(blocks < 100, "parse allocated {blocks} blocks in 100 rounds");
+    assert!(
+        blocks < 100,
+        "parse allocated {blocks} blocks in 100 rounds"
+    );
 }

@@ -13,7 +13,7 @@ use rand_pcg::Pcg32;
 
 use super::backoff::Backoff;
 use super::errors::{ConfigError, ConnectRefused, DisconnectReason};
-use super::{MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, TransportCommand};
+use super::{MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Output, TransportCommand};
 use crate::mqtt::{self, Connack, Connect, DecodeError, Packet, Pid};
 use crate::time::{Instant, TimerSlot, TimerTable};
 
@@ -362,15 +362,41 @@ impl<T> Link<T> {
         None
     }
 
-    /// The next bytes to write, with their tag.
-    pub(crate) fn poll_transmit(&mut self) -> Option<(Bytes, Option<T>)> {
-        let out = self.tx.pop_front()?;
-        Some((out.bytes, out.tag))
+    /// The session's one output ([`Output`]): the next bytes (their tag
+    /// made into an event by `sent`, queued after them), then the next
+    /// transport command, then the next of the session's `events`; once
+    /// nothing is pending, the earliest of the connection's timers and
+    /// the session's (`earliest`).
+    pub(crate) fn poll_output<E>(
+        &mut self,
+        events: &mut VecDeque<E>,
+        earliest: Option<Instant>,
+        sent: impl FnOnce(T) -> E,
+    ) -> Output<E> {
+        if let Some(out) = self.tx.pop_front() {
+            if let Some(tag) = out.tag {
+                events.push_back(sent(tag));
+            }
+            return Output::Transmit(out.bytes);
+        }
+        if let Some(cmd) = self.poll_transport() {
+            return Output::Transport(cmd);
+        }
+        if let Some(event) = events.pop_front() {
+            return Output::Event(event);
+        }
+        if events.capacity() > 0 {
+            *events = VecDeque::new();
+        }
+        Output::Timeout(match (earliest, self.timers.earliest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// The next transport command. `Close` waits until the bytes before
     /// it are taken; taking `Open` marks the transport as the adapter's.
-    pub(crate) fn poll_transport(&mut self) -> Option<TransportCommand> {
+    fn poll_transport(&mut self) -> Option<TransportCommand> {
         let cmd = *self.cmds.front()?;
         if cmd == TransportCommand::Close && !self.tx.is_empty() {
             return None;
@@ -485,16 +511,6 @@ impl<T> Link<T> {
     /// The deadline of one of the connection's timers.
     pub(crate) fn timer(&self, kind: LinkTimer) -> Option<Instant> {
         self.timers.get(kind)
-    }
-
-    /// The earliest of the connection's timers.
-    pub(crate) fn earliest(&self) -> Option<Instant> {
-        self.timers.earliest()
-    }
-
-    /// Bytes or a transport command wait to be taken.
-    pub(crate) fn has_output(&self) -> bool {
-        !self.tx.is_empty() || !self.cmds.is_empty()
     }
 
     /// Frees the buffers that are empty, so an idle connection holds

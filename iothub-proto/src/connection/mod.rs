@@ -72,9 +72,10 @@ pub enum TransportCommand {
 ///
 /// Call `poll_output` after every input and command, and act on what it
 /// returns, until it returns [`Output::Timeout`]: that comes only when
-/// nothing else is pending, so the loop settles by itself.
+/// nothing else is pending, so the loop settles by itself. The four arms
+/// are the whole contract (the enum is not `non_exhaustive`: a driver's
+/// `match` needs no catch-all).
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Output<E> {
     /// Write these bytes to the transport, in order.
     Transmit(Bytes),
@@ -131,3 +132,38 @@ pub trait Driven {
     /// The transport failed, the peer closed it, or opening it failed.
     fn handle_transport_closed(&mut self, now: Instant, reason: TransportClosed);
 }
+
+/// `impl Driven` for a session whose inherent methods of the same names
+/// carry the contract (so that callers need no trait import).
+macro_rules! driven {
+    ($session:ty, $event:ty) => {
+        impl $crate::connection::Driven for $session {
+            type Event = $event;
+
+            fn poll_output(&mut self) -> $crate::connection::Output<$event> {
+                <$session>::poll_output(self)
+            }
+
+            fn handle_transport_connected(&mut self, now: $crate::time::Instant, unix_secs: u64) {
+                <$session>::handle_transport_connected(self, now, unix_secs);
+            }
+
+            fn handle_input(&mut self, now: $crate::time::Instant, data: &[u8]) {
+                <$session>::handle_input(self, now, data);
+            }
+
+            fn handle_timeout(&mut self, now: $crate::time::Instant, unix_secs: u64) {
+                <$session>::handle_timeout(self, now, unix_secs);
+            }
+
+            fn handle_transport_closed(
+                &mut self,
+                now: $crate::time::Instant,
+                reason: $crate::connection::TransportClosed,
+            ) {
+                <$session>::handle_transport_closed(self, now, reason);
+            }
+        }
+    };
+}
+pub(crate) use driven;

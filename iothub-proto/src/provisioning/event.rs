@@ -72,7 +72,7 @@ impl Registration {
 }
 
 /// What the provisioning session tells the application. Drain with
-/// [`Session::poll_event`](super::Session::poll_event). Exactly one of
+/// [`Session::poll_output`](super::Session::poll_output). Exactly one of
 /// [`Event::Assigned`] and [`Event::Failed`] ends every session.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

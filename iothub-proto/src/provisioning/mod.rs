@@ -5,37 +5,34 @@
 //! # Driving contract
 //!
 //! The same as the device session's ([`crate::session`]): four inputs,
-//! four outputs, time as an argument.
+//! one output ([`poll_output`](Session::poll_output)), time as an
+//! argument — the same [`Driven`] loop drives both.
 //!
 //! | input | when |
 //! |---|---|
 //! | [`handle_transport_connected`](Session::handle_transport_connected) | the transport asked for by [`TransportCommand::Open`] is open (to [`Config::transport_host`]) |
 //! | [`handle_input`](Session::handle_input) | bytes were read from the transport |
-//! | [`handle_timeout`](Session::handle_timeout) | the instant of [`poll_timeout`](Session::poll_timeout) has come |
+//! | [`handle_timeout`](Session::handle_timeout) | the instant of [`Output::Timeout`] has come |
 //! | [`handle_transport_closed`](Session::handle_transport_closed) | the transport failed, the peer closed it, or opening it failed |
 //!
-//! | output | what to do |
-//! |---|---|
-//! | [`poll_transmit`](Session::poll_transmit) | write these bytes, in order |
-//! | [`poll_transport`](Session::poll_transport) | open a new transport, or close the current one |
-//! | [`poll_event`](Session::poll_event) | hand to the application |
-//! | [`poll_timeout`](Session::poll_timeout) | call `handle_timeout` at that instant |
-//!
-//! **After any input or command, drain every output until it returns
-//! `None`, then wait for the next input or the instant of
-//! `poll_timeout`.** The session ends with exactly one
-//! [`Event::Assigned`] or [`Event::Failed`]; after it, `poll_timeout` is
-//! `None` and [`outcome`](Session::outcome) holds the result.
+//! **After any input or command, call `poll_output` and act on it until it
+//! returns [`Output::Timeout`], then wait for the next input or that
+//! instant.** The session ends with exactly one [`Event::Assigned`] or
+//! [`Event::Failed`]; after it, the timeout is `None` and
+//! [`outcome`](Session::outcome) holds the result.
 //!
 //! ```text
 //! loop {
-//!     while let Some(bytes) = dps.poll_transmit() { socket.write_all(&bytes)? }
-//!     while let Some(cmd) = dps.poll_transport() { open_or_close(cmd) } // Open → handle_transport_connected(now(), unix())
-//!     while let Some(event) = dps.poll_event() { if let Event::Assigned(r) = event { return Ok(r) } }
-//!     match wait(socket, dps.poll_timeout()) {
-//!         Read(data) => dps.handle_input(now(), &data),
-//!         Deadline => dps.handle_timeout(now(), unix()),
-//!         Closed(why) => dps.handle_transport_closed(now(), why),
+//!     match dps.poll_output() {
+//!         Output::Transmit(bytes) => socket.write_all(&bytes)?,
+//!         Output::Transport(cmd) => open_or_close(cmd), // Open → dps.handle_transport_connected(now(), unix())
+//!         Output::Event(Event::Assigned(r)) => return Ok(r),
+//!         Output::Event(_) => {}
+//!         Output::Timeout(at) => match wait(socket, at) {
+//!             Read(data) => dps.handle_input(now(), &data),
+//!             Deadline => dps.handle_timeout(now(), unix()),
+//!             Closed(why) => dps.handle_transport_closed(now(), why),
+//!         },
 //!     }
 //! }
 //! ```
@@ -79,8 +76,7 @@
 //!
 //! ```
 //! use iothub_proto::auth::{IdScope, ProvisioningAttestation, RegistrationId, SharedAccessKey};
-//! use iothub_proto::provisioning::{Config, Session};
-//! use iothub_proto::session::TransportCommand;
+//! use iothub_proto::provisioning::{Config, Output, Session, TransportCommand};
 //! use iothub_proto::time::Instant;
 //!
 //! let key = SharedAccessKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
@@ -91,9 +87,9 @@
 //! );
 //! let now = Instant::from_millis(0);
 //! let mut dps = Session::new(config, now)?;
-//! assert_eq!(dps.poll_transport(), Some(TransportCommand::Open));
+//! assert_eq!(dps.poll_output(), Output::Transport(TransportCommand::Open));
 //! dps.handle_transport_connected(now, 1_700_000_000);
-//! let connect = dps.poll_transmit().expect("CONNECT");
+//! let Output::Transmit(connect) = dps.poll_output() else { panic!("CONNECT") };
 //! assert_eq!(connect[0] >> 4, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -136,7 +132,7 @@ pub use response::{
 pub use state::ProvisioningState;
 pub use timer::TimerKind;
 
-pub use crate::connection::TransportCommand;
+pub use crate::connection::{Driven, Output, TransportCommand};
 
 use crate::auth::{DeviceId, HostName};
 use crate::connection::{Due, Link, Phase};
@@ -154,7 +150,7 @@ pub struct Session {
     /// The MQTT connection (the layer both sessions share): transport,
     /// CONNECT/CONNACK, keep-alive, decode, transmit queue, packet ids,
     /// backoff.
-    link: Link<()>,
+    link: Link<core::convert::Infallible>,
     /// Where the registration stands while connected.
     step: Step,
     /// The session's own timers (the connection keeps its own).
@@ -253,7 +249,7 @@ impl Session {
         self.link.shrink();
     }
 
-    /// The instant of [`poll_timeout`](Self::poll_timeout) has come
+    /// The instant of [`Output::Timeout`] has come
     /// (calling it early or late is harmless: only due timers fire).
     /// `unix_secs` is the wall-clock time, for the SAS expiry of the next
     /// CONNECT.
@@ -299,48 +295,19 @@ impl Session {
     }
 
     // -----------------------------------------------------------------
-    // Outputs
+    // Output
 
-    /// The next bytes to write to the transport, in order. Drain after
-    /// every input and command.
+    /// The next thing to do — write bytes, open or close the transport,
+    /// hand an event to the application — or, once nothing is pending,
+    /// when to call [`handle_timeout`](Self::handle_timeout)
+    /// ([`Output::Timeout`]). Call it after every input and command until
+    /// it returns `Timeout`. `Close` comes only after the last bytes of
+    /// its connection. `Timeout(None)` only once finished: until then the
+    /// overall deadline ([`TimerKind::Deadline`]) is always set.
     #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let (bytes, _) = self.link.poll_transmit()?;
-        Some(bytes)
-    }
-
-    /// The next event for the application. Drain after every input and
-    /// command.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front();
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
-        event
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest
-    /// timer, or the last `now` seen if output is already waiting. `None`
-    /// only once finished: until then the overall deadline
-    /// ([`TimerKind::Deadline`]) is always set.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.link.has_output() {
-            return Some(self.link.now());
-        }
-        match (self.timers.earliest(), self.link.earliest()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// What to do with the transport: open a new one, or close the current
-    /// one. `Close` comes only after the last bytes of that connection were
-    /// taken from [`poll_transmit`](Self::poll_transmit).
-    #[must_use]
-    pub fn poll_transport(&mut self) -> Option<TransportCommand> {
-        self.link.poll_transport()
+    pub fn poll_output(&mut self) -> Output<Event> {
+        self.link
+            .poll_output(&mut self.events, self.timers.earliest(), |tag| match tag {})
     }
 
     // -----------------------------------------------------------------
@@ -630,3 +597,5 @@ fn registration(op: OperationStatus, config: &Config) -> Result<Registration, Re
         last_updated_date_time_utc: state.last_updated_date_time_utc,
     })
 }
+
+crate::connection::driven!(Session, Event);

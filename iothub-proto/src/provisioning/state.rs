@@ -46,7 +46,7 @@ use crate::topic::DPS_RESPONSE_FILTER;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProvisioningState {
-    /// The session wants a transport ([`TransportCommand::Open`] pending
+    /// The session wants a transport ([`TransportCommand::Open`](super::TransportCommand::Open) pending
     /// or being carried out).
     Opening,
     /// CONNECT was written; waiting for the CONNACK.

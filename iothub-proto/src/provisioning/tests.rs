@@ -58,6 +58,8 @@ struct Harness {
     out: Vec<Packet>,
     cmds: Vec<TransportCommand>,
     events: Vec<Event>,
+    /// The last `Output::Timeout`.
+    deadline: Option<Instant>,
 }
 
 impl Harness {
@@ -70,6 +72,7 @@ impl Harness {
             out: Vec::new(),
             cmds: Vec::new(),
             events: Vec::new(),
+            deadline: None,
         }
     }
 
@@ -77,20 +80,29 @@ impl Harness {
         UNIX + self.now.as_millis() / 1000
     }
 
+    /// Takes every output until `Timeout`.
     fn collect(&mut self) {
-        while let Some(bytes) = self.s.poll_transmit() {
-            self.wire.extend_from_slice(&bytes);
+        loop {
+            match self.s.poll_output() {
+                Output::Transmit(bytes) => self.wire.extend_from_slice(&bytes),
+                Output::Transport(cmd) => self.cmds.push(cmd),
+                Output::Event(e) => self.events.push(e),
+                Output::Timeout(at) => {
+                    self.deadline = at;
+                    break;
+                }
+            }
         }
         while let Some(p) = mqtt::decode(&mut self.wire, MAX_PACKET_SIZE).unwrap() {
             self.out.push(p);
         }
         assert!(self.wire.is_empty(), "a partial packet was transmitted");
-        while let Some(cmd) = self.s.poll_transport() {
-            self.cmds.push(cmd);
-        }
-        while let Some(e) = self.s.poll_event() {
-            self.events.push(e);
-        }
+    }
+
+    /// When the session wants `handle_timeout` next.
+    fn timeout(&mut self) -> Option<Instant> {
+        self.collect();
+        self.deadline
     }
 
     fn sent(&mut self) -> Vec<Packet> {
@@ -117,8 +129,7 @@ impl Harness {
     fn advance(&mut self, d: Duration) {
         let target = self.now + d;
         for _ in 0..10_000 {
-            self.collect();
-            match self.s.poll_timeout() {
+            match self.timeout() {
                 Some(at) if at <= target => {
                     self.now = self.now.max(at);
                     let unix = self.unix();
@@ -336,7 +347,7 @@ fn register_then_poll_until_assigned() {
     // A clean DISCONNECT, then the transport is closed; nothing scheduled.
     assert_eq!(h.sent(), vec![Packet::Disconnect]);
     assert_eq!(h.commands(), vec![TransportCommand::Close]);
-    assert_eq!(h.s.poll_timeout(), None);
+    assert_eq!(h.timeout(), None);
     assert!(events.contains(&Event::Disconnected {
         reason: DisconnectReason::Requested
     }));
@@ -622,7 +633,7 @@ fn transport_failures_are_retried_up_to_the_limit() {
             TransportClosed::HandshakeFailed
         ))
     );
-    assert_eq!(h.s.poll_timeout(), None);
+    assert_eq!(h.timeout(), None);
 }
 
 #[test]
@@ -683,7 +694,7 @@ fn overall_timeout() {
         reg = h.request();
     }
     assert_eq!(h.failed_with(), ProvisioningError::Timeout);
-    assert_eq!(h.s.poll_timeout(), None);
+    assert_eq!(h.timeout(), None);
     // While disconnected too.
     let mut h = Harness::new(config().with_timeout(secs(20)));
     h.commands();

@@ -338,7 +338,7 @@ pub struct InboundMessage {
 }
 
 /// What the session tells the application. Drain with
-/// [`Session::poll_event`](super::Session::poll_event).
+/// [`Session::poll_output`](super::Session::poll_output).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
@@ -410,7 +410,7 @@ pub enum Event {
         id: MessageId,
     },
     /// A QoS 0 telemetry message was handed to the transport by
-    /// `poll_transmit`.
+    /// `poll_output`.
     MessageSent {
         /// The id `send_telemetry` returned.
         id: MessageId,

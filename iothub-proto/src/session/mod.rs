@@ -6,46 +6,38 @@
 //! # Driving contract
 //!
 //! A [`Session`] is a value. The adapter (the code that owns the socket and
-//! the clock) feeds it four kinds of input and drains four outputs:
+//! the clock) feeds it four kinds of input and takes one output:
 //!
 //! | input | when |
 //! |---|---|
 //! | [`handle_transport_connected`](Session::handle_transport_connected) | the transport asked for by [`TransportCommand::Open`] is open |
 //! | [`handle_input`](Session::handle_input) | bytes were read from the transport |
-//! | [`handle_timeout`](Session::handle_timeout) | the instant of [`poll_timeout`](Session::poll_timeout) has come |
+//! | [`handle_timeout`](Session::handle_timeout) | the instant of [`Output::Timeout`] has come |
 //! | [`handle_transport_closed`](Session::handle_transport_closed) | the transport failed or the peer closed it (or opening it failed) |
 //! | [`provide_token`](Session::provide_token) / [`token_unavailable`](Session::token_unavailable) | the answer to [`Event::TokenRequested`] ([`Credential::ExternalSigner`] only) |
 //!
-//! | output | what to do |
-//! |---|---|
-//! | [`poll_transmit`](Session::poll_transmit) | write these bytes, in order |
-//! | [`poll_transport`](Session::poll_transport) | open a new transport, or close the current one |
-//! | [`poll_event`](Session::poll_event) | hand to the application |
-//! | [`poll_timeout`](Session::poll_timeout) | call `handle_timeout` at that instant |
-//!
-//! **After any input or command, drain every output until it returns
-//! `None`, then wait for the next input or the instant of `poll_timeout`.**
-//! Commands ([`send_telemetry`](Session::send_telemetry),
+//! **After any input or command, call [`poll_output`](Session::poll_output)
+//! and act on it until it returns [`Output::Timeout`]**, then wait for the
+//! next input or that instant. `Timeout` comes only when nothing else is
+//! pending, so the loop settles by itself. Commands
+//! ([`send_telemetry`](Session::send_telemetry),
 //! [`get_twin`](Session::get_twin), …) only queue work and return a typed
-//! id; their bytes come out of the next `poll_transmit`. `poll_timeout`
-//! returns the last `now` seen while output is waiting, so a loop that
-//! forgets to drain wakes up at once instead of sleeping on it.
+//! id; their bytes come out of the next `poll_output`.
 //!
 //! ```text
 //! loop {
-//!     while let Some(bytes) = session.poll_transmit() { socket.write_all(&bytes)? }
-//!     while let Some(cmd) = session.poll_transport() { open_or_close(cmd) }
-//!     while let Some(event) = session.poll_event() { app.handle(event) } // then session.taken(token) for a C2D message the app has
-//!     match wait(socket, session.poll_timeout()) {
-//!         Read(data) => session.handle_input(now(), &data),
-//!         Deadline => session.handle_timeout(now(), unix_secs()),
-//!         Closed(why) => session.handle_transport_closed(now(), why),
+//!     match session.poll_output() {
+//!         Output::Transmit(bytes) => socket.write_all(&bytes)?,
+//!         Output::Transport(cmd) => open_or_close(cmd), // Open → session.handle_transport_connected(now(), unix_secs())
+//!         Output::Event(event) => app.handle(event),    // then session.taken(token) for a C2D message the app has
+//!         Output::Timeout(at) => match wait(socket, at) {
+//!             Read(data) => session.handle_input(now(), &data),
+//!             Deadline => session.handle_timeout(now(), unix_secs()),
+//!             Closed(why) => session.handle_transport_closed(now(), why),
+//!         },
 //!     }
 //! }
 //! ```
-//!
-//! (When `poll_transport` says `Open`, open the socket and call
-//! `handle_transport_connected(now(), unix_secs())`.)
 //!
 //! Time enters as [`Instant`] (monotonic) with every input; wall-clock Unix
 //! seconds only where SAS tokens need them. Randomness comes from
@@ -65,7 +57,7 @@
 //!   reports the message taken ([`taken`](Session::taken), with the
 //!   message's [`InboundMessage::ack`] token), or with
 //!   [`Config::manual_ack`] when it calls [`ack`](Session::ack). Taking the
-//!   event from [`poll_event`](Session::poll_event) is not enough: an
+//!   event from [`poll_output`](Session::poll_output) is not enough: an
 //!   adapter takes events to route them. Until the PUBACK the hub keeps the
 //!   message; if the connection drops or the process dies first, the hub
 //!   sends it again (so the application may see it twice).
@@ -108,7 +100,7 @@ use core::time::Duration;
 use bytes::Bytes;
 
 pub use crate::connection::{
-    ConfigError, ConnectRefused, DisconnectReason, Output, ProtocolError, TransportClosed,
+    ConfigError, ConnectRefused, DisconnectReason, Driven, Output, ProtocolError, TransportClosed,
     TransportCommand,
 };
 pub use config::{
@@ -173,7 +165,7 @@ impl Subs {
 ///
 /// ```
 /// use iothub_proto::auth::ConnectionString;
-/// use iothub_proto::session::{Config, Session, TransportCommand, Message, Feature};
+/// use iothub_proto::session::{Config, Feature, Message, Output, Session, TransportCommand};
 /// use iothub_proto::time::Instant;
 ///
 /// let cs: ConnectionString = "HostName=contoso.azure-devices.net;DeviceId=dev1;\
@@ -187,9 +179,9 @@ impl Subs {
 /// let id = session.send_telemetry(now, Message::new(&b"hello"[..]))?;
 ///
 /// // The session wants a transport at once.
-/// assert_eq!(session.poll_transport(), Some(TransportCommand::Open));
+/// assert_eq!(session.poll_output(), Output::Transport(TransportCommand::Open));
 /// session.handle_transport_connected(now, 1_700_000_000);
-/// let connect = session.poll_transmit().expect("CONNECT");
+/// let Output::Transmit(connect) = session.poll_output() else { panic!("CONNECT") };
 /// assert_eq!(connect[0] >> 4, 1); // packet type CONNECT
 /// # let _ = id;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -244,7 +236,7 @@ pub struct Session {
 impl Session {
     /// A session from a configuration, after checking it
     /// ([`Config::validate`]). It wants a transport at once:
-    /// [`poll_transport`](Self::poll_transport) returns
+    /// [`poll_output`](Self::poll_output) returns
     /// [`TransportCommand::Open`].
     pub fn new(config: Config) -> Result<Session, ConfigError> {
         config.validate()?;
@@ -366,7 +358,7 @@ impl Session {
         self.after_input(now);
     }
 
-    /// The instant of [`poll_timeout`](Self::poll_timeout) has come (calling
+    /// The instant of [`Output::Timeout`] has come (calling
     /// it early or late is harmless: only due timers fire). `unix_secs` is
     /// the wall-clock time: a jump past the SAS renewal point (the host
     /// slept) renews the token at once, and a fixed token past its expiry is
@@ -415,56 +407,32 @@ impl Session {
     }
 
     // -----------------------------------------------------------------
-    // Outputs
+    // Output
 
-    /// The next bytes to write to the transport, in order. Drain after every
-    /// input, command and `poll_event` (taking a cloud-to-device event can
-    /// queue its PUBACK). A QoS 0 message is reported
-    /// ([`Event::MessageSent`]) when its bytes are taken here.
+    /// The next thing to do — write bytes, open or close the transport,
+    /// hand an event to the application — or, once nothing is pending,
+    /// when to call [`handle_timeout`](Self::handle_timeout)
+    /// ([`Output::Timeout`]). Call it after every input and command until
+    /// it returns `Timeout`: the loop settles by itself, since taking an
+    /// output never queues another one of an earlier kind.
+    ///
+    /// - [`Output::Transmit`]: bytes for the transport, in order. A QoS 0
+    ///   message is reported sent ([`Event::MessageSent`]) once its bytes
+    ///   are handed out here.
+    /// - [`Output::Transport`]: `Open` a new transport, or `Close` the
+    ///   current one (only after its last bytes came out).
+    /// - [`Output::Event`]: for the application. Taking an event queues
+    ///   nothing: a cloud-to-device or module input message is
+    ///   acknowledged when the application reports it taken
+    ///   ([`taken`](Self::taken)).
+    /// - [`Output::Timeout`]: the earliest timer; `None` when none is set
+    ///   (stopped, or waiting for the adapter to open a transport).
     #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let (bytes, sent) = self.link.poll_transmit()?;
-        if let Some(id) = sent {
-            self.emit(Event::MessageSent { id });
-        }
-        Some(bytes)
-    }
-
-    /// The next event for the application. Drain after every input,
-    /// command and `poll_transmit`. Taking an event never queues output:
-    /// a cloud-to-device or module input message is acknowledged when the
-    /// application reports it taken ([`taken`](Self::taken)), not here.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front()?;
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
-        Some(event)
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest
-    /// timer, or the last `now` seen if output is already waiting in
-    /// `poll_transmit` or `poll_transport`. `None`: nothing is scheduled
-    /// (stopped, or waiting for the adapter to open a transport).
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.link.has_output() {
-            return Some(self.link.now());
-        }
-        match (self.timers.earliest(), self.link.earliest()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// What to do with the transport: open a new one, or close the current
-    /// one. Drain after every input and command. `Close` comes only after
-    /// the last bytes of that connection were taken from
-    /// [`poll_transmit`](Self::poll_transmit) (write them, then close).
-    #[must_use]
-    pub fn poll_transport(&mut self) -> Option<TransportCommand> {
-        self.link.poll_transport()
+    pub fn poll_output(&mut self) -> Output<Event> {
+        self.link
+            .poll_output(&mut self.events, self.timers.earliest(), |id| {
+                Event::MessageSent { id }
+            })
     }
 
     // -----------------------------------------------------------------
@@ -553,7 +521,7 @@ impl Session {
     /// The application has the cloud-to-device or module input message
     /// of this [`InboundMessage::ack`] token (it took it from its stream,
     /// or handled its event). Unless [`Config::manual_ack`], that
-    /// acknowledges it: its PUBACK comes out of the next `poll_transmit`.
+    /// acknowledges it: its PUBACK comes out of the next `poll_output`.
     ///
     /// Nothing happens for a message of a connection that is gone (the hub
     /// sends it again), one already acknowledged, or in manual-ack mode
@@ -567,7 +535,7 @@ impl Session {
     /// Acknowledges a message from the hub: in manual-ack mode a
     /// cloud-to-device or module input message, in any mode a message on a
     /// topic the session cannot read ([`Event::UnexpectedPublish`]). Its
-    /// PUBACK comes out of the next `poll_transmit`.
+    /// PUBACK comes out of the next `poll_output`.
     ///
     /// [`CommandError::AckUndeliverable`] if the message arrived on a
     /// connection that is gone (the hub redelivers it) or was already
@@ -744,7 +712,7 @@ impl Session {
         self.events.push_back(event);
     }
 
-    /// Queues a packet for `poll_transmit`; sending restarts the
+    /// Queues a packet for `poll_output`; sending restarts the
     /// keep-alive.
     fn send_packet(&mut self, packet: &Packet) {
         self.link.send(packet);
@@ -843,3 +811,5 @@ impl Session {
         })
     }
 }
+
+crate::connection::driven!(Session, Event);

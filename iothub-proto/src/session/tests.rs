@@ -62,6 +62,10 @@ struct Harness {
     out: Vec<Packet>,
     /// Transport commands not yet taken by `commands()`.
     cmds: Vec<TransportCommand>,
+    /// Events not yet taken by `events()` / `next_event()`.
+    evq: alloc::collections::VecDeque<Event>,
+    /// The last `Output::Timeout`.
+    deadline: Option<Instant>,
 }
 
 impl Harness {
@@ -73,6 +77,8 @@ impl Harness {
             wire: BytesMut::new(),
             out: Vec::new(),
             cmds: Vec::new(),
+            evq: alloc::collections::VecDeque::new(),
+            deadline: None,
         }
     }
 
@@ -80,18 +86,36 @@ impl Harness {
         UNIX + self.now.as_millis() / 1000 + self.unix_skew
     }
 
-    /// Collects transmitted bytes and transport commands.
+    /// Takes every output until `Timeout`: packets, transport commands
+    /// and events are kept for `sent()`, `commands()` and `events()`.
     fn collect(&mut self) {
-        while let Some(bytes) = self.s.poll_transmit() {
-            self.wire.extend_from_slice(&bytes);
+        loop {
+            match self.s.poll_output() {
+                Output::Transmit(bytes) => self.wire.extend_from_slice(&bytes),
+                Output::Transport(cmd) => self.cmds.push(cmd),
+                Output::Event(e) => self.evq.push_back(e),
+                Output::Timeout(at) => {
+                    self.deadline = at;
+                    break;
+                }
+            }
         }
         while let Some(p) = mqtt::decode(&mut self.wire, MAX_PACKET_SIZE).unwrap() {
             self.out.push(p);
         }
         assert!(self.wire.is_empty(), "a partial packet was transmitted");
-        while let Some(cmd) = self.s.poll_transport() {
-            self.cmds.push(cmd);
-        }
+    }
+
+    /// The next event, if any.
+    fn next_event(&mut self) -> Option<Event> {
+        self.collect();
+        self.evq.pop_front()
+    }
+
+    /// When the session wants `handle_timeout` next.
+    fn timeout(&mut self) -> Option<Instant> {
+        self.collect();
+        self.deadline
     }
 
     /// Every packet transmitted since the last call.
@@ -106,14 +130,10 @@ impl Harness {
         core::mem::take(&mut self.cmds)
     }
 
-    /// Every event so far (transmitting first, so QoS 0 sends show up).
+    /// Every event so far.
     fn events(&mut self) -> Vec<Event> {
         self.collect();
-        let mut v = Vec::new();
-        while let Some(e) = self.s.poll_event() {
-            v.push(e);
-        }
-        v
+        self.evq.drain(..).collect()
     }
 
     fn feed(&mut self, packet: impl Into<Packet>) {
@@ -126,8 +146,7 @@ impl Harness {
     fn advance(&mut self, d: Duration) {
         let target = self.now + d;
         for _ in 0..100_000 {
-            self.collect();
-            match self.s.poll_timeout() {
+            match self.timeout() {
                 Some(at) if at <= target => {
                     self.now = self.now.max(at);
                     let unix = self.unix();
@@ -285,7 +304,12 @@ fn reconnect_delays(events: &[Event]) -> Vec<Duration> {
 fn wants_a_transport_at_once_and_connect_has_the_identity_fields() {
     let mut h = Harness::new(config());
     assert_eq!(h.s.state(), ConnectionState::Opening);
-    assert!(h.s.poll_timeout().is_some(), "an Open is waiting");
+    assert_eq!(
+        h.s.poll_output(),
+        Output::Transport(TransportCommand::Open),
+        "an Open is waiting"
+    );
+    h.cmds.push(TransportCommand::Open);
     let c = h.open();
     assert_eq!(c.client_id().as_str(), "dev1");
     assert_eq!(
@@ -402,7 +426,7 @@ fn connack_codes_1_and_2_stop() {
         assert_eq!(h.commands(), vec![TransportCommand::Close]);
         h.advance(secs(3600));
         assert!(h.commands().is_empty(), "no reconnection after {code:?}");
-        assert_eq!(h.s.poll_timeout(), None);
+        assert_eq!(h.timeout(), None);
     }
 }
 
@@ -706,11 +730,12 @@ fn qos0_telemetry_is_reported_sent_when_handed_out() {
     let id =
         h.s.send_telemetry(h.now, Message::new(&b"x"[..]).with_qos(Qos::AtMostOnce))
             .unwrap();
-    // Not yet taken from poll_transmit: no event.
-    assert!(h.s.poll_event().is_none());
-    let bytes = h.s.poll_transmit().unwrap();
+    // The event comes once the bytes were handed out.
+    let Output::Transmit(bytes) = h.s.poll_output() else {
+        panic!("the PUBLISH first")
+    };
     assert_eq!(bytes[0] >> 4, 3, "a PUBLISH");
-    assert_eq!(h.s.poll_event(), Some(Event::MessageSent { id }));
+    assert_eq!(h.s.poll_output(), Output::Event(Event::MessageSent { id }));
     assert_eq!(h.s.in_flight_len(), 0);
 }
 
@@ -1493,7 +1518,7 @@ fn c2d_topic(pid: u16, topic: &str, body: &'static [u8]) -> Publish {
 }
 
 fn take_c2d(h: &mut Harness) -> InboundMessage {
-    match h.s.poll_event() {
+    match h.next_event() {
         Some(Event::C2dMessage(m)) => m,
         other => panic!("expected a C2D message, got {other:?}"),
     }
@@ -1666,7 +1691,7 @@ fn held_messages_are_left_to_the_hub_when_the_connection_ends() {
     h.s.enable(h.now, Feature::C2d).unwrap();
     h.sent();
     let msg = take_c2d(&mut h);
-    assert!(h.s.poll_event().is_none());
+    assert!(h.next_event().is_none());
     h.s.taken(msg.ack.unwrap());
     assert_eq!(h.sent(), vec![puback(1)]);
 }
@@ -1678,7 +1703,7 @@ fn a_message_given_back_is_held_with_the_ones_after_it_until_enabled_again() {
     h.connect_and_grant();
     h.events();
     h.feed(c2d(1, &MessageProperties::new(), b"a"));
-    let event = h.s.poll_event().unwrap();
+    let event = h.next_event().unwrap();
     // The application's stream went away before it took the message.
     h.s.hold_inbound(Feature::C2d);
     h.s.return_inbound(event);
@@ -1715,9 +1740,9 @@ fn a_message_given_back_late_is_held_in_its_arrival_place() {
     h.connect_and_grant();
     h.events();
     h.feed(c2d(1, &MessageProperties::new(), b"a"));
-    let a = h.s.poll_event().unwrap();
+    let a = h.next_event().unwrap();
     h.feed(c2d(2, &MessageProperties::new(), b"b"));
-    let b = h.s.poll_event().unwrap();
+    let b = h.next_event().unwrap();
     h.s.hold_inbound(Feature::C2d);
     h.s.return_inbound(b);
     h.s.return_inbound(a);
@@ -1737,7 +1762,7 @@ fn a_message_left_in_an_old_stream_goes_to_the_current_one() {
     h.connect_and_grant();
     h.events();
     h.feed(c2d(1, &MessageProperties::new(), b"a"));
-    let event = h.s.poll_event().unwrap();
+    let event = h.next_event().unwrap();
     // A newer stream is open when the old one is dropped with the message
     // inside: the message is delivered again, and nothing is held.
     h.s.return_inbound(event);
@@ -1757,7 +1782,7 @@ fn a_message_given_back_after_its_connection_ended_is_left_to_the_hub() {
     h.connect_and_grant();
     h.events();
     h.feed(c2d(1, &MessageProperties::new(), b"a"));
-    let event = h.s.poll_event().unwrap();
+    let event = h.next_event().unwrap();
     h.drop_transport();
     h.events();
     h.s.hold_inbound(Feature::C2d);
@@ -1774,7 +1799,7 @@ fn a_resend_of_a_waiting_packet_id_is_not_delivered_twice() {
     h.feed(c2d(5, &MessageProperties::new(), b"x"));
     h.feed(c2d(5, &MessageProperties::new(), b"x"));
     let msg = take_c2d(&mut h);
-    assert!(h.s.poll_event().is_none());
+    assert!(h.next_event().is_none());
     h.s.taken(msg.ack.unwrap());
     assert_eq!(h.sent(), vec![puback(5)]);
 }
@@ -2328,7 +2353,7 @@ fn graceful_disconnect_lets_in_flight_work_finish_then_reports_the_rest() {
     );
     h.advance(secs(3600));
     assert!(h.commands().is_empty(), "no reconnection");
-    assert_eq!(h.s.poll_timeout(), None);
+    assert_eq!(h.timeout(), None);
 }
 
 #[test]
@@ -2378,15 +2403,60 @@ fn disconnect_while_offline_stops_at_once_and_fails_everything() {
 // The driving contract itself
 
 #[test]
-fn close_is_withheld_until_the_disconnect_bytes_are_taken() {
+fn close_comes_after_the_disconnect_bytes() {
     let mut h = Harness::new(config());
     h.connect();
+    h.events();
     h.s.disconnect(h.now, Duration::ZERO);
-    assert_eq!(h.s.poll_transport(), None, "DISCONNECT first");
-    assert_eq!(h.s.poll_timeout(), Some(h.now), "output is waiting");
-    let bytes = h.s.poll_transmit().unwrap();
+    let Output::Transmit(bytes) = h.s.poll_output() else {
+        panic!("DISCONNECT first")
+    };
     assert_eq!(bytes.as_ref(), Packet::Disconnect.to_bytes().as_ref());
-    assert_eq!(h.s.poll_transport(), Some(TransportCommand::Close));
+    assert_eq!(
+        h.s.poll_output(),
+        Output::Transport(TransportCommand::Close)
+    );
+    assert!(matches!(h.s.poll_output(), Output::Event(_)));
+}
+
+#[test]
+fn the_output_loop_settles_and_timeout_comes_last() {
+    // Several outputs pending at once: a C2D message (acknowledged only
+    // when taken), a twin GET, a QoS 0 message (its event follows its
+    // bytes).
+    let mut h = Harness::new(config());
+    h.s.enable(h.now, Feature::C2d).unwrap();
+    h.connect_and_grant();
+    h.events();
+    h.feed(c2d(1, &MessageProperties::new(), b"a"));
+    h.s.get_twin(h.now).unwrap();
+    h.s.send_telemetry(h.now, Message::new(&b"x"[..]).with_qos(Qos::AtMostOnce))
+        .unwrap();
+    let mut kinds = Vec::new();
+    let deadline = loop {
+        match h.s.poll_output() {
+            Output::Transmit(_) => kinds.push('T'),
+            Output::Transport(_) => kinds.push('C'),
+            Output::Event(e) => {
+                // Taking an event queues nothing, not even the PUBACK.
+                if let Event::C2dMessage(m) = &e {
+                    assert!(m.ack.is_some());
+                }
+                kinds.push('E');
+            }
+            Output::Timeout(at) => break at,
+        }
+        assert!(kinds.len() < 100, "the loop settles");
+    };
+    // The twin-response SUBSCRIBE (the GET waits for its SUBACK) and the
+    // QoS 0 PUBLISH, then the C2D message and the QoS 0 message's outcome.
+    assert_eq!(kinds, ['T', 'T', 'E', 'E']);
+    assert!(
+        deadline.is_some(),
+        "keep-alive and the request timer are set"
+    );
+    // Asked again, with no input in between: the same answer.
+    assert_eq!(h.s.poll_output(), Output::Timeout(deadline));
 }
 
 #[test]

@@ -163,7 +163,7 @@ impl Session {
     ///
     /// Its renewal point is [`Config::renewal_percent`](super::Config::renewal_percent)
     /// of its remaining lifetime from `unix_secs` (at least a second). If the session was
-    /// waiting for it to open a transport, [`TransportCommand::Open`]
+    /// waiting for it to open a transport, [`TransportCommand::Open`](super::TransportCommand::Open)
     /// follows; if the current connection's token is due for renewal, the
     /// session reconnects with it (DISCONNECT, then a new transport,
     /// [`DisconnectReason::TokenRenewal`]); otherwise it is kept for the

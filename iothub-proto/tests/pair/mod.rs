@@ -9,7 +9,9 @@ use bytes::Bytes;
 use iothub_hub::{ConnId, Hub};
 use iothub_proto::auth::{ConnectionString, DeviceId, Identity, SharedAccessKey};
 use iothub_proto::mqtt::{self, Packet};
-use iothub_proto::session::{AckToken, Config, Event, Session, TransportClosed, TransportCommand};
+use iothub_proto::session::{
+    AckToken, Config, Event, Output, Session, TransportClosed, TransportCommand,
+};
 use iothub_proto::time::Instant;
 
 pub(crate) const HOST: &str = "pair.azure-devices.net";
@@ -69,6 +71,8 @@ pub(crate) struct Pair {
     /// input message as its event arrives ([`Session::taken`]); default
     /// true. Off, the test takes them by hand.
     pub(crate) take_inbound: bool,
+    /// The session's last `Output::Timeout` (set by `pump`).
+    session_deadline: Option<Instant>,
 }
 
 impl Pair {
@@ -94,6 +98,7 @@ impl Pair {
             down_buf: bytes::BytesMut::new(),
             transcript: Vec::new(),
             take_inbound: true,
+            session_deadline: None,
         }
     }
 
@@ -116,6 +121,7 @@ impl Pair {
             down_buf: bytes::BytesMut::new(),
             transcript: Vec::new(),
             take_inbound: true,
+            session_deadline: None,
         }
     }
 
@@ -138,42 +144,31 @@ impl Pair {
     pub(crate) fn pump(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(cmd) = self.session.poll_transport() {
-                moved = true;
-                match cmd {
-                    TransportCommand::Open => {
-                        if self.failing_opens > 0 {
-                            self.failing_opens -= 1;
-                            self.session.handle_transport_closed(
-                                self.now(),
-                                TransportClosed::ConnectFailed,
-                            );
-                            continue;
-                        }
-                        if let Some(old) = self.conn.take() {
-                            self.hub.client_closed(old);
-                        }
-                        self.conn = Some(self.hub.accept(self.now(), None));
-                        self.conns += 1;
-                        self.up_buf.clear();
-                        self.down_buf.clear();
-                        self.transcript.push(Vec::new());
-                        let (now, unix) = (self.now(), self.unix());
-                        self.session.handle_transport_connected(now, unix);
+            loop {
+                match self.session.poll_output() {
+                    Output::Transport(cmd) => {
+                        moved = true;
+                        self.transport(cmd);
                     }
-                    TransportCommand::Close => {
-                        if let Some(old) = self.conn.take() {
-                            self.hub.client_closed(old);
+                    Output::Transmit(bytes) => {
+                        moved = true;
+                        if let Some(conn) = self.conn {
+                            Self::observe(&mut self.up_buf, &mut self.wire.up, self.conns, &bytes);
+                            let (now, unix) = (self.now(), self.unix());
+                            self.hub.handle_input(conn, now, unix, &bytes);
                         }
                     }
-                }
-            }
-            while let Some(bytes) = self.session.poll_transmit() {
-                moved = true;
-                if let Some(conn) = self.conn {
-                    Self::observe(&mut self.up_buf, &mut self.wire.up, self.conns, &bytes);
-                    let (now, unix) = (self.now(), self.unix());
-                    self.hub.handle_input(conn, now, unix, &bytes);
+                    Output::Event(e) => {
+                        moved = true;
+                        if let (true, Some(token)) = (self.take_inbound, inbound_token(&e)) {
+                            self.session.taken(token);
+                        }
+                        self.events.push(e);
+                    }
+                    Output::Timeout(at) => {
+                        self.session_deadline = at;
+                        break;
+                    }
                 }
             }
             if let Some(conn) = self.conn {
@@ -192,15 +187,37 @@ impl Pair {
                         .handle_transport_closed(self.now(), TransportClosed::ClosedByPeer);
                 }
             }
-            while let Some(e) = self.session.poll_event() {
-                moved = true;
-                if let (true, Some(token)) = (self.take_inbound, inbound_token(&e)) {
-                    self.session.taken(token);
-                }
-                self.events.push(e);
-            }
             if !moved {
                 return;
+            }
+        }
+    }
+
+    /// Carries out a transport command of the session.
+    fn transport(&mut self, cmd: TransportCommand) {
+        match cmd {
+            TransportCommand::Open => {
+                if self.failing_opens > 0 {
+                    self.failing_opens -= 1;
+                    self.session
+                        .handle_transport_closed(self.now(), TransportClosed::ConnectFailed);
+                    return;
+                }
+                if let Some(old) = self.conn.take() {
+                    self.hub.client_closed(old);
+                }
+                self.conn = Some(self.hub.accept(self.now(), None));
+                self.conns += 1;
+                self.up_buf.clear();
+                self.down_buf.clear();
+                self.transcript.push(Vec::new());
+                let (now, unix) = (self.now(), self.unix());
+                self.session.handle_transport_connected(now, unix);
+            }
+            TransportCommand::Close => {
+                if let Some(old) = self.conn.take() {
+                    self.hub.client_closed(old);
+                }
             }
         }
     }
@@ -217,9 +234,9 @@ impl Pair {
         }
     }
 
-    /// The next instant either side wants to be woken at.
+    /// The next instant either side wants to be woken at (after `pump`).
     pub(crate) fn next_wakeup(&self) -> Option<u64> {
-        let s = self.session.poll_timeout().map(Instant::as_millis);
+        let s = self.session_deadline.map(Instant::as_millis);
         let h = self.hub.poll_timeout().map(Instant::as_millis);
         match (s, h) {
             (Some(a), Some(b)) => Some(a.min(b)),
