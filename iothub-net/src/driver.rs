@@ -36,64 +36,17 @@ use bytes::Bytes;
 use iothub_proto::connection::{Driven, Output};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{
-    AckToken, Config, ConfigError, ConnectionState, Event, InboundMessage, Message, MethodId,
-    Session, TransportCommand, Twin,
+    AckToken, Config, ConfigError, ConnectionState, Event, Message, MethodId, Session,
+    TransportCommand, Twin,
 };
 use iothub_proto::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::api::{DesiredUpdate, Error, Inbound, InputMessage, Status};
+use crate::api::{Error, Inbound, Status};
 use crate::clock::Now;
-use crate::router::{Done, Outlet, Router, Subscriber};
+use crate::router::Router;
 use crate::transport::{Endpoint, Failure};
 use crate::{ClientOptions, OptionsError};
-
-/// Where the answer to one command goes: a one-shot channel of the
-/// adapter, behind a closure that gives the value back when nobody waits
-/// any more.
-pub struct Reply<T>(Box<dyn FnOnce(Answer<T>) -> Option<Answer<T>> + Send>);
-
-/// What a [`Reply`] carries.
-pub type Answer<T> = Result<T, Error>;
-
-impl<T> Reply<T> {
-    /// A reply from a function that delivers the value, or returns it when
-    /// the receiver is gone.
-    pub fn new(f: impl FnOnce(Answer<T>) -> Option<Answer<T>> + Send + 'static) -> Reply<T> {
-        Reply(Box::new(f))
-    }
-
-    /// Delivers the answer; `Err` gives it back when nobody waits.
-    pub fn send(self, value: Answer<T>) -> Result<(), Answer<T>> {
-        match (self.0)(value) {
-            None => Ok(()),
-            Some(v) => Err(v),
-        }
-    }
-}
-
-impl<T> fmt::Debug for Reply<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Reply")
-    }
-}
-
-/// Where one kind of inbound item goes: an adapter's stream, behind a
-/// closure that gives the item back when the stream is gone.
-pub struct Sink<T>(Box<dyn Fn(T) -> Result<(), T> + Send>);
-
-impl<T> Sink<T> {
-    /// A sink from a function that delivers an item, or gives it back
-    /// when its stream is gone.
-    pub fn new(f: impl Fn(T) -> Result<(), T> + Send + 'static) -> Sink<T> {
-        Sink(Box::new(f))
-    }
-
-    /// Hands an item to the stream; the item back if the stream is gone.
-    pub fn deliver(&self, item: T) -> Result<(), T> {
-        (self.0)(item)
-    }
-}
 
 /// The part of a cloud-to-device or module input stream that tells the
 /// driver what became of each message, so that the session
@@ -145,16 +98,10 @@ impl<T> fmt::Debug for Taken<T> {
     }
 }
 
-impl<T> fmt::Debug for Sink<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Sink")
-    }
-}
-
 /// A direct method call as the driver hands it out; the adapter's sink
 /// wraps it into its own `MethodRequest` (which knows how to answer)
 /// with [`Subscribe::methods`] and a [`Responder`].
-pub use crate::router::MethodCall;
+pub use crate::router::{Answer, MethodCall, Reply, Sink, Subscribe};
 
 /// The part of every adapter's `MethodRequest` that answers the call: its
 /// id and the way back to the driver (`C`: the adapter's command sender,
@@ -189,20 +136,6 @@ impl<C> Drop for Responder<C> {
     }
 }
 
-/// A stream the application asks for; enabling it subscribes.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Subscribe {
-    /// Cloud-to-device messages.
-    C2d(Sink<InboundMessage>),
-    /// Module input messages.
-    Inputs(Sink<InputMessage>),
-    /// Direct method calls.
-    Methods(Sink<MethodCall>),
-    /// Desired-property updates.
-    Desired(Sink<DesiredUpdate>),
-}
-
 impl Subscribe {
     /// Direct method calls: each is split into its name, its payload and
     /// a [`Responder`] over `ctl()` (the adapter's command sender, `None`
@@ -213,6 +146,7 @@ impl Subscribe {
         ctl: impl Fn() -> Option<C> + Send + 'static,
         wrap: fn(String, Bytes, Responder<C>) -> R,
     ) -> Subscribe {
+        let mut sink = sink;
         Subscribe::Methods(Sink::new(move |call: MethodCall| {
             let back = call.clone();
             let responder = Responder {
@@ -610,7 +544,7 @@ impl Core<Device> {
         let (message, reply) = *t;
         let m = &mut self.machine;
         m.router
-            .send_telemetry(&mut m.session, now.at, message, done(reply));
+            .send_telemetry(&mut m.session, now.at, message, reply);
     }
 
     /// Every client handle is gone: drain briefly ([`DROP_DRAIN`]) and
@@ -629,21 +563,15 @@ impl Core<Device> {
         } = &mut self.machine;
         let at = now.at;
         match c {
-            Command::GetTwin(reply) => router.get_twin(session, at, done(reply)),
+            Command::GetTwin(reply) => router.get_twin(session, at, reply),
             Command::UpdateReported(json, reply) => {
-                router.update_reported(session, at, json, done(reply));
+                router.update_reported(session, at, json, reply);
             }
             Command::Respond(id, status, payload, reply) => {
                 let r = session.respond_to_method(at, id, status, payload);
                 let _ = reply.send(r.map_err(Error::Command));
             }
-            Command::Enable(sink, reply) => {
-                let sub = match sink {
-                    Subscribe::C2d(s) => Subscriber::C2d(outlet(s)),
-                    Subscribe::Inputs(s) => Subscriber::Inputs(outlet(s)),
-                    Subscribe::Methods(s) => Subscriber::Methods(outlet(s)),
-                    Subscribe::Desired(s) => Subscriber::Desired(outlet(s)),
-                };
+            Command::Enable(sub, reply) => {
                 let _ = reply.send(router.subscribe(session, at, sub));
             }
             Command::Ack(token, reply) => {
@@ -657,7 +585,7 @@ impl Core<Device> {
                 self.machine.session.disconnect(at, timeout);
             }
             Command::WatchReprovision(policy, reply) => {
-                router.watch_reprovision(policy, done(reply));
+                router.watch_reprovision(policy, reply);
             }
             Command::Token(t) => router.token(session, at, now.unix_secs, t),
         }
@@ -679,16 +607,6 @@ impl Core<Device> {
         self.machine.router.drop_pending();
         info!("client stopped");
     }
-}
-
-/// The router's completion for a [`Reply`]: whether anyone still waits.
-fn done<T: 'static>(reply: Reply<T>) -> Done<T> {
-    Box::new(move |r| reply.send(r).is_ok())
-}
-
-/// The router's outlet for a [`Sink`].
-fn outlet<T: 'static>(sink: Sink<T>) -> Outlet<T> {
-    Box::new(move |item| sink.deliver(item))
 }
 
 fn millis(d: Duration) -> u64 {

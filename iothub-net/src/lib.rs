@@ -53,4 +53,4 @@ pub use clock::Clock;
 pub use options::{ClientOptions, OptionsError, Transport};
 pub use provisioning::ProvisioningOptions;
 pub use proxy::Proxy;
-pub use router::{Done, MethodCall, Outlet, Router, Subscriber};
+pub use router::{MethodCall, Reply, Router, Sink, Subscribe};

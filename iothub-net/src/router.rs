@@ -23,12 +23,58 @@ use tracing::{debug, info, warn};
 use crate::api::{DesiredUpdate, Error, Inbound, InputMessage, Status, TokenRequestFailure};
 use crate::edge::{TokenCommand, TokenSource};
 
-/// Completes one command; returns whether anyone was still waiting (a
-/// `false` is logged: the caller dropped its future).
-pub type Done<T> = Box<dyn FnOnce(Result<T, Error>) -> bool + Send>;
+/// Where the answer to one command goes: a one-shot channel of the
+/// adapter, behind a closure that gives the value back when nobody waits
+/// any more.
+pub struct Reply<T>(Box<dyn FnOnce(Answer<T>) -> Option<Answer<T>> + Send>);
 
-/// Feeds one inbound stream; gives the item back when the stream is gone.
-pub type Outlet<T> = Box<dyn FnMut(T) -> Result<(), T> + Send>;
+/// What a [`Reply`] carries.
+pub type Answer<T> = Result<T, Error>;
+
+impl<T> Reply<T> {
+    /// A reply from a function that delivers the value, or returns it when
+    /// the receiver is gone.
+    pub fn new(f: impl FnOnce(Answer<T>) -> Option<Answer<T>> + Send + 'static) -> Reply<T> {
+        Reply(Box::new(f))
+    }
+
+    /// Delivers the answer; `Err` gives it back when nobody waits.
+    pub fn send(self, value: Answer<T>) -> Result<(), Answer<T>> {
+        match (self.0)(value) {
+            None => Ok(()),
+            Some(v) => Err(v),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+/// Where one kind of inbound item goes: an adapter's stream, behind a
+/// closure that gives the item back when the stream is gone.
+pub struct Sink<T>(Box<dyn FnMut(T) -> Result<(), T> + Send>);
+
+impl<T> Sink<T> {
+    /// A sink from a function that delivers an item, or gives it back
+    /// when its stream is gone.
+    pub fn new(f: impl FnMut(T) -> Result<(), T> + Send + 'static) -> Sink<T> {
+        Sink(Box::new(f))
+    }
+
+    /// Hands an item to the stream; the item back if the stream is gone.
+    pub fn deliver(&mut self, item: T) -> Result<(), T> {
+        (self.0)(item)
+    }
+}
+
+impl<T> fmt::Debug for Sink<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sink")
+    }
+}
 
 /// A direct method call as the router hands it to the adapter, which
 /// wraps it into its own responder type.
@@ -43,42 +89,33 @@ pub struct MethodCall {
     pub payload: Bytes,
 }
 
-/// A stream to feed, and the feature it needs.
+/// A stream the application asks for, and the feature it needs;
+/// subscribing enables the feature.
+#[derive(Debug)]
 #[non_exhaustive]
-pub enum Subscriber {
-    /// Cloud-to-device messages ([`Feature::C2d`]).
-    C2d(Outlet<InboundMessage>),
-    /// Module input messages ([`Feature::ModuleInputs`]).
-    Inputs(Outlet<InputMessage>),
-    /// Direct method calls ([`Feature::Methods`]).
-    Methods(Outlet<MethodCall>),
-    /// Desired-property updates ([`Feature::DesiredProperties`]).
-    Desired(Outlet<DesiredUpdate>),
-}
-
-impl fmt::Debug for Subscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Subscriber::C2d(_) => "Subscriber::C2d",
-            Subscriber::Inputs(_) => "Subscriber::Inputs",
-            Subscriber::Methods(_) => "Subscriber::Methods",
-            Subscriber::Desired(_) => "Subscriber::Desired",
-        })
-    }
+pub enum Subscribe {
+    /// Cloud-to-device messages.
+    C2d(Sink<InboundMessage>),
+    /// Module input messages.
+    Inputs(Sink<InputMessage>),
+    /// Direct method calls.
+    Methods(Sink<MethodCall>),
+    /// Desired-property updates.
+    Desired(Sink<DesiredUpdate>),
 }
 
 /// The waiting completions and stream outlets of one client.
 #[derive(Default)]
 pub struct Router {
-    messages: HashMap<MessageId, Done<()>>,
-    twins: HashMap<RequestToken, Done<Twin>>,
-    reported: HashMap<RequestToken, Done<u64>>,
-    c2d: Option<Outlet<InboundMessage>>,
-    inputs: Option<Outlet<InputMessage>>,
-    methods: Option<Outlet<MethodCall>>,
-    desired: Option<Outlet<DesiredUpdate>>,
+    messages: HashMap<MessageId, Reply<()>>,
+    twins: HashMap<RequestToken, Reply<Twin>>,
+    reported: HashMap<RequestToken, Reply<u64>>,
+    c2d: Option<Sink<InboundMessage>>,
+    inputs: Option<Sink<InputMessage>>,
+    methods: Option<Sink<MethodCall>>,
+    desired: Option<Sink<DesiredUpdate>>,
     /// Reads every event for a "provision again?" question.
-    reprovision: Option<(ReprovisionWatch, Done<ReprovisionReason>)>,
+    reprovision: Option<(ReprovisionWatch, Reply<ReprovisionReason>)>,
     last_disconnect: Option<DisconnectReason>,
     /// Where token requests go (an external signer), and one that came
     /// before it was installed.
@@ -103,8 +140,8 @@ impl fmt::Debug for Router {
 }
 
 /// Hands a command's refusal to its completion.
-fn refuse<T>(done: Done<T>, e: iothub_proto::session::CommandError) {
-    let _ = done(Err(Error::Command(e)));
+fn refuse<T>(done: Reply<T>, e: iothub_proto::session::CommandError) {
+    let _ = done.send(Err(Error::Command(e)));
 }
 
 impl Router {
@@ -116,7 +153,7 @@ impl Router {
 
     /// [`Session::send_telemetry`]; `done` gets the outcome (or the
     /// refusal at once).
-    pub fn send_telemetry(&mut self, s: &mut Session, now: Instant, m: Message, done: Done<()>) {
+    pub fn send_telemetry(&mut self, s: &mut Session, now: Instant, m: Message, done: Reply<()>) {
         match s.send_telemetry(now, m) {
             Ok(id) => {
                 self.messages.insert(id, done);
@@ -126,7 +163,7 @@ impl Router {
     }
 
     /// [`Session::get_twin`]; `done` gets the twin.
-    pub fn get_twin(&mut self, s: &mut Session, now: Instant, done: Done<Twin>) {
+    pub fn get_twin(&mut self, s: &mut Session, now: Instant, done: Reply<Twin>) {
         match s.get_twin(now) {
             Ok(token) => {
                 self.twins.insert(token, done);
@@ -136,7 +173,13 @@ impl Router {
     }
 
     /// [`Session::update_reported`]; `done` gets the new reported version.
-    pub fn update_reported(&mut self, s: &mut Session, now: Instant, json: Bytes, done: Done<u64>) {
+    pub fn update_reported(
+        &mut self,
+        s: &mut Session,
+        now: Instant,
+        json: Bytes,
+        done: Reply<u64>,
+    ) {
         match s.update_reported(now, json) {
             Ok(token) => {
                 self.reported.insert(token, done);
@@ -151,20 +194,20 @@ impl Router {
         &mut self,
         s: &mut Session,
         now: Instant,
-        sub: Subscriber,
+        sub: Subscribe,
     ) -> Result<(), Error> {
         let feature = match &sub {
-            Subscriber::C2d(_) => Feature::C2d,
-            Subscriber::Inputs(_) => Feature::ModuleInputs,
-            Subscriber::Methods(_) => Feature::Methods,
-            Subscriber::Desired(_) => Feature::DesiredProperties,
+            Subscribe::C2d(_) => Feature::C2d,
+            Subscribe::Inputs(_) => Feature::ModuleInputs,
+            Subscribe::Methods(_) => Feature::Methods,
+            Subscribe::Desired(_) => Feature::DesiredProperties,
         };
         s.enable(now, feature).map_err(Error::Command)?;
         match sub {
-            Subscriber::C2d(o) => self.c2d = Some(o),
-            Subscriber::Inputs(o) => self.inputs = Some(o),
-            Subscriber::Methods(o) => self.methods = Some(o),
-            Subscriber::Desired(o) => self.desired = Some(o),
+            Subscribe::C2d(o) => self.c2d = Some(o),
+            Subscribe::Inputs(o) => self.inputs = Some(o),
+            Subscribe::Methods(o) => self.methods = Some(o),
+            Subscribe::Desired(o) => self.desired = Some(o),
         }
         Ok(())
     }
@@ -173,7 +216,7 @@ impl Router {
     /// (see [`ReprovisionPolicy`]); `done` gets the first such reason.
     /// Replaces an earlier watch (whose caller then sees its channel
     /// closed).
-    pub fn watch_reprovision(&mut self, policy: ReprovisionPolicy, done: Done<ReprovisionReason>) {
+    pub fn watch_reprovision(&mut self, policy: ReprovisionPolicy, done: Reply<ReprovisionReason>) {
         self.reprovision = Some((ReprovisionWatch::new(policy), done));
     }
 
@@ -211,7 +254,7 @@ impl Router {
             .with_token_failure(self.last_token_failure.clone())
     }
 
-    /// Routes one event from [`Session::poll_event`] (and logs the
+    /// Routes one event from [`Session::poll_output`] (and logs the
     /// connection lifecycle). A cloud-to-device or module input message
     /// whose stream is gone goes back to the session, which holds it and
     /// the feature's later messages unacknowledged until a stream is asked
@@ -267,20 +310,20 @@ impl Router {
             }
             Event::TwinReceived { token, twin } => {
                 if let Some(done) = self.twins.remove(&token) {
-                    let _ = done(Ok(twin));
+                    let _ = done.send(Ok(twin));
                 }
             }
             Event::ReportedUpdated { token, version } => {
                 if let Some(done) = self.reported.remove(&token) {
                     let missing = RequestError::MalformedResponse(JsonError::MissingVersion);
-                    let _ = done(version.ok_or(Error::Request(missing)));
+                    let _ = done.send(version.ok_or(Error::Request(missing)));
                 }
             }
             Event::RequestFailed { token, error } => {
                 if let Some(done) = self.twins.remove(&token) {
-                    let _ = done(Err(Error::Request(error)));
+                    let _ = done.send(Err(Error::Request(error)));
                 } else if let Some(done) = self.reported.remove(&token) {
-                    let _ = done(Err(Error::Request(error)));
+                    let _ = done.send(Err(Error::Request(error)));
                 }
             }
             Event::DesiredState { desired, version } => {
@@ -363,7 +406,7 @@ impl Router {
         if let Some(reason) = fired {
             if let Some((_, done)) = self.reprovision.take() {
                 info!(%reason, "provisioning again is due");
-                let _ = done(Ok(reason));
+                let _ = done.send(Ok(reason));
             }
         }
     }
@@ -373,7 +416,7 @@ impl Router {
             return;
         };
         let failure = outcome.as_ref().err().map(ToString::to_string);
-        if !done(outcome) {
+        if done.send(outcome).is_err() {
             match failure {
                 None => debug!(%id, "message delivered (its future was dropped)"),
                 Some(e) => warn!(%id, error = %e, "message failed (its future was dropped)"),
@@ -391,9 +434,9 @@ impl Drop for Router {
 }
 
 /// Feeds a stream; the item back if there is none (any more).
-fn feed<T>(outlet: &mut Option<Outlet<T>>, item: T) -> Result<(), T> {
+fn feed<T>(outlet: &mut Option<Sink<T>>, item: T) -> Result<(), T> {
     match outlet.as_mut() {
-        Some(o) => o(item),
+        Some(o) => o.deliver(item),
         None => Err(item),
     }
 }
@@ -415,8 +458,8 @@ mod tests {
 
     const DEVICE: &str = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-    fn done<T: Send + 'static>(tx: mpsc::Sender<Result<T, Error>>) -> Done<T> {
-        Box::new(move |r| tx.send(r).is_ok())
+    fn done<T: Send + 'static>(tx: mpsc::Sender<Result<T, Error>>) -> Reply<T> {
+        Reply::new(move |r| tx.send(r).err().map(|e| e.0))
     }
 
     #[test]
@@ -468,14 +511,14 @@ mod tests {
     fn subscribing_checks_the_identity_kind() {
         let mut s = session(DEVICE);
         let mut r = Router::new();
-        let inputs = Subscriber::Inputs(Box::new(|_| Ok(())));
+        let inputs = Subscribe::Inputs(Sink::new(|_| Ok(())));
         assert!(matches!(
             r.subscribe(&mut s, Instant::ZERO, inputs),
             Err(Error::Command(CommandError::FeatureNotAvailable(
                 Feature::ModuleInputs
             )))
         ));
-        let c2d = Subscriber::C2d(Box::new(|_| Ok(())));
+        let c2d = Subscribe::C2d(Sink::new(|_| Ok(())));
         assert!(r.subscribe(&mut s, Instant::ZERO, c2d).is_ok());
         assert!(s.is_enabled(Feature::C2d));
     }
