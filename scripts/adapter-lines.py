@@ -5,7 +5,7 @@ not blank, not comments (// or //! or ///), not inside a
 a `#[cfg(test)] mod name;` declaration brings in. Usage, from the
 repository root:
 
-    python3 scripts/adapter-lines.py iothub-tokio iothub-blocking iothub-smol iothub-net
+    python3 scripts/adapter-lines.py iothub-tokio iothub-blocking iothub-smol iothub-client
 
 With no argument, every crate of the workspace.
 """

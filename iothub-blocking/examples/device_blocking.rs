@@ -18,7 +18,7 @@ use iothub_blocking::{Client, ClientOptions};
 use iothub_testkit::device_cli::{self, Cmd};
 
 fn run(options: ClientOptions, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::new(options)?;
+    let client = Client::builder(options).build()?;
     client.wait_connected(Duration::from_secs(60))?;
     match cmd {
         Cmd::Send { message, count } => {

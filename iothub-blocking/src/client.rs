@@ -5,12 +5,14 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use iothub_net::driver::{Command, Reply, Responder, Sink, Subscribe, Taken, Telemetry};
-use iothub_net::watch::StatusWatch;
-use iothub_net::{ClientOptions, DesiredUpdate, Error, Inbound, InputMessage, Status};
+use iothub_client::builder::{Adapter, Parts, Resolved, RunYourself, TokenRoute};
+use iothub_client::driver::{Command, Reply, Responder, Sink, Subscribe, Taken, Telemetry};
+use iothub_client::{
+    ClientBuilder, DesiredUpdate, Error, Inbound, InputMessage, Source, StatusWatch,
+};
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
@@ -180,7 +182,7 @@ pub struct Client {
 struct Inner {
     ctl: Sender<Input>,
     tel: SyncSender<Telemetry>,
-    status: Arc<StatusWatch>,
+    status: StatusWatch,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -191,47 +193,51 @@ impl Drop for Inner {
 }
 
 impl Client {
-    /// Starts a client: checks the options, builds the TLS configuration
-    /// and starts the driver thread, which connects at once.
-    pub fn new(options: ClientOptions) -> Result<Client, Error> {
-        let (client, driver) = Client::with_driver(options)?;
-        let thread = std::thread::Builder::new()
-            .name("iothub-driver".into())
-            .spawn(move || driver.run())
-            .map_err(|_| Error::Closed)?;
-        *client
-            .inner
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(thread);
-        Ok(client)
+    /// A builder of a client of `source`: a connection string, a
+    /// [`ClientOptions`](crate::ClientOptions), or an IoT Edge module
+    /// ([`Source`]); then
+    /// options, then [`build`](iothub_client::ClientBuilder::build) (the
+    /// driver on a thread of its own) or
+    /// [`build_with_driver`](iothub_client::ClientBuilder::build_with_driver)
+    /// (you [`run`](Driver::run) it).
+    pub fn builder(source: impl Into<Source>) -> ClientBuilder<Client> {
+        ClientBuilder::new(source)
     }
 
-    /// A client and its driver, for running the driver on a thread of
-    /// your own ([`Driver::run`] blocks until the client stops). Nothing
-    /// happens until it runs.
-    pub fn with_driver(options: ClientOptions) -> Result<(Client, Driver), Error> {
+    /// The client and its driver, the token route installed: the edge CA
+    /// fetched for an IoT Edge module, the options checked, the TLS
+    /// configuration built.
+    fn start(mut parts: Parts) -> Result<(Client, Driver), Error> {
+        let trust_bundle = match parts.edge()?.cloned() {
+            #[cfg(unix)]
+            Some(env) => Some(crate::edge::trust_bundle(&env).map_err(Error::Edge)?),
+            #[cfg(not(unix))]
+            Some(_) => return Err(Error::Edge(iothub_client::EdgeError::NotUnixSocket)),
+            None => None,
+        };
+        let Resolved { options, tokens } = parts.resolve(trust_bundle)?;
         let (ctl, inputs) = mpsc::channel();
         let (tel, telemetry) = mpsc::sync_channel(TELEMETRY_CHANNEL);
         let (driver, status) = Driver::new(options, inputs, ctl.clone(), telemetry)?;
-        let inner = Inner {
-            ctl,
-            tel,
-            status,
-            thread: Mutex::new(None),
+        let client = Client {
+            inner: Arc::new(Inner {
+                ctl,
+                tel,
+                status,
+                thread: Mutex::new(None),
+            }),
         };
-        Ok((
-            Client {
-                inner: Arc::new(inner),
-            },
-            driver,
-        ))
-    }
-
-    /// Starts a client from a connection string with default options
-    /// (MQTT over TLS on 8883, webpki roots).
-    pub fn from_connection_string(cs: &str) -> Result<Client, Error> {
-        Client::new(ClientOptions::from_connection_string(cs)?)
+        match tokens {
+            TokenRoute::Session => {}
+            TokenRoute::Signer(signer, uri) => crate::token::install_signer(&client, uri, signer)?,
+            #[cfg(unix)]
+            TokenRoute::Workload(env) => crate::edge::install_token_source(&client, *env)?,
+            #[cfg(not(unix))]
+            TokenRoute::Workload(_) => {
+                return Err(Error::Edge(iothub_client::EdgeError::NotUnixSocket));
+            }
+        }
+        Ok((client, driver))
     }
 
     /// The driver's input channel (the token route of IoT Edge and of
@@ -377,20 +383,12 @@ impl Client {
         self.watch_reprovision(policy)?.wait()
     }
 
-    /// The connection state now.
+    /// A watch of the connection status: [`get`](StatusWatch::get),
+    /// [`wait_changed`](StatusWatch::wait_changed),
+    /// [`wait_for_timeout`](StatusWatch::wait_for_timeout).
     #[must_use]
-    pub fn status(&self) -> Status {
-        self.inner.status.get()
-    }
-
-    /// Blocks until the status satisfies `pred`, for at most `timeout`.
-    pub fn wait_status(
-        &self,
-        pred: impl FnMut(&Status) -> bool,
-        timeout: Duration,
-    ) -> Option<Status> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.inner.status.wait_blocking(pred, deadline)
+    pub fn status(&self) -> StatusWatch {
+        self.inner.status.clone()
     }
 
     /// Blocks until the client is connected, for at most `timeout`.
@@ -398,10 +396,7 @@ impl Client {
     /// (the client keeps retrying in the background), [`Error::Stopped`]
     /// when the session stopped and [`Error::Timeout`] when time ran out.
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
-        match self.wait_status(|s| s.connect_outcome().is_some(), timeout) {
-            Some(s) => s.connect_outcome().unwrap_or(Err(Error::Closed)),
-            None => Err(Error::Timeout),
-        }
+        self.inner.status.wait_connected(timeout)
     }
 
     /// Graceful shutdown: lets queued and in-flight telemetry and twin
@@ -422,6 +417,33 @@ impl Client {
             let _ = t.join();
         }
         Ok(())
+    }
+}
+
+impl Adapter for Client {
+    type Built = Result<Client, Error>;
+
+    /// Starts the driver on a thread of its own.
+    fn build(parts: Parts) -> Result<Client, Error> {
+        let (client, driver) = Client::start(parts)?;
+        let thread = std::thread::Builder::new()
+            .name("iothub-driver".into())
+            .spawn(move || driver.run())
+            .map_err(|_| Error::Closed)?;
+        *client
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        Ok(client)
+    }
+}
+
+impl RunYourself for Client {
+    type WithDriver = Result<(Client, Driver), Error>;
+
+    fn build_with_driver(parts: Parts) -> Result<(Client, Driver), Error> {
+        Client::start(parts)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The one blocking driver loop ([`run`], for a client and for
 //! provisioning alike): one thread (yours, or one the client spawns) owns
-//! the session — inside `iothub-net`'s [`Core`], which fixes the order of
+//! the session — inside `iothub-client`'s [`Core`], which fixes the order of
 //! the steps — and the connection's [`Link`]. It sleeps in
 //! `recv_timeout(deadline − now)` on the one channel that carries
 //! commands, bytes read by the connection thread and transport outcomes
@@ -22,11 +22,11 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use iothub_net::clock::Now;
-use iothub_net::driver::{Command, Core, Device, DriverCore, Machine, Step, Telemetry};
-use iothub_net::transport::{Endpoint, Failure};
-use iothub_net::watch::StatusWatch;
-use iothub_net::{ClientOptions, Clock, Error};
+use iothub_client::clock::Now;
+use iothub_client::driver::{Command, Core, Device, DriverCore, Machine, Step, Telemetry};
+use iothub_client::transport::{Endpoint, Failure};
+use iothub_client::watch::{self, StatusSender, StatusWatch};
+use iothub_client::{ClientOptions, Clock, Error};
 use tracing::debug;
 
 use crate::transport::{self, Link};
@@ -50,8 +50,9 @@ pub(crate) enum Input {
 /// Inputs taken per wake-up at most (then the loop transmits).
 const INPUTS_PER_TURN: usize = 1024;
 
-/// The driver of one client. [`Client::new`](crate::Client::new) runs it
-/// on a thread of its own; [`Client::with_driver`](crate::Client::with_driver)
+/// The driver of one client. [`build`](iothub_client::ClientBuilder::build)
+/// runs it on a thread of its own;
+/// [`build_with_driver`](iothub_client::ClientBuilder::build_with_driver)
 /// hands it to you to [`run`](Self::run) on yours.
 pub struct Driver {
     core: DriverCore,
@@ -282,10 +283,10 @@ fn on_input<M: Machine, S: Side<M>>(
     }
 }
 
-/// A client's side: its telemetry channel and its status watch.
+/// A client's side: its telemetry channel and where its status goes.
 struct ClientSide {
     telemetry: Receiver<Telemetry>,
-    status: Arc<StatusWatch>,
+    status: StatusSender,
 }
 
 impl Side<Device> for ClientSide {
@@ -333,16 +334,16 @@ impl Driver {
         inputs: Receiver<Input>,
         tx: Sender<Input>,
         telemetry: Receiver<Telemetry>,
-    ) -> Result<(Driver, Arc<StatusWatch>), Error> {
+    ) -> Result<(Driver, StatusWatch), Error> {
         let (core, endpoint, span) = DriverCore::start(options)?;
-        let status = Arc::new(StatusWatch::new(core.status()));
+        let (sender, status) = watch::channel(core.status());
         let driver = Driver {
             core,
             span,
             inputs,
             side: ClientSide {
                 telemetry,
-                status: status.clone(),
+                status: sender,
             },
             conn: Connection::new(Arc::new(endpoint), tx),
         };

@@ -1,7 +1,7 @@
 //! IoT Edge modules: a client whose SAS tokens the workload API signs
 //! over its Unix socket, renewed for as long as the client runs. The
 //! bytes of each call are built and parsed by the core
-//! ([`iothub_net::edge::WorkloadCall`]); this file only moves them with a
+//! ([`iothub_client::edge::WorkloadCall`]); this file only moves them with a
 //! [`std::os::unix::net::UnixStream`] with read and write timeouts, on a
 //! short-lived thread per token so the driver never blocks on it.
 
@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use iothub_net::driver::Command;
-use iothub_net::edge::{
-    EdgeError, TokenCommand, TokenSource, WORKLOAD_TIMEOUT, WorkloadCall, edge_environment,
-    with_external_signer, workload_socket,
+use iothub_client::Clock;
+use iothub_client::driver::Command;
+use iothub_client::edge::{
+    EdgeError, TokenCommand, TokenSource, WORKLOAD_TIMEOUT, WorkloadCall, workload_socket,
 };
-use iothub_net::{ClientOptions, Clock};
 use iothub_proto::auth::SasToken;
 use iothub_proto::edge::{EdgeEnvironment, HttpResponse};
 
@@ -51,21 +50,17 @@ fn call(env: &EdgeEnvironment, call: &mut WorkloadCall) -> Result<HttpResponse, 
 }
 
 /// Signs a token valid for `lifetime` from now through the workload API.
-pub fn sign_token(env: &EdgeEnvironment, lifetime: Duration) -> Result<SasToken, EdgeError> {
+fn sign_token(env: &EdgeEnvironment, lifetime: Duration) -> Result<SasToken, EdgeError> {
     let mut sign = WorkloadCall::sign(env, Clock::unix_secs(), lifetime);
     let response = call(env, &mut sign)?;
     Ok(sign.token(env, &response)?)
 }
 
-/// The client options of the module: tokens from the workload API, the
-/// gateway as the transport host, and the edge CA of the workload API's
-/// trust bundle added to the TLS roots
-/// ([`iothub_net::edge::module_options`]).
-pub fn module_options(env: &EdgeEnvironment) -> Result<ClientOptions, EdgeError> {
+/// The edge CA (PEM) of the workload API's trust bundle.
+pub(crate) fn trust_bundle(env: &EdgeEnvironment) -> Result<String, EdgeError> {
     let mut bundle = WorkloadCall::trust_bundle(env);
     let response = call(env, &mut bundle)?;
-    let pem = WorkloadCall::certificate(&response)?;
-    Ok(iothub_net::edge::module_options(env, Some(pem)))
+    Ok(WorkloadCall::certificate(&response)?)
 }
 
 /// The token source of a client: each request signs on a thread of its
@@ -93,52 +88,14 @@ fn token_source(env: EdgeEnvironment, inputs: Sender<Input>) -> TokenSource {
     })
 }
 
-impl Client {
-    /// Starts the client of an IoT Edge module from the process's
-    /// `IOTEDGE_*` variables: the trust bundle and every token come from
-    /// the workload API (see [`new_edge_module`](Self::new_edge_module)).
-    pub fn from_edge_environment() -> Result<Client, EdgeError> {
-        let env = edge_environment()?;
-        let options = module_options(&env)?;
-        Client::new_edge_module(options, env)
-    }
-
-    /// Starts a module client with `options` (usually from
-    /// [`module_options`], adjusted) whose tokens the workload API of
-    /// `env` signs: before the first CONNECT and at
-    /// [`renewal_percent`](iothub_proto::session::Config::renewal_percent)
-    /// of every token's lifetime, while the connection goes on. The
-    /// credential of `options` becomes
-    /// [`Credential::ExternalSigner`](iothub_proto::auth::Credential::ExternalSigner).
-    pub fn new_edge_module(
-        options: ClientOptions,
-        env: EdgeEnvironment,
-    ) -> Result<Client, EdgeError> {
-        let client = Client::new(with_external_signer(options)).map_err(EdgeError::Client)?;
-        install_token_source(&client, env)?;
-        Ok(client)
-    }
-
-    /// [`new_edge_module`](Self::new_edge_module) with the driver on a
-    /// thread of your own, as [`with_driver`](Self::with_driver): nothing
-    /// happens (no token is signed) until [`Driver::run`](crate::Driver::run)
-    /// runs.
-    pub fn new_edge_module_with_driver(
-        options: ClientOptions,
-        env: EdgeEnvironment,
-    ) -> Result<(Client, crate::Driver), EdgeError> {
-        let (client, driver) =
-            Client::with_driver(with_external_signer(options)).map_err(EdgeError::Client)?;
-        install_token_source(&client, env)?;
-        Ok((client, driver))
-    }
-}
-
 /// Routes the token requests of `client` to the workload API of `env`.
-fn install_token_source(client: &Client, env: EdgeEnvironment) -> Result<(), EdgeError> {
+pub(crate) fn install_token_source(
+    client: &Client,
+    env: EdgeEnvironment,
+) -> Result<(), iothub_client::Error> {
     let inputs = client.inputs();
     let source = token_source(env, inputs.clone());
     inputs
         .send(Input::Command(Command::Token(TokenCommand::Source(source))))
-        .map_err(|_| EdgeError::Client(iothub_net::Error::Closed))
+        .map_err(|_| iothub_client::Error::Closed)
 }

@@ -6,7 +6,7 @@
 //! and the connection and sleeps until the session's next deadline; every
 //! protocol decision (when to connect, backoff, SAS renewal, keep-alive,
 //! retries, correlation) is the core's, and the order of the driver's
-//! steps and the routing of events are `iothub-net`'s, shared with the
+//! steps and the routing of events are `iothub-client`'s, shared with the
 //! tokio and smol adapters.
 //!
 //! ```no_run
@@ -14,9 +14,8 @@
 //! use iothub_blocking::{Client, Message};
 //!
 //! # fn run() -> Result<(), iothub_blocking::Error> {
-//! let client = Client::from_connection_string(
-//!     "HostName=contoso.azure-devices.net;DeviceId=dev1;SharedAccessKey=...",
-//! )?;
+//! let client = Client::builder("HostName=contoso.azure-devices.net;DeviceId=dev1;SharedAccessKey=...")
+//!     .build()?; // the driver on a thread of its own
 //! client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..]))?; // returns on PUBACK
 //! let receipt = client.queue_telemetry(Message::new(&b"later"[..]))?; // or wait later
 //! let twin = client.get_twin()?;
@@ -29,6 +28,16 @@
 //! client.shutdown(Duration::from_secs(5))?;
 //! # Ok(()) }
 //! ```
+//!
+//! **Making a client.** [`Client::builder`] takes the source of identity
+//! and credentials — a connection string, [`ClientOptions`] (X.509, a
+//! proxy, …), or an IoT Edge module ([`Source::edge_environment`]) — then
+//! options ([`configure`](iothub_client::ClientBuilder::configure)) and an
+//! optional custom [`token_signer`](iothub_client::ClientBuilder::token_signer)
+//! (HSM, TPM); `build()` starts the driver on a thread of its own,
+//! `build_with_driver()` hands it to you to [`run`](Driver::run) on yours.
+//! It is the same builder, with the same methods and errors, as in
+//! `iothub-tokio` and `iothub-smol`.
 //!
 //! **Delivery.** `send_telemetry` returns on the hub's PUBACK (QoS 1) or once
 //! written (QoS 0), or fails with a typed error: never silently lost.
@@ -91,8 +100,6 @@
 //! # Ok(()) }
 //! ```
 //!
-//! To run the driver on a thread of your own, use
-//! [`Client::with_driver`] and call [`Driver::run`].
 //!
 //! Logging: `tracing`, in a span `iothub{client_id}` on the driver thread.
 #![forbid(unsafe_code)]
@@ -100,23 +107,15 @@
 mod client;
 mod driver;
 #[cfg(unix)]
-pub mod edge;
+mod edge;
 mod provision;
 mod token;
 mod transport;
 
 pub use client::{Client, Events, MethodRequest, Receipt};
 pub use driver::Driver;
-pub use iothub_net::token::{SignerError, TokenRequest};
-pub use iothub_net::{
-    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, ProvisioningOptions, Proxy,
-    Status, TokenRequestFailure, Transport,
-};
-/// The sans-IO core, for every other type (errors, identities, options).
-pub use iothub_proto as proto;
-pub use iothub_proto::properties::MessageProperties;
-pub use iothub_proto::provisioning::{Registration, ReprovisionPolicy, ReprovisionReason};
-pub use iothub_proto::session::{
-    AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
-};
+pub use iothub_client::exports::*;
 pub use provision::{Provisioned, provision, provision_and_connect, run_provisioned};
+
+/// The builder of a [`Client`] ([`Client::builder`]).
+pub type ClientBuilder = iothub_client::ClientBuilder<Client>;

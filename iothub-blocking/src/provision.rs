@@ -2,14 +2,14 @@
 //! provisioning session driven on the calling thread over the client's
 //! transports (the same connection threads as a hub connection), then a
 //! [`Client`] for the hub it assigned. Every protocol decision is the
-//! core's, and the order of the steps around it is `iothub-net`'s
+//! core's, and the order of the steps around it is `iothub-client`'s
 //! [`Core`]; the loop is the client's own ([`run`]), with nothing on the
 //! application's side.
 
 use std::time::Duration;
 
-use iothub_net::driver::Core;
-use iothub_net::{ClientOptions, Clock, Error, ProvisioningOptions};
+use iothub_client::driver::Core;
+use iothub_client::{ClientOptions, Clock, Error, ProvisioningOptions};
 use iothub_proto::provisioning::{Registration, ReprovisionPolicy};
 use tracing::warn;
 
@@ -28,9 +28,10 @@ pub struct Provisioned {
 }
 
 impl Provisioned {
-    /// Starts a client for the assigned hub with [`options`](Self::options).
+    /// Starts a client for the assigned hub with
+    /// [`options`](Self::options) (`Client::builder(options).build()`).
     pub fn connect(self) -> Result<Client, Error> {
-        Client::new(self.options)
+        Client::builder(self.options).build()
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use bytes::Bytes;
-use iothub_net::transport::{Endpoint, Failure, ws_data};
-use iothub_net::{Proxy, proxy, websocket};
+use iothub_client::transport::{Endpoint, Failure, ws_data};
+use iothub_client::{Proxy, proxy, websocket};
 use rustls::{ClientConnection, StreamOwned};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::{Message as WsMessage, WebSocket};
@@ -194,7 +194,7 @@ fn tunnel(
     }
 }
 
-/// The WebSocket upgrade (for [`Transport::WebSocket`](iothub_net::Transport)),
+/// The WebSocket upgrade (for [`Transport::WebSocket`](iothub_client::Transport)),
 /// run by tungstenite over a [`Pipe`] fed from the blocking stream.
 fn upgrade(
     ep: &Endpoint,

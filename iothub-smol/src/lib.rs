@@ -1,24 +1,23 @@
 //! # iothub-smol — a runtime-neutral async Azure IoT Hub device client
 //!
-//! The same client as `iothub-tokio`, on `futures-io` streams
-//! (`async-net`), `async-io` timers, `futures-rustls` (ring) and
-//! `async-tungstenite`: it runs under smol, async-std or any executor,
-//! because the client never spawns anything itself. [`Client::new`]
-//! returns the client and its [`Driver`], a future you spawn on the
-//! executor of your choice; it ends when the client stops. The order of
-//! the driver's steps and the routing of events are `iothub-net`'s,
-//! shared with the tokio and blocking adapters; the driver loop, the
-//! transport and the provisioning loop are `iothub-net`'s one async
-//! implementation (`iothub_net::rt`), shared with `iothub-tokio`.
+//! The same client as `iothub-tokio` (`iothub-client`'s, with the same
+//! methods), on `futures-io` streams (`async-net`), `async-io` timers,
+//! `futures-rustls` (ring) and `async-tungstenite`: it runs under smol,
+//! async-std or any executor. [`build`](iothub_client::ClientBuilder::build)
+//! runs the client's driver on a thread of its own (`async_io::block_on`);
+//! [`build_with_driver`](iothub_client::ClientBuilder::build_with_driver)
+//! hands you the driver, a future to spawn on the executor of your
+//! choice (it ends when the client stops).
 //!
 //! ```no_run
 //! use iothub_smol::{Client, Message};
 //!
 //! # fn main() -> Result<(), iothub_smol::Error> {
 //! smol::block_on(async {
-//!     let (client, driver) = Client::from_connection_string(
-//!         "HostName=contoso.azure-devices.net;DeviceId=dev1;SharedAccessKey=...",
-//!     )?;
+//!     let (client, driver) =
+//!         Client::builder("HostName=contoso.azure-devices.net;DeviceId=dev1;SharedAccessKey=...")
+//!             .build_with_driver()
+//!             .await?;
 //!     smol::spawn(driver).detach(); // or async_std::task::spawn(driver)
 //!     client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..])).await?; // resolves on PUBACK
 //!     let twin = client.get_twin().await?;
@@ -34,8 +33,8 @@
 //! ```
 //!
 //! ```text
-//!  Client (Clone) ──commands──▶ Driver future ──bytes──▶ TCP / TLS / WebSocket
-//!        ▲                        │ iothub_net::rt::Driver<AsyncIo>: DriverCore, Conn, one async-io Timer
+//!  Client (Clone) ──commands──▶ driver future ──bytes──▶ TCP / TLS / WebSocket
+//!        ▲                        │ iothub_client's loop on AsyncIo: Core, Conn, one async-io Timer
 //!        └──replies, streams,  ◀──┘ events
 //!           StatusWatch
 //! ```
@@ -56,7 +55,7 @@
 //! Service (DPS) inside the caller's future, over the same transports,
 //! and returns the assigned hub with the options of a client for it;
 //! [`run_provisioned`] provisions again whenever the hub stops accepting
-//! the device ([`Client::reprovision_needed`]).
+//! the device (`Client::reprovision_needed`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), iothub_smol::Error> {
@@ -64,8 +63,7 @@
 //!
 //! let options = ProvisioningOptions::group_key("0ne00000A0A", "sensor-7", "<group key>")?;
 //! let provisioned = provision(&options).await?; // assigned_hub, device_id
-//! let (client, driver) = provisioned.connect()?;
-//! smol::spawn(driver).detach();
+//! let client = provisioned.connect().await?;
 //! client.send_telemetry(Message::new(&b"{\"t\":21.5}"[..])).await?;
 //! # Ok(()) }
 //! ```
@@ -73,26 +71,71 @@
 //! Logging: `tracing`; the driver runs in a span `iothub{client_id}`.
 #![forbid(unsafe_code)]
 
-mod client;
-mod driver;
-#[cfg(unix)]
-pub mod edge;
-mod provision;
 mod rt;
-mod token;
 
-pub use client::{Client, Events, MethodRequest};
-pub use driver::Driver;
-pub use iothub_net::token::{SignerError, TokenRequest};
-pub use iothub_net::{
-    ClientOptions, DesiredUpdate, Error, InputMessage, OptionsError, ProvisioningOptions, Proxy,
-    Status, TokenRequestFailure, Transport,
-};
-/// The sans-IO core, for every other type (errors, identities, options).
-pub use iothub_proto as proto;
-pub use iothub_proto::properties::MessageProperties;
-pub use iothub_proto::provisioning::{Registration, ReprovisionPolicy, ReprovisionReason};
-pub use iothub_proto::session::{
-    AckToken, Config, ConnectionState, DisconnectReason, InboundMessage, Message, Qos, Twin,
-};
-pub use provision::{Provisioned, provision, provision_and_connect, run_provisioned};
+use std::future::Future;
+
+pub use iothub_client::ClientDriver;
+pub use iothub_client::exports::*;
+pub use iothub_client::handle::{Events, MethodRequest};
+pub use rt::AsyncIo;
+
+/// An IoT Hub device or module client on `async-io`; see
+/// [`iothub_client::AsyncClient`] for every method.
+pub type Client = iothub_client::AsyncClient<AsyncIo>;
+
+/// The builder of a [`Client`] (`Client::builder`).
+pub type ClientBuilder = iothub_client::ClientBuilder<Client>;
+
+/// What provisioning gave: the assignment, and the options of a client
+/// for the assigned hub; [`connect`](iothub_client::AsyncProvisioned::connect)
+/// starts it.
+pub type Provisioned = iothub_client::AsyncProvisioned<AsyncIo>;
+
+/// Provisions the device with the Device Provisioning Service: connects,
+/// registers, polls until the registration is assigned, all inside the
+/// returned future. Fails with [`Error::Provisioning`] when DPS refuses
+/// the device or the registration fails, is disabled or times out, and
+/// with [`Error::Options`] for bad options.
+pub async fn provision(options: &ProvisioningOptions) -> Result<Provisioned, Error> {
+    iothub_client::rt::provision::<AsyncIo>(options).await
+}
+
+/// Provisions, then starts a client for the assigned hub.
+pub async fn provision_and_connect(
+    options: &ProvisioningOptions,
+) -> Result<(Client, Registration), Error> {
+    iothub_client::rt::provision_and_connect::<AsyncIo>(options).await
+}
+
+/// Provisions, connects, and hands the client to `run`, provisioning
+/// again whenever `policy` says so (the hub refused its credentials, or
+/// connections kept failing): drops `run`'s future, shuts that client
+/// down, provisions again and calls `run` with the new client. Returns
+/// what `run` returns, or the first provisioning error.
+///
+/// ```no_run
+/// # async fn demo(options: iothub_smol::ProvisioningOptions) -> Result<(), iothub_smol::Error> {
+/// use iothub_smol::{Message, ReprovisionPolicy, run_provisioned};
+///
+/// run_provisioned(options, ReprovisionPolicy::default(), |client, registration| async move {
+///     println!("connected as {} at {}", registration.device_id, registration.assigned_hub);
+///     loop {
+///         client.send_telemetry(Message::new(&b"{\"t\":21}"[..])).await?;
+///         async_io::Timer::after(std::time::Duration::from_secs(60)).await;
+///     }
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn run_provisioned<F, Fut>(
+    options: ProvisioningOptions,
+    policy: ReprovisionPolicy,
+    run: F,
+) -> Result<(), Error>
+where
+    F: FnMut(Client, Registration) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    iothub_client::rt::run_provisioned::<AsyncIo, F, Fut>(options, policy, run).await
+}

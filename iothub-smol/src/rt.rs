@@ -1,16 +1,17 @@
-//! `async-io` and `async-net` as [`iothub_net::rt`]'s [`Runtime`]: they
+//! `async-io` and `async-net` as [`iothub_client::rt`]'s [`Runtime`]: they
 //! need no executor, so the client runs under smol, async-std or any
 //! other. The driver loop, the transport and the provisioning loop are
-//! `iothub-net`'s, shared with `iothub-tokio`.
+//! `iothub-client`'s, shared with `iothub-tokio`.
 
 use std::io;
 use std::time::Instant;
 
-use iothub_net::rt::{Runtime, Task};
+use iothub_client::rt::{Runtime, Task};
 
-/// `async-io`'s reactor and timers.
+/// `async-io`'s reactor and timers, as the runtime of
+/// [`Client`](crate::Client): no executor needed.
 #[derive(Debug)]
-pub(crate) struct AsyncIo;
+pub struct AsyncIo;
 
 impl Runtime for AsyncIo {
     type Tcp = async_net::TcpStream;
@@ -33,11 +34,12 @@ impl Runtime for AsyncIo {
         async_io::Timer::at(at)
     }
 
-    /// The driver runs on any executor, so a background task gets a
-    /// short-lived thread of its own (`async_io::block_on`).
+    /// The driver runs on any executor, so a background task (a client's
+    /// driver, a workload API call) gets a thread of its own
+    /// (`async_io::block_on`).
     fn spawn(task: Task) -> io::Result<()> {
         std::thread::Builder::new()
-            .name("iothub-workload".into())
+            .name("iothub-task".into())
             .spawn(move || async_io::block_on(task))
             .map(drop)
     }

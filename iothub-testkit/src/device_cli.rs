@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use iothub_net::{ClientOptions, DesiredUpdate, Transport};
+use iothub_client::{ClientOptions, DesiredUpdate, Transport};
 use iothub_proto::properties::MessageProperties;
 use iothub_proto::session::{InboundMessage, Message, Twin};
 use serde_json::{Value, json};

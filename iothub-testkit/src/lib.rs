@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 
 pub mod device_cli;
 pub mod provision_cli;
+pub mod scenarios;
 #[cfg(unix)]
 pub mod workload;
 
+use iothub_client::{ClientOptions, ProvisioningOptions, Transport};
 pub use iothub_emulator::{
     DeviceAuthentication, Emulator, EmulatorError, EmulatorHandle, EnrollmentSpec, MethodReply,
     ReceivedMessage, key_from_base64,
 };
-use iothub_net::{ClientOptions, ProvisioningOptions, Transport};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 /// A SAS key no emulator device has.
@@ -57,7 +58,18 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// support owns (its worker threads are the test's background threads).
 pub struct Emu {
     handle: Arc<EmulatorHandle>,
-    rt: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Emu {
+    /// Shuts the runtime down without blocking: an `Emu` may be dropped
+    /// inside another runtime (a tokio scenario).
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::ops::Deref for Emu {
@@ -80,10 +92,16 @@ impl Emu {
             .enable_all()
             .build()
             .expect("tokio runtime for the emulator");
-        let handle = rt.block_on(builder.start()).expect("emulator");
+        // Started by a task of its runtime, waited for on a channel: this
+        // thread may be inside another runtime (a tokio scenario).
+        let (tx, rx) = mpsc::channel();
+        rt.spawn(async move {
+            let _ = tx.send(builder.start().await);
+        });
+        let handle = rx.recv().expect("the emulator's start").expect("emulator");
         Emu {
             handle: Arc::new(handle),
-            rt,
+            rt: Some(rt),
         }
     }
 
@@ -109,7 +127,11 @@ impl Emu {
 
     /// Runs an emulator future to completion, blocking this thread.
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        self.runtime().block_on(f)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the emulator's runtime")
     }
 
     /// Runs a closure over the emulator on its runtime; the returned
@@ -122,7 +144,7 @@ impl Emu {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.rt.spawn(f(self.handle.clone()))
+        self.runtime().spawn(f(self.handle.clone()))
     }
 
     /// Calls a method once the device has subscribed to methods.
@@ -156,7 +178,7 @@ impl Emu {
         pred: impl Fn(&ReceivedMessage) -> bool,
         timeout: Duration,
     ) -> Option<ReceivedMessage> {
-        self.rt
+        self.runtime()
             .block_on(self.handle.wait_for_telemetry(pred, timeout))
     }
 
@@ -293,7 +315,7 @@ impl Pki {
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(iothub_net::tls::provider())
+        let config = rustls::ServerConfig::builder_with_provider(iothub_client::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
@@ -548,7 +570,7 @@ impl RawMqtt {
 }
 
 /// Options for `dev1` on a local broker (any key: mosquitto ignores it).
-pub fn broker_options(host: &str, port: u16, transport: iothub_net::Transport) -> ClientOptions {
+pub fn broker_options(host: &str, port: u16, transport: iothub_client::Transport) -> ClientOptions {
     ClientOptions::from_connection_string(&format!(
         "HostName={host};DeviceId=dev1;SharedAccessKey={KEY_B64}"
     ))

@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use iothub_net::{ProvisioningOptions, Transport};
+use iothub_client::{ProvisioningOptions, Transport};
 use iothub_proto::provisioning::Registration;
 use serde_json::{Value, json};
 

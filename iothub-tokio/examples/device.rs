@@ -22,7 +22,7 @@ use iothub_testkit::device_cli::{self, Cmd};
 use iothub_tokio::{Client, ClientOptions};
 
 async fn run(options: ClientOptions, cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::new(options)?;
+    let client = Client::builder(options).build().await?;
     client.wait_connected().await?;
     match cmd {
         Cmd::Send { message, count } => {

@@ -39,7 +39,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "{}",
         provision_cli::assignment_json(&provisioned.registration)
     );
-    let client = provisioned.connect()?;
+    let client = provisioned.connect().await?;
     client.wait_connected().await?;
     client
         .send_telemetry(Message::new(args.message.into_bytes()))

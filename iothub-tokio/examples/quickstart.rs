@@ -47,7 +47,7 @@ async fn run() -> Result<()> {
     let options = ClientOptions::from_connection_string(&device.connection_string())?
         .with_port(emulator.mqtt_addr().port())
         .with_ca_pem(emulator.ca_pem().ok_or("no CA")?.as_bytes().to_vec());
-    let client = Client::new(options)?;
+    let client = Client::builder(options).build().await?;
     client.wait_connected().await?;
     println!("2. connected");
 

@@ -1,17 +1,18 @@
-//! tokio as [`iothub_net::rt`]'s [`Runtime`]: its sockets (as `futures-io`
+//! tokio as [`iothub_client::rt`]'s [`Runtime`]: its sockets (as `futures-io`
 //! streams through `tokio-util`'s compat), its timer and its tasks. The
 //! driver loop, the transport and the provisioning loop are
-//! `iothub-net`'s, shared with `iothub-smol`.
+//! `iothub-client`'s, shared with `iothub-smol`.
 
 use std::io;
 use std::time::Instant;
 
-use iothub_net::rt::{Runtime, Task};
+use iothub_client::rt::{Runtime, Task};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
-/// The tokio runtime the client was started in.
+/// tokio, as the runtime of [`Client`](crate::Client): the sockets, timer
+/// and tasks of the runtime the client is built in.
 #[derive(Debug)]
-pub(crate) struct Tokio;
+pub struct Tokio;
 
 impl Runtime for Tokio {
     type Tcp = Compat<tokio::net::TcpStream>;

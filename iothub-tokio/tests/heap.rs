@@ -38,7 +38,7 @@ async fn per_client(port: u16, tls: Option<&str>) -> usize {
         if let Some(ca) = tls {
             o = o.with_ca_pem(ca.as_bytes().to_vec());
         }
-        let c = Client::new(o).unwrap();
+        let c = Client::builder(o).build().await.unwrap();
         c.wait_connected().await.unwrap();
         // Some traffic first, so buffers that grow with it are counted.
         c.send_telemetry(Message::new(vec![7u8; 512]))
@@ -48,7 +48,7 @@ async fn per_client(port: u16, tls: Option<&str>) -> usize {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for c in &clients {
-        assert_eq!(c.status().borrow().state, ConnectionState::Connected);
+        assert_eq!(c.status().get().state, ConnectionState::Connected);
     }
     let after = dhat::HeapStats::get().curr_bytes;
     for c in &clients {

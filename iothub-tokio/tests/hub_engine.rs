@@ -40,7 +40,7 @@ async fn every_api_over_plain_tcp() {
     support::init_tracing();
     let server = HubServer::start(Serve::Plain, None).await;
     let id = server.identity.clone();
-    let client = Client::new(plain(&server)).unwrap();
+    let client = Client::builder(plain(&server)).build().await.unwrap();
     within(10, client.wait_connected()).await.unwrap();
 
     // Telemetry.
@@ -150,7 +150,7 @@ async fn every_api_over_plain_tcp() {
 
     client.shutdown(Duration::from_secs(5)).await.unwrap();
     assert!(matches!(client.get_twin().await, Err(Error::Closed)));
-    assert_eq!(client.status().borrow().state, ConnectionState::Stopped);
+    assert_eq!(client.status().get().state, ConnectionState::Stopped);
 }
 
 #[tokio::test]
@@ -158,7 +158,10 @@ async fn reconnects_without_losing_a_message() {
     support::init_tracing();
     let server = HubServer::start(Serve::Plain, None).await;
     let id = server.identity.clone();
-    let client = Client::new(plain(&server).with_session(|c| c.with_max_in_flight(32))).unwrap();
+    let client = Client::builder(plain(&server).with_session(|c| c.with_max_in_flight(32)))
+        .build()
+        .await
+        .unwrap();
     within(10, client.wait_connected()).await.unwrap();
     const N: u32 = 1_000;
     // The sender stops at six checkpoints, with up to 64 messages in
@@ -186,7 +189,7 @@ async fn reconnects_without_losing_a_message() {
         got.len()
     );
     assert_eq!(counts.len(), N as usize, "every message arrived");
-    let connections = client.status().borrow().connection;
+    let connections = client.status().get().connection;
     assert!(
         connections >= drops,
         "{connections} connections, {drops} drops"
@@ -198,10 +201,12 @@ async fn sas_renewal_reconnects_with_a_fresh_token() {
     support::init_tracing();
     let server = HubServer::start(Serve::Plain, None).await;
     // 4 s tokens renewed at 50 %: a new CONNECT every 2 s.
-    let client = Client::new(plain(&server).with_session(|c| {
+    let client = Client::builder(plain(&server).with_session(|c| {
         c.with_sas_lifetime(Duration::from_secs(4))
             .with_renewal_percent(50)
     }))
+    .build()
+    .await
     .unwrap();
     within(10, client.wait_connected()).await.unwrap();
     let mut sent = 0u32;
@@ -214,7 +219,7 @@ async fn sas_renewal_reconnects_with_a_fresh_token() {
         sent += 1;
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let status = client.status().borrow().clone();
+    let status = client.status().get();
     assert!(status.connection >= 3, "renewed at least twice: {status:?}");
     assert_eq!(status.last_disconnect, Some(DisconnectReason::TokenRenewal));
     let got = server.with(|h| h.take_telemetry());
@@ -232,7 +237,7 @@ async fn twin_429_is_retried() {
     support::init_tracing();
     let server = HubServer::start(Serve::Plain, None).await;
     let id = server.identity.clone();
-    let client = Client::new(plain(&server)).unwrap();
+    let client = Client::builder(plain(&server)).build().await.unwrap();
     within(10, client.wait_connected()).await.unwrap();
     server.with(|h| h.fail_next_twin_ops(&id, 2, 429)).unwrap();
     let twin = within(20, client.get_twin()).await.unwrap();
@@ -261,11 +266,11 @@ async fn a_second_client_with_the_same_identity_evicts_the_first() {
                 .with_backoff_max(Duration::from_secs(30))
         })
     };
-    let first = Client::new(slow(plain(&server))).unwrap();
+    let first = Client::builder(slow(plain(&server))).build().await.unwrap();
     within(10, first.wait_connected()).await.unwrap();
-    let second = Client::new(slow(plain(&server))).unwrap();
+    let second = Client::builder(slow(plain(&server))).build().await.unwrap();
     within(10, second.wait_connected()).await.unwrap();
-    let mut status = first.status();
+    let status = first.status();
     let s = within(10, status.wait_for(|s| s.state == ConnectionState::Backoff))
         .await
         .unwrap()
@@ -285,13 +290,15 @@ async fn websocket_over_tls() {
     support::init_tracing();
     let pki = Pki::new();
     let server = HubServer::start(Serve::WebSocketTls, Some(&pki)).await;
-    let client = Client::new(
+    let client = Client::builder(
         ClientOptions::from_connection_string(&server.connection_string())
             .unwrap()
             .with_transport(Transport::WebSocket)
             .with_port(server.port)
             .with_ca_pem(pki.ca_pem.clone()),
     )
+    .build()
+    .await
     .unwrap();
     within(10, client.wait_connected()).await.unwrap();
     for i in 0..10u8 {
@@ -311,12 +318,14 @@ async fn mqtt_over_tls() {
     support::init_tracing();
     let pki = Pki::new();
     let server = HubServer::start(Serve::Tls, Some(&pki)).await;
-    let client = Client::new(
+    let client = Client::builder(
         ClientOptions::from_connection_string(&server.connection_string())
             .unwrap()
             .with_port(server.port)
             .with_ca_pem(pki.ca_pem.clone()),
     )
+    .build()
+    .await
     .unwrap();
     within(10, client.wait_connected()).await.unwrap();
     client
@@ -329,13 +338,20 @@ async fn mqtt_over_tls() {
 #[tokio::test]
 async fn bad_connection_strings_and_wrong_keys_are_clear() {
     support::init_tracing();
-    let e = Client::from_connection_string("HostName=h.net;DeviceId=d;SharedAccessKey=%%%")
+    let e = Client::builder("HostName=h.net;DeviceId=d;SharedAccessKey=%%%")
+        .build()
+        .await
         .unwrap_err();
     assert!(e.to_string().contains("SharedAccessKey"), "{e}");
-    let e = Client::from_connection_string("hostname=h.net;DeviceId=d;SharedAccessKey=AAAA")
+    let e = Client::builder("hostname=h.net;DeviceId=d;SharedAccessKey=AAAA")
+        .build()
+        .await
         .unwrap_err();
     assert!(e.to_string().contains("did you mean `HostName`"), "{e}");
-    let e = Client::from_connection_string("HostName=h.net;DeviceId=d").unwrap_err();
+    let e = Client::builder("HostName=h.net;DeviceId=d")
+        .build()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("no credential"), "{e}");
 
     let server = HubServer::start(Serve::Plain, None).await;
@@ -343,12 +359,14 @@ async fn bad_connection_strings_and_wrong_keys_are_clear() {
         support::KEY_B64,
         "BBECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
     );
-    let client = Client::new(
+    let client = Client::builder(
         ClientOptions::from_connection_string(&wrong)
             .unwrap()
             .with_transport(Transport::PlainTcp)
             .with_port(server.port),
     )
+    .build()
+    .await
     .unwrap();
     let e = within(10, client.wait_connected()).await.unwrap_err();
     assert!(matches!(e, Error::Refused(r) if r.is_auth_failure()), "{e}");
@@ -371,12 +389,14 @@ async fn module_identity_receives_input_messages() {
         HubServer::HOST,
         support::KEY_B64
     );
-    let client = Client::new(
+    let client = Client::builder(
         ClientOptions::from_connection_string(&cs)
             .unwrap()
             .with_transport(Transport::PlainTcp)
             .with_port(server.port),
     )
+    .build()
+    .await
     .unwrap();
     within(10, client.wait_connected()).await.unwrap();
     assert!(matches!(
@@ -419,7 +439,10 @@ async fn manual_ack_acknowledges_only_when_asked() {
     support::init_tracing();
     let server = HubServer::start(Serve::Plain, None).await;
     let id = server.identity.clone();
-    let client = Client::new(plain(&server).with_session(|c| c.with_manual_ack(true))).unwrap();
+    let client = Client::builder(plain(&server).with_session(|c| c.with_manual_ack(true)))
+        .build()
+        .await
+        .unwrap();
     within(10, client.wait_connected()).await.unwrap();
     let mut c2d = client.c2d_messages().await.unwrap();
     server
@@ -457,7 +480,7 @@ async fn lost_pubacks_mean_resends_and_the_duplicates_are_counted() {
     support::init_tracing();
     let server = HubServer::start(Serve::Plain, None).await;
     let id = server.identity.clone();
-    let client = Client::new(plain(&server)).unwrap();
+    let client = Client::builder(plain(&server)).build().await.unwrap();
     within(10, client.wait_connected()).await.unwrap();
     // The hub stores the messages but its PUBACKs never come.
     server.with(|h| h.withhold_pubacks(true));

@@ -117,7 +117,7 @@ fn ours(a: &Args, port: u16, tls: Option<&str>, qos: Qos) -> Duration {
         if let Some(ca) = tls {
             options = options.with_ca_pem(ca.as_bytes().to_vec());
         }
-        let client = Client::new(options).expect("client");
+        let client = Client::builder(options).build().await.expect("client");
         client.wait_connected().await.expect("connected");
         let payload = bytes::Bytes::from(vec![0x5a; a.size]);
         let start = Instant::now();

@@ -134,7 +134,7 @@ fn engine_now(start: std::time::Instant) -> iothub_proto::time::Instant {
 }
 
 fn unix() -> u64 {
-    iothub_net::Clock::unix_secs()
+    iothub_client::Clock::unix_secs()
 }
 
 impl HubServer {
@@ -360,7 +360,7 @@ impl Dropper {
     pub async fn drop_at(
         mut self,
         n: u64,
-        mut status: tokio::sync::watch::Receiver<iothub_tokio::Status>,
+        status: iothub_tokio::StatusWatch,
         mut drop: impl FnMut() -> bool,
     ) -> u64 {
         let limit = Duration::from_secs(30);
