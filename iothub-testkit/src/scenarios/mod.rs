@@ -100,7 +100,7 @@ pub type RunFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>>>>;
 /// An inbound stream of a [`Device`].
 pub trait Stream<T>: Send + 'static {
     /// The next item; `None` once the stream has ended (or, blocking,
-    /// after [`RECV_WAIT`]).
+    /// after 30 s).
     fn recv(&mut self) -> impl Future<Output = Option<T>>;
     /// The next item if it comes within `wait`.
     fn recv_for(&mut self, wait: Duration) -> impl Future<Output = Option<T>>;
@@ -413,7 +413,7 @@ impl Emu {
 }
 
 /// Every scenario, one `#[test]` each, for client type `$device` run by
-/// `$run` (see the [module docs](crate::scenarios)).
+/// `$run` (see the [module docs](mod@crate::scenarios)).
 #[macro_export]
 macro_rules! scenarios {
     ($device:ty, $run:path) => {
