@@ -248,7 +248,7 @@ impl Inbound for InboundMessage {
         self.ack
     }
     fn into_event(self) -> Event {
-        Event::C2dMessage(self)
+        Event::C2dMessage(Box::new(self))
     }
 }
 
@@ -259,7 +259,7 @@ impl Inbound for InputMessage {
     fn into_event(self) -> Event {
         Event::InputMessage {
             input: self.input,
-            message: self.message,
+            message: Box::new(self.message),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender, TryRecvError, WeakSender};
 use bytes::Bytes;
+use futures_channel::oneshot;
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
@@ -31,18 +32,43 @@ pub type Commands = Sender<Box<Command>>;
 /// The command channel held weakly: it does not keep the driver up.
 pub type WeakCommands = WeakSender<Box<Command>>;
 
-/// A reply whose answer arrives on a one-slot channel, and that channel.
-pub fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<Result<T, Error>>) {
-    let (tx, rx) = async_channel::bounded(1);
-    (
-        Reply::new(move |v| tx.try_send(v).err().map(|e| e.into_inner())),
-        rx,
-    )
+/// A reply whose answer arrives on a oneshot channel, and that channel.
+pub fn reply<T: Send + 'static>() -> (Reply<T>, oneshot::Receiver<Result<T, Error>>) {
+    let (tx, rx) = oneshot::channel();
+    (Reply::new(move |v| tx.send(v).err()), rx)
 }
 
 /// The answer of a [`reply`]; [`Error::Closed`] if the driver dropped it.
-pub async fn answer<T>(rx: Receiver<Result<T, Error>>) -> Result<T, Error> {
-    rx.recv().await.map_err(|_| Error::Closed)?
+pub async fn answer<T>(rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
+    rx.await.map_err(|_| Error::Closed)?
+}
+
+/// The outcome of a command, to await now or later: resolves to what the
+/// command answers, or [`Error::Closed`] if the client stopped first.
+/// Dropping it does not cancel the command (a telemetry message is still
+/// delivered; its outcome is logged).
+#[derive(Debug)]
+#[must_use = "a receipt does nothing unless awaited; dropping it does not cancel the command"]
+pub struct Receipt<T>(oneshot::Receiver<Result<T, Error>>);
+
+impl<T> Receipt<T> {
+    /// The outcome if it has come, without waiting.
+    pub fn try_get(&mut self) -> Option<Result<T, Error>> {
+        match self.0.try_recv() {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => None,
+            Err(_) => Some(Err(Error::Closed)),
+        }
+    }
+}
+
+impl<T> std::future::Future for Receipt<T> {
+    type Output = Result<T, Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
 }
 
 /// The driver's ends of a [`Handle`]'s channels.
@@ -226,12 +252,19 @@ impl Handle {
     /// Sends a telemetry message; resolves on PUBACK (QoS 1) or once
     /// written (QoS 0). Waits for room while the session's queue is full.
     pub async fn send_telemetry(&self, message: Message) -> Result<(), Error> {
+        self.queue_telemetry(message).await?.await
+    }
+
+    /// Hands a telemetry message to the driver (waiting for room while
+    /// the session's queue is full) and returns a [`Receipt`] of its
+    /// outcome.
+    pub async fn queue_telemetry(&self, message: Message) -> Result<Receipt<()>, Error> {
         let (tx, rx) = reply();
         self.tel
             .send(Box::new((message, tx)))
             .await
             .map_err(|_| Error::Closed)?;
-        answer(rx).await
+        Ok(Receipt(rx))
     }
 
     /// Reads the full twin.

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason, ReprovisionWatch};
@@ -104,12 +105,36 @@ pub enum Subscribe {
     Desired(Sink<DesiredUpdate>),
 }
 
+/// A map keyed by the session's ids (counters it hands out: no peer
+/// chooses them), hashed with one multiplication instead of SipHash.
+type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`ById`]: Fibonacci hashing of the one `u64` an id is.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The waiting completions and stream outlets of one client.
 #[derive(Default)]
 pub struct Router {
-    messages: HashMap<MessageId, Reply<()>>,
-    twins: HashMap<RequestToken, Reply<Twin>>,
-    reported: HashMap<RequestToken, Reply<u64>>,
+    messages: ById<MessageId, Reply<()>>,
+    twins: ById<RequestToken, Reply<Twin>>,
+    reported: ById<RequestToken, Reply<u64>>,
     c2d: Option<Sink<InboundMessage>>,
     inputs: Option<Sink<InputMessage>>,
     methods: Option<Sink<MethodCall>>,
@@ -348,14 +373,14 @@ impl Router {
                 }
             }
             Event::C2dMessage(message) => {
-                if let Err(message) = feed(&mut self.c2d, message) {
+                if let Err(message) = feed(&mut self.c2d, *message) {
                     debug!("cloud-to-device message held: its stream is gone");
                     s.hold_inbound(Feature::C2d);
-                    s.return_inbound(Event::C2dMessage(message));
+                    s.return_inbound(Event::C2dMessage(Box::new(message)));
                 }
             }
             Event::InputMessage { input, message } => {
-                if let Err(m) = feed(&mut self.inputs, InputMessage::new(input, message)) {
+                if let Err(m) = feed(&mut self.inputs, InputMessage::new(input, *message)) {
                     debug!(input = %m.input, "input message held: its stream is gone");
                     s.hold_inbound(Feature::ModuleInputs);
                     s.return_inbound(m.into_event());

@@ -77,7 +77,7 @@ use std::future::Future;
 
 pub use iothub_client::ClientDriver;
 pub use iothub_client::exports::*;
-pub use iothub_client::handle::{Events, MethodRequest};
+pub use iothub_client::handle::{Events, MethodRequest, Receipt};
 pub use rt::AsyncIo;
 
 /// An IoT Hub device or module client on `async-io`; see

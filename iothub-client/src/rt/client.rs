@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::Runtime;
 use super::driver::Driver;
 use crate::builder::{Adapter, ClientBuilder, Parts, Resolved, RunYourself, Source, TokenRoute};
-use crate::handle::{Events, Handle, MethodRequest};
+use crate::handle::{Events, Handle, MethodRequest, Receipt};
 use crate::{DesiredUpdate, Error, InputMessage, StatusWatch, token};
 
 /// An IoT Hub device or module client on runtime `R`: a cheap handle
@@ -162,6 +162,14 @@ impl<R: Runtime> Client<R> {
     /// after, it is delivered anyway and its outcome logged.
     pub async fn send_telemetry(&self, message: impl Into<Message>) -> Result<(), Error> {
         self.inner.handle.send_telemetry(message.into()).await
+    }
+
+    /// Hands a telemetry message to the driver and returns a [`Receipt`]
+    /// of its outcome (await it now or later). Waits only while the
+    /// session's queue is full (backpressure); dropping the receipt does
+    /// not cancel the message.
+    pub async fn queue_telemetry(&self, message: impl Into<Message>) -> Result<Receipt<()>, Error> {
+        self.inner.handle.queue_telemetry(message.into()).await
     }
 
     /// Reads the full twin (desired and reported sections).

@@ -3,6 +3,7 @@
 //! [`AckToken`], [`Feature`]) and what the session tells the adapter
 //! ([`Event`]).
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
 use core::time::Duration;
@@ -488,14 +489,16 @@ pub enum Event {
         payload: Bytes,
     },
     /// A cloud-to-device message. Not acknowledged until the application
-    /// has it: see [`InboundMessage::ack`].
-    C2dMessage(InboundMessage),
+    /// has it: see [`InboundMessage::ack`]. (Boxed: a message with its
+    /// properties is ten times the size of any other event, and every
+    /// event is moved a few times on its way out.)
+    C2dMessage(Box<InboundMessage>),
     /// An IoT Edge routed module input message.
     InputMessage {
         /// The input name.
         input: String,
-        /// The message.
-        message: InboundMessage,
+        /// The message (boxed, as for [`C2dMessage`](Self::C2dMessage)).
+        message: Box<InboundMessage>,
     },
     /// A PUBLISH on a topic the session does not handle, or cannot read
     /// (it breaks a rule of the topic grammar the device must rely on).

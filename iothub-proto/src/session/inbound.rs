@@ -1,6 +1,7 @@
 //! What the hub sends: packet routing, subscriptions, direct methods,
 //! cloud-to-device and module input messages.
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -80,12 +81,12 @@ impl Session {
                 properties,
             }) if identity.module_id().is_none() && device_id == identity.device_id().as_str() => {
                 self.inbound_message(Subscription::C2d, pid, topic_str, |ack, seq| {
-                    Event::C2dMessage(InboundMessage {
+                    Event::C2dMessage(Box::new(InboundMessage {
                         properties,
                         payload,
                         ack,
                         seq,
-                    })
+                    }))
                 });
             }
             Ok(HubTopic::ModuleInput {
@@ -102,12 +103,12 @@ impl Session {
                 self.inbound_message(Subscription::ModuleInputs, pid, topic_str, |ack, seq| {
                     Event::InputMessage {
                         input,
-                        message: InboundMessage {
+                        message: Box::new(InboundMessage {
                             properties,
                             payload,
                             ack,
                             seq,
-                        },
+                        }),
                     }
                 });
             }

@@ -216,6 +216,11 @@ pub struct Session {
 
     // Telemetry.
     queue: VecDeque<outbox::OutMessage>,
+    /// A queued message may have a time-to-live (its expiry then counts
+    /// for the message timer); cleared when the queue empties.
+    ttl_queued: bool,
+    /// The telemetry topic of a message without properties, once built.
+    bare_topic: Option<crate::mqtt::TopicName>,
     in_flight: VecDeque<outbox::OutMessage>,
     /// Packet ids of timed-out messages, held until their PUBACK or the end
     /// of the connection.
@@ -264,6 +269,8 @@ impl Session {
             events: VecDeque::new(),
             subs: Subs::default(),
             queue: VecDeque::new(),
+            ttl_queued: false,
+            bare_topic: None,
             in_flight: VecDeque::new(),
             reserved_pids: Vec::new(),
             next_message_id: 1,

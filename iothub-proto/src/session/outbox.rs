@@ -14,6 +14,7 @@ use super::event::{Event, Message, MessageId, Qos};
 use super::timer::TimerKind;
 use super::{MAX_MESSAGE_SIZE, Session};
 use crate::mqtt::{Pid, Publish, QosPid, TopicName};
+use crate::properties::MessageProperties;
 use crate::time::Instant;
 
 /// An accepted telemetry message.
@@ -53,20 +54,14 @@ impl Session {
         msg: Message,
     ) -> Result<MessageId, CommandError> {
         self.accepting()?;
-        check_message_properties(&msg.properties).map_err(CommandError::InvalidProperties)?;
-        let topic = crate::topic::telemetry(&self.config.identity, &msg.properties);
-        let size = topic.len().saturating_add(msg.payload.len());
+        let topic = self.telemetry_topic(&msg.properties)?;
+        let size = topic.as_str().len().saturating_add(msg.payload.len());
         if size > MAX_MESSAGE_SIZE {
             return Err(CommandError::MessageTooLarge {
                 size,
                 max: MAX_MESSAGE_SIZE,
             });
         }
-        let topic_len = topic.len();
-        let topic = TopicName::try_from(topic).map_err(|_| CommandError::MessageTooLarge {
-            size: topic_len,
-            max: crate::mqtt::MAX_STRING_LEN,
-        })?;
         let sends_now = self.link.is_up()
             && self.queue.is_empty()
             && (msg.qos == Qos::AtMostOnce || self.in_flight.len() < self.config.max_in_flight);
@@ -77,6 +72,7 @@ impl Session {
         }
         let id = MessageId(self.next_message_id);
         self.next_message_id = self.next_message_id.wrapping_add(1);
+        self.ttl_queued |= msg.ttl.is_some();
         self.queue.push_back(OutMessage {
             id,
             topic,
@@ -236,13 +232,54 @@ impl Session {
 
     /// The message slot of the timer table: the earliest deadline or
     /// expiry of any message.
+    ///
+    /// O(1) unless a queued message has a time-to-live: deadlines are the
+    /// acceptance time plus one `message_timeout`, so both the queue and
+    /// the in-flight window (filled from the queue's front, in order) hold
+    /// them in ascending order, and their fronts are the earliest.
     pub(super) fn update_message_timer(&mut self) {
-        let queued = self
-            .queue
-            .iter()
-            .map(|m| m.expires.map_or(m.deadline, |e| e.min(m.deadline)));
-        let in_flight = self.in_flight.iter().map(|m| m.deadline);
-        let earliest = queued.chain(in_flight).min();
+        if self.queue.is_empty() {
+            self.ttl_queued = false;
+        }
+        let queued = if self.ttl_queued {
+            self.queue
+                .iter()
+                .map(|m| m.expires.map_or(m.deadline, |e| e.min(m.deadline)))
+                .min()
+        } else {
+            self.queue.front().map(|m| m.deadline)
+        };
+        let in_flight = self.in_flight.front().map(|m| m.deadline);
+        let earliest = match (queued, in_flight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.timers.put(TimerKind::Message, earliest);
+    }
+
+    /// The topic of a telemetry message with `properties`: built and
+    /// checked once for a message without properties (the common case)
+    /// and cloned from then on, built for each message otherwise.
+    fn telemetry_topic(
+        &mut self,
+        properties: &MessageProperties,
+    ) -> Result<TopicName, CommandError> {
+        if properties.is_empty() {
+            if let Some(t) = &self.bare_topic {
+                return Ok(t.clone());
+            }
+        } else {
+            check_message_properties(properties).map_err(CommandError::InvalidProperties)?;
+        }
+        let topic = crate::topic::telemetry(&self.config.identity, properties);
+        let topic_len = topic.len();
+        let topic = TopicName::try_from(topic).map_err(|_| CommandError::MessageTooLarge {
+            size: topic_len,
+            max: crate::mqtt::MAX_STRING_LEN,
+        })?;
+        if properties.is_empty() {
+            self.bare_topic = Some(topic.clone());
+        }
+        Ok(topic)
     }
 }

@@ -1,71 +1,83 @@
 //! Throughput of QoS 0 / QoS 1 telemetry to an MQTT broker: iothub-tokio
-//! against rumqttc, same broker, same run, same single-threaded runtime.
+//! against rumqttc, same broker, same run, one single-threaded tokio
+//! runtime each; with `--adapters`, the blocking and smol adapters too.
 //!
 //! ```sh
-//! cargo run --release -p iothub-tokio --example throughput -- [--n 50000] [--size 64] [--window 32]
+//! cargo run --release -p iothub-tokio --example throughput -- \
+//!     [--n 100000] [--size 64] [--window 100] [--runs 5] [--adapters] [--emulator]
 //! ```
 //!
 //! Starts mosquitto on free loopback ports (plain and TLS, with a CA made
 //! by rcgen) unless `--port P` names a running plain broker. For each
 //! transport and QoS it sends N messages of S bytes with at most W QoS 1
-//! messages awaiting their PUBACK, and prints messages per second and the
-//! process CPU time (user + system, from `/proc/self/stat`) per message.
-//! Not run by the tests.
+//! messages awaiting their PUBACK, `--runs` times (after a warm-up), and
+//! prints the median messages per second and process CPU time (user +
+//! system, from `/proc/self/stat`) per message, with the spread (min–max)
+//! of the runs. `--emulator` adds the in-process emulator as a broker (SAS,
+//! MQTT/TLS, QoS 1): its ingest rate (its own CPU is in the process, so
+//! only messages per second count there). `--only TCP0|TCP1|TLS0|TLS1`
+//! runs one case of iothub-tokio once (rumqttc with `BENCH_RUMQTTC=1`), for
+//! profilers and `scripts/bench-syscalls.sh`. Not run by the tests.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
-use iothub_tokio::{Client, ClientOptions, Message, Qos, Transport};
+use iothub_tokio::{ClientOptions, Message, Qos, Transport};
+
+mod broker;
+mod rumqtt;
 
 struct Args {
     n: usize,
     size: usize,
     window: usize,
+    runs: usize,
     port: Option<u16>,
+    adapters: bool,
+    emulator: bool,
     /// Only this case (`TCP0`, `TCP1`, `TLS0`, `TLS1`), only iothub-tokio
-    /// (only rumqttc when `BENCH_RUMQTTC` is set), for profiling.
+    /// (only rumqttc when `BENCH_RUMQTTC` is set), once, for profiling.
     only: Option<String>,
 }
 
 fn args() -> Args {
     let mut a = Args {
-        n: 50_000,
+        n: 100_000,
         size: 64,
-        window: 32,
+        window: 100,
+        runs: 5,
         port: None,
+        adapters: false,
+        emulator: false,
         only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_default();
-        if flag == "--only" {
-            a.only = Some(value);
-            continue;
-        }
-        let v: usize = value
-            .parse()
-            .unwrap_or_else(|_| panic!("{flag} needs a number"));
         match flag.as_str() {
-            "--n" => a.n = v,
-            "--size" => a.size = v,
-            "--window" => a.window = v,
-            "--port" => a.port = Some(v as u16),
-            _ => panic!("unknown flag {flag}"),
+            "--adapters" => a.adapters = true,
+            "--emulator" => a.emulator = true,
+            "--only" => a.only = it.next(),
+            _ => {
+                let value = it.next().unwrap_or_default();
+                let v: usize = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{flag} needs a number"));
+                match flag.as_str() {
+                    "--n" => a.n = v,
+                    "--size" => a.size = v,
+                    "--window" => a.window = v,
+                    "--runs" => a.runs = v.max(1),
+                    "--port" => a.port = Some(u16::try_from(v).expect("a port")),
+                    _ => panic!("unknown flag {flag}"),
+                }
+            }
         }
     }
     a
 }
 
-/// Process CPU seconds (user + system), from /proc/self/stat (Linux; clock
-/// ticks of 1/100 s).
-fn cpu_seconds() -> f64 {
-    let (user, system) = cpu_split();
-    user + system
-}
-
-/// User and system CPU seconds of this process.
+/// User and system CPU seconds of this process (every thread), from
+/// /proc/self/stat (Linux; clock ticks of 1/100 s).
 fn cpu_split() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -81,13 +93,39 @@ struct Run {
 }
 
 fn measure(n: usize, f: impl FnOnce() -> Duration) -> Run {
-    let cpu0 = cpu_seconds();
+    let (u0, s0) = cpu_split();
     let elapsed = f();
-    let cpu = cpu_seconds() - cpu0;
+    let (u1, s1) = cpu_split();
     Run {
         msgs_per_sec: n as f64 / elapsed.as_secs_f64(),
-        cpu_us_per_msg: cpu * 1e6 / n as f64,
+        cpu_us_per_msg: (u1 - u0 + s1 - s0) * 1e6 / n as f64,
     }
+}
+
+/// The median and the spread of one measure over runs.
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(f64::total_cmp);
+    Stats {
+        median: v[v.len() / 2],
+        min: v[0],
+        max: v[v.len() - 1],
+    }
+}
+
+/// `runs` measured runs of `f` after a warm-up of a tenth of the messages.
+fn repeat(a: &Args, mut f: impl FnMut(usize) -> Duration) -> (Stats, Stats) {
+    f(a.n / 10);
+    let runs: Vec<Run> = (0..a.runs).map(|_| measure(a.n, || f(a.n))).collect();
+    (
+        stats(runs.iter().map(|r| r.msgs_per_sec).collect()),
+        stats(runs.iter().map(|r| r.cpu_us_per_msg).collect()),
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -97,118 +135,153 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-const TOPIC: &str = "devices/bench/messages/events/";
+/// The client options of the bench device on a broker at `port`.
+fn options(a: &Args, port: u16, tls: Option<&str>) -> ClientOptions {
+    let transport = if tls.is_some() {
+        Transport::Mqtt
+    } else {
+        Transport::PlainTcp
+    };
+    let host = if tls.is_some() {
+        "localhost"
+    } else {
+        "127.0.0.1"
+    };
+    let mut options = ClientOptions::from_connection_string(&format!(
+        "HostName={host};DeviceId=bench;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    ))
+    .expect("connection string")
+    .with_transport(transport)
+    .with_port(port);
+    if let Some(ca) = tls {
+        options = options.with_ca_pem(ca.as_bytes().to_vec());
+    }
+    tune(a, options)
+}
 
-fn ours(a: &Args, port: u16, tls: Option<&str>, qos: Qos) -> Duration {
-    runtime().block_on(async {
-        let transport = if tls.is_some() { Transport::Mqtt } else { Transport::PlainTcp };
-        let host = if tls.is_some() { "localhost" } else { "127.0.0.1" };
-        let mut options = ClientOptions::from_connection_string(&format!(
-            "HostName={host};DeviceId=bench;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-        ))
-        .expect("connection string")
-        .with_transport(transport)
-        .with_port(port)
-        .with_session(|c| {
-            c.with_max_in_flight(a.window)
-                .with_queue_capacity(2 * a.window)
-                .with_clean_session(true)
-        });
-        if let Some(ca) = tls {
-            options = options.with_ca_pem(ca.as_bytes().to_vec());
+fn tune(a: &Args, options: ClientOptions) -> ClientOptions {
+    options.with_session(|c| {
+        c.with_max_in_flight(a.window)
+            .with_queue_capacity(2 * a.window)
+            .with_clean_session(true)
+    })
+}
+
+/// What every client run does: `n` messages, at most `2 × window` queued
+/// or in flight, each receipt awaited in order.
+async fn send_all<R, F>(n: usize, window: usize, payload: &bytes::Bytes, qos: Qos, mut queue: F)
+where
+    F: AsyncFnMut(Message) -> R,
+    R: std::future::Future<Output = Result<(), iothub_tokio::Error>>,
+{
+    let mut receipts = VecDeque::with_capacity(2 * window);
+    for _ in 0..n {
+        if receipts.len() >= 2 * window {
+            let r: R = receipts.pop_front().expect("a receipt");
+            r.await.expect("sent");
         }
-        let client = Client::builder(options).build().await.expect("client");
+        receipts.push_back(queue(Message::new(payload.clone()).with_qos(qos)).await);
+    }
+    for r in receipts {
+        r.await.expect("sent");
+    }
+}
+
+// The closure hands the receipt on, to be awaited in order.
+#[allow(clippy::async_yields_async)]
+fn tokio_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
+    runtime().block_on(async {
+        let client = iothub_tokio::Client::builder(options.clone())
+            .build()
+            .await
+            .expect("client");
         client.wait_connected().await.expect("connected");
         let payload = bytes::Bytes::from(vec![0x5a; a.size]);
         let start = Instant::now();
-        let mut pending = FuturesUnordered::new();
-        for _ in 0..a.n {
-            if pending.len() >= 2 * a.window {
-                let r: Result<(), iothub_tokio::Error> = pending.next().await.expect("pending");
-                r.expect("sent");
-            }
-            let msg = Message::new(payload.clone()).with_qos(qos);
-            let client = &client;
-            pending.push(async move { client.send_telemetry(msg).await });
-        }
-        while let Some(r) = pending.next().await {
-            r.expect("sent");
-        }
+        send_all(n, a.window, &payload, qos, async |m| {
+            client.queue_telemetry(m).await.expect("queued")
+        })
+        .await;
         let elapsed = start.elapsed();
-        client.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+        client
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
         elapsed
     })
 }
 
-fn theirs(a: &Args, port: u16, tls: Option<&str>, qos: Qos) -> Duration {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration};
-    runtime().block_on(async {
-        let host = if tls.is_some() {
-            "localhost"
-        } else {
-            "127.0.0.1"
-        };
-        let mut options = MqttOptions::new("rumqttc-bench", host, port);
-        options.set_keep_alive(Duration::from_secs(60));
-        options.set_inflight(a.window as u16);
-        options.set_clean_session(true);
-        if let Some(ca) = tls {
-            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-            use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-            for c in tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes())
-            {
-                roots.add(c.expect("ca")).expect("ca");
-            }
-            let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-                tokio_rustls::rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            options.set_transport(rumqttc::Transport::tls_with_config(
-                TlsConfiguration::Rustls(Arc::new(config)),
-            ));
-        }
-        let (client, mut eventloop) = AsyncClient::new(options, 2 * a.window);
-        loop {
-            if let Event::Incoming(Packet::ConnAck(_)) = eventloop.poll().await.expect("connack") {
-                break;
-            }
-        }
-        let qos = match qos {
-            Qos::AtMostOnce => QoS::AtMostOnce,
-            _ => QoS::AtLeastOnce,
-        };
-        let payload = vec![0x5a; a.size];
-        let n = a.n;
+// The closure hands the receipt on, to be awaited in order.
+#[allow(clippy::async_yields_async)]
+fn smol_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
+    futures_lite::future::block_on(async {
+        let client = iothub_smol::Client::builder(options.clone())
+            .build()
+            .await
+            .expect("client");
+        client.wait_connected().await.expect("connected");
+        let payload = bytes::Bytes::from(vec![0x5a; a.size]);
         let start = Instant::now();
-        let publisher = tokio::spawn(async move {
-            for _ in 0..n {
-                client
-                    .publish(TOPIC, qos, false, payload.clone())
-                    .await
-                    .expect("publish");
-            }
-            client
-        });
-        let mut done = 0;
-        while done < n {
-            match eventloop.poll().await.expect("eventloop") {
-                Event::Incoming(Packet::PubAck(_)) if qos == QoS::AtLeastOnce => done += 1,
-                Event::Outgoing(Outgoing::Publish(_)) if qos == QoS::AtMostOnce => done += 1,
-                _ => {}
-            }
-        }
+        send_all(n, a.window, &payload, qos, async |m| {
+            client.queue_telemetry(m).await.expect("queued")
+        })
+        .await;
         let elapsed = start.elapsed();
-        let client = publisher.await.expect("publisher");
-        let _ = client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+        client
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
         elapsed
     })
 }
 
-mod broker;
+fn blocking_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
+    let client = iothub_blocking::Client::builder(options.clone())
+        .build()
+        .expect("client");
+    client
+        .wait_connected(Duration::from_secs(10))
+        .expect("connected");
+    let payload = bytes::Bytes::from(vec![0x5a; a.size]);
+    let start = Instant::now();
+    let mut receipts = VecDeque::with_capacity(2 * a.window);
+    for _ in 0..n {
+        if receipts.len() >= 2 * a.window {
+            let r: iothub_blocking::Receipt<()> = receipts.pop_front().expect("a receipt");
+            r.wait().expect("sent");
+        }
+        let m = Message::new(payload.clone()).with_qos(qos);
+        receipts.push_back(client.queue_telemetry(m).expect("queued"));
+    }
+    for r in receipts {
+        r.wait().expect("sent");
+    }
+    let elapsed = start.elapsed();
+    client.shutdown(Duration::from_secs(5)).expect("shutdown");
+    elapsed
+}
+
+fn row(label: &str, qname: &str, tokio: &(Stats, Stats), other: &(Stats, Stats)) {
+    let (ts, tc) = tokio;
+    let (os, oc) = other;
+    println!(
+        "| {label} | {qname} | {:.0} ({:.0}–{:.0}) | {:.0} ({:.0}–{:.0}) | {:.2}× | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) | {:.2}× |",
+        ts.median,
+        ts.min,
+        ts.max,
+        os.median,
+        os.min,
+        os.max,
+        ts.median / os.median,
+        tc.median,
+        tc.min,
+        tc.max,
+        oc.median,
+        oc.min,
+        oc.max,
+        tc.median / oc.median,
+    );
+}
 
 fn main() {
     let a = args();
@@ -218,61 +291,86 @@ fn main() {
         Some(p) => broker::Broker::External(p),
         None => broker::Broker::start(None),
     };
-    let tls = broker::Broker::start(Some(&pki));
-    println!(
-        "{} messages of {} bytes, QoS 1 window {}, one current-thread runtime per run, mosquitto on loopback\n",
-        a.n, a.size, a.window
-    );
-    println!(
-        "| transport | QoS | iothub-tokio msg/s | rumqttc msg/s | speed ratio | iothub-tokio CPU µs/msg | rumqttc CPU µs/msg | CPU ratio |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (name, port, ca) in [
-        ("TCP", plain.port(), None),
-        ("TLS", tls.port(), Some(pki.ca_pem.as_str())),
-    ] {
-        for (qname, qos) in [("0", Qos::AtMostOnce), ("1", Qos::AtLeastOnce)] {
-            if let Some(only) = &a.only {
+    let only_tcp = a.only.as_deref().is_some_and(|o| o.starts_with("TCP"));
+    let tls = (!only_tcp).then(|| broker::Broker::start(Some(&pki)));
+    let cases: Vec<(&str, u16, Option<&str>)> = [("TCP", plain.port(), None)]
+        .into_iter()
+        .chain(
+            tls.as_ref()
+                .map(|b| ("TLS", b.port(), Some(pki.ca_pem.as_str()))),
+        )
+        .collect();
+    let qoses = [("0", Qos::AtMostOnce), ("1", Qos::AtLeastOnce)];
+
+    if let Some(only) = &a.only {
+        for &(name, port, ca) in &cases {
+            for (qname, qos) in qoses {
                 if *only != format!("{name}{qname}") {
                     continue;
                 }
+                let options = options(a, port, ca);
                 let (u0, s0) = cpu_split();
-                let us = if std::env::var_os("BENCH_RUMQTTC").is_some() {
-                    measure(a.n, || theirs(a, port, ca, qos))
+                let run = if std::env::var_os("BENCH_RUMQTTC").is_some() {
+                    measure(a.n, || rumqtt::run(a.window, a.size, port, ca, qos, a.n))
                 } else {
-                    measure(a.n, || ours(a, port, ca, qos))
+                    measure(a.n, || tokio_run(a, &options, a.n, qos))
                 };
                 let (u1, s1) = cpu_split();
                 println!(
-                    "iothub-tokio {only}: {:.0} msg/s, {:.2} CPU µs/msg (user {:.2}, system {:.2})",
-                    us.msgs_per_sec,
-                    us.cpu_us_per_msg,
+                    "{only}: {:.0} msg/s, {:.2} CPU µs/msg (user {:.2}, system {:.2})",
+                    run.msgs_per_sec,
+                    run.cpu_us_per_msg,
                     (u1 - u0) * 1e6 / a.n as f64,
                     (s1 - s0) * 1e6 / a.n as f64
                 );
-                continue;
             }
-            // Warm up both, then measure.
-            let small = Args {
-                n: a.n / 10,
-                size: a.size,
-                window: a.window,
-                port: a.port,
-                only: None,
-            };
-            ours(&small, port, ca, qos);
-            theirs(&small, port, ca, qos);
-            let us = measure(a.n, || ours(a, port, ca, qos));
-            let them = measure(a.n, || theirs(a, port, ca, qos));
-            println!(
-                "| {name} | {qname} | {:.0} | {:.0} | {:.2}× | {:.2} | {:.2} | {:.2}× |",
-                us.msgs_per_sec,
-                them.msgs_per_sec,
-                us.msgs_per_sec / them.msgs_per_sec,
-                us.cpu_us_per_msg,
-                them.cpu_us_per_msg,
-                us.cpu_us_per_msg / them.cpu_us_per_msg,
-            );
+        }
+        return;
+    }
+
+    println!(
+        "{} messages of {} bytes, QoS 1 window {}, median of {} runs (min–max), mosquitto on loopback, {} CPUs\n",
+        a.n,
+        a.size,
+        a.window,
+        a.runs,
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!(
+        "| client | QoS | iothub-tokio msg/s | other msg/s | speed ratio | iothub-tokio CPU µs/msg | other CPU µs/msg | CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for &(name, port, ca) in &cases {
+        for (qname, qos) in qoses {
+            let options = options(a, port, ca);
+            let ours = repeat(a, |n| tokio_run(a, &options, n, qos));
+            let theirs = repeat(a, |n| rumqtt::run(a.window, a.size, port, ca, qos, n));
+            row(&format!("{name} rumqttc"), qname, &ours, &theirs);
+            if a.adapters {
+                let smol = repeat(a, |n| smol_run(a, &options, n, qos));
+                row(&format!("{name} iothub-smol"), qname, &ours, &smol);
+                let blocking = repeat(a, |n| blocking_run(a, &options, n, qos));
+                row(&format!("{name} iothub-blocking"), qname, &ours, &blocking);
+            }
         }
     }
+    if a.emulator {
+        emulator(a);
+    }
+}
+
+/// The in-process emulator as the broker: SAS over MQTT/TLS, QoS 1. Its
+/// own CPU is in this process, so only the rate is reported.
+fn emulator(a: &Args) {
+    let emu = iothub_testkit::Emu::start();
+    let options = tune(
+        a,
+        emu.options("bench")
+            .with_session(|c| c.with_backoff_min(Duration::from_secs(1))),
+    );
+    let (rate, _) = repeat(a, |n| tokio_run(a, &options, n, Qos::AtLeastOnce));
+    println!(
+        "\nthe in-process emulator (SAS, MQTT/TLS, QoS 1, window {}): iothub-tokio {:.0} msg/s ({:.0}–{:.0}) ingested",
+        a.window, rate.median, rate.min, rate.max
+    );
 }

@@ -318,7 +318,7 @@ fn c2d_topic(pid: u16, topic: &str, body: &'static [u8]) -> Publish {
 
 fn take_c2d(h: &mut Harness) -> InboundMessage {
     match h.next_event() {
-        Some(Event::C2dMessage(m)) => m,
+        Some(Event::C2dMessage(m)) => *m,
         other => panic!("expected a C2D message, got {other:?}"),
     }
 }
