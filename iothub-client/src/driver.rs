@@ -212,7 +212,9 @@ pub type Telemetry = Box<(Message, Reply<()>)>;
 /// arms are the whole contract.
 #[derive(Debug)]
 pub enum Step<O> {
-    /// Write these bytes (one write; at most [`BATCH`] bytes gathered).
+    /// Write these bytes (one write: whole packets, at most
+    /// [`TRANSMIT_BATCH`](iothub_proto::connection::TRANSMIT_BATCH) bytes
+    /// unless one packet is larger).
     /// Without an open transport, drop them: the session knows.
     Write(Bytes),
     /// Open a new transport (dropping any current one); report the
@@ -230,8 +232,6 @@ pub enum Step<O> {
     Done(O),
 }
 
-/// Bytes gathered into one write at most.
-pub const BATCH: usize = 64 * 1024;
 /// How long the driver drains when every client handle was dropped.
 pub const DROP_DRAIN: Duration = Duration::from_secs(5);
 /// Commands [`Core::take_ready`] takes per wake-up at most (then the loop
@@ -261,18 +261,14 @@ pub trait Machine {
 
 /// The driver core: a [`Machine`] and the fixed order of the steps around
 /// its session. Outputs come from the session's one
-/// [`poll_output`](Driven::poll_output): bytes (gathered into one
-/// write), transport commands (an `Open` counts an attempt), events
+/// [`poll_output`](Driven::poll_output): bytes (one write each; the
+/// session gathers what is queued), transport commands (an `Open` counts an attempt), events
 /// (handed to the machine), and, once nothing else is pending, the wait
 /// or the end. No I/O, no clock: every input carries a [`Now`] read by the
 /// loop.
 pub struct Core<M: Machine> {
     machine: M,
     attempts: u64,
-    /// A transport command or an event taken while gathering bytes: the
-    /// next output to carry out (never a `Timeout`, which the next input
-    /// would make stale).
-    held: Option<Output<<M::Session as Driven>::Event>>,
 }
 
 impl<M: Machine + fmt::Debug> fmt::Debug for Core<M> {
@@ -290,7 +286,6 @@ impl<M: Machine> Core<M> {
         Core {
             machine,
             attempts: 0,
-            held: None,
         }
     }
 
@@ -311,12 +306,8 @@ impl<M: Machine> Core<M> {
     #[must_use]
     pub fn poll(&mut self) -> Step<M::Outcome> {
         loop {
-            let output = match self.held.take() {
-                Some(o) => o,
-                None => self.machine.session().poll_output(),
-            };
-            match output {
-                Output::Transmit(bytes) => return Step::Write(self.gather(bytes)),
+            match self.machine.session().poll_output() {
+                Output::Transmit(bytes) => return Step::Write(bytes),
                 Output::Transport(TransportCommand::Open) => {
                     self.attempts += 1;
                     return Step::Open;
@@ -331,30 +322,6 @@ impl<M: Machine> Core<M> {
                 }
             }
         }
-    }
-
-    /// `first` and the bytes after it, gathered into one write of at most
-    /// about [`BATCH`] bytes; the first other output (a transport command
-    /// or an event, taken from the session) is held for the next
-    /// [`poll`](Self::poll).
-    fn gather(&mut self, first: Bytes) -> Bytes {
-        let mut batch: Option<Vec<u8>> = None;
-        while batch.as_ref().map_or(first.len(), Vec::len) < BATCH {
-            match self.machine.session().poll_output() {
-                Output::Transmit(more) => batch
-                    .get_or_insert_with(|| first.to_vec())
-                    .extend_from_slice(&more),
-                // Not held: it is only true until the next input, and
-                // asking again costs nothing.
-                Output::Timeout(_) => break,
-                other => {
-                    self.held = Some(other);
-                    break;
-                }
-            }
-        }
-        // One packet: no copy.
-        batch.map_or(first, Bytes::from)
     }
 
     /// Bytes were read from the transport.
@@ -735,28 +702,42 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_gathered_up_to_the_limit_and_one_packet_is_not_copied() {
+    fn queued_packets_leave_in_one_write_up_to_the_limit() {
+        use iothub_proto::connection::TRANSMIT_BATCH as BATCH;
         let mut core = connected();
-        // One message: its PUBLISH as the session made it.
+        // One message: its PUBLISH alone.
         send(&mut core, vec![1; 10]);
         let Step::Write(one) = core.poll() else {
             panic!("a write")
         };
         assert_eq!(one[0] >> 4, 3);
         assert!(matches!(core.poll(), Step::Wait(_)));
-        // Three of a little over half the limit: two in the first write
-        // (it stops once over the limit), the third in the next.
+        // Three of a little under half the limit: two in the first write
+        // (the third would pass the limit), the third in the next.
         for _ in 0..3 {
-            send(&mut core, vec![2; BATCH / 2]);
+            send(&mut core, vec![2; BATCH / 2 - 200]);
         }
         let Step::Write(first) = core.poll() else {
             panic!("a write")
         };
-        assert!(first.len() > BATCH && first.len() < BATCH + BATCH / 2 + 200);
+        assert!(first.len() > BATCH - 400 && first.len() <= BATCH);
+        assert_eq!(first[first.len() / 2] >> 4, 3, "whole packets");
         let Step::Write(second) = core.poll() else {
             panic!("a second write")
         };
-        assert!(second.len() > BATCH / 2 && second.len() < BATCH);
+        assert!(second.len() > BATCH / 2 - 200 && second.len() < BATCH / 2);
+        assert!(matches!(core.poll(), Step::Wait(_)));
+        // A packet larger than the limit leaves alone, whole.
+        send(&mut core, vec![3; 10]);
+        send(&mut core, vec![4; BATCH * 2]);
+        let Step::Write(small) = core.poll() else {
+            panic!("a write")
+        };
+        assert!(small.len() < 200);
+        let Step::Write(large) = core.poll() else {
+            panic!("a write")
+        };
+        assert!(large.len() > BATCH * 2);
         assert!(matches!(core.poll(), Step::Wait(_)));
     }
 }

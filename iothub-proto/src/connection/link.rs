@@ -7,13 +7,13 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
 
 use super::backoff::Backoff;
 use super::errors::{ConfigError, ConnectRefused, DisconnectReason};
-use super::{MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Output, TransportCommand};
+use super::{MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Output, TRANSMIT_BATCH, TransportCommand};
 use crate::mqtt::{self, Connack, Connect, DecodeError, Packet, Pid};
 use crate::time::{Instant, TimerSlot, TimerTable};
 
@@ -118,14 +118,6 @@ pub(crate) enum Due {
     Reconnect,
 }
 
-/// Bytes waiting to be written, with the session's tag (a QoS 0 message is
-/// reported sent when its bytes leave).
-#[derive(Debug)]
-struct Outgoing<T> {
-    bytes: Bytes,
-    tag: Option<T>,
-}
-
 /// What a torn-down connection leaves behind.
 #[derive(Debug)]
 pub(crate) struct Ended<T> {
@@ -147,7 +139,12 @@ pub(crate) struct Link<T> {
     transport_open: bool,
     cmds: VecDeque<TransportCommand>,
     rx: BytesMut,
-    tx: VecDeque<Outgoing<T>>,
+    /// Packets encoded and not yet handed out, back to back: handed out
+    /// together, up to [`TRANSMIT_BATCH`] bytes per [`Output::Transmit`].
+    tx: BytesMut,
+    /// The length of each packet in `tx` and the session's tag for it (a
+    /// QoS 0 message is reported sent when its bytes leave).
+    tx_packets: VecDeque<(usize, Option<T>)>,
     timers: TimerTable<LinkTimer, 5>,
     backoff: Backoff,
     rng: Pcg32,
@@ -170,7 +167,8 @@ impl<T> Link<T> {
             transport_open: false,
             cmds: VecDeque::new(),
             rx: BytesMut::new(),
-            tx: VecDeque::new(),
+            tx: BytesMut::new(),
+            tx_packets: VecDeque::new(),
             timers: TimerTable::default(),
             last_now: now,
             unix: None,
@@ -272,7 +270,7 @@ impl<T> Link<T> {
     pub(crate) fn connect(&mut self, now: Instant, connect: Connect) {
         self.generation = self.generation.wrapping_add(1);
         self.phase = Phase::AwaitingConnack;
-        self.push(Packet::Connect(connect).to_bytes(), None);
+        self.push(&Packet::Connect(connect), None);
         self.timers
             .set(LinkTimer::Connack, now + self.settings.connect_timeout);
     }
@@ -327,18 +325,21 @@ impl<T> Link<T> {
 
     /// Queues a packet; sending restarts the keep-alive.
     pub(crate) fn send(&mut self, packet: &Packet) {
-        self.send_bytes(packet.to_bytes(), None);
+        self.send_tagged(packet, None);
     }
 
-    /// Queues bytes with the session's tag; sending restarts the
+    /// Queues a packet with the session's tag; sending restarts the
     /// keep-alive.
-    pub(crate) fn send_bytes(&mut self, bytes: Bytes, tag: Option<T>) {
-        self.push(bytes, tag);
+    pub(crate) fn send_tagged(&mut self, packet: &Packet, tag: Option<T>) {
+        self.push(packet, tag);
         self.arm_keep_alive();
     }
 
-    fn push(&mut self, bytes: Bytes, tag: Option<T>) {
-        self.tx.push_back(Outgoing { bytes, tag });
+    /// Encodes the packet after the bytes already waiting.
+    fn push(&mut self, packet: &Packet, tag: Option<T>) {
+        let before = self.tx.len();
+        packet.encode(&mut self.tx);
+        self.tx_packets.push_back((self.tx.len() - before, tag));
     }
 
     fn arm_keep_alive(&mut self) {
@@ -362,8 +363,9 @@ impl<T> Link<T> {
         None
     }
 
-    /// The session's one output ([`Output`]): the next bytes (their tag
-    /// made into an event by `sent`, queued after them), then the next
+    /// The session's one output ([`Output`]): the next bytes (whole
+    /// packets, up to [`TRANSMIT_BATCH`] bytes or one larger packet; their
+    /// tags made into events by `sent`, queued after them), then the next
     /// transport command, then the next of the session's `events`; once
     /// nothing is pending, the earliest of the connection's timers and
     /// the session's (`earliest`).
@@ -371,13 +373,20 @@ impl<T> Link<T> {
         &mut self,
         events: &mut VecDeque<E>,
         earliest: Option<Instant>,
-        sent: impl FnOnce(T) -> E,
+        mut sent: impl FnMut(T) -> E,
     ) -> Output<E> {
-        if let Some(out) = self.tx.pop_front() {
-            if let Some(tag) = out.tag {
-                events.push_back(sent(tag));
+        if !self.tx.is_empty() {
+            let mut len = 0;
+            while let Some(&(next, _)) = self.tx_packets.front() {
+                if len > 0 && len + next > TRANSMIT_BATCH {
+                    break;
+                }
+                len += next;
+                if let Some((_, Some(tag))) = self.tx_packets.pop_front() {
+                    events.push_back(sent(tag));
+                }
             }
-            return Output::Transmit(out.bytes);
+            return Output::Transmit(self.tx.split_to(len).freeze());
         }
         if let Some(cmd) = self.poll_transport() {
             return Output::Transport(cmd);
@@ -425,11 +434,14 @@ impl<T> Link<T> {
         };
         let mut dropped = Vec::new();
         if graceful && self.is_up() {
-            self.push(Packet::Disconnect.to_bytes(), None);
+            self.push(&Packet::Disconnect, None);
         } else {
-            for out in core::mem::take(&mut self.tx) {
-                dropped.extend(out.tag);
-            }
+            self.tx.clear();
+            dropped = self
+                .tx_packets
+                .drain(..)
+                .filter_map(|(_, tag)| tag)
+                .collect();
         }
         if matches!(reason, DisconnectReason::Transport(_)) {
             // The adapter told us; it has nothing left to close.
@@ -522,7 +534,10 @@ impl<T> Link<T> {
             self.rx = BytesMut::new();
         }
         if self.tx.is_empty() && self.tx.capacity() > 0 {
-            self.tx = VecDeque::new();
+            self.tx = BytesMut::new();
+        }
+        if self.tx_packets.is_empty() && self.tx_packets.capacity() > 0 {
+            self.tx_packets = VecDeque::new();
         }
         if self.cmds.is_empty() && self.cmds.capacity() > 0 {
             self.cmds = VecDeque::new();

@@ -53,6 +53,10 @@ pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The smallest `max_packet_size` a configuration may ask for: 1 KiB.
 pub const MIN_MAX_PACKET_SIZE: usize = 1024;
+/// Bytes one [`Output::Transmit`] carries at most: packets queued together
+/// leave together (one write, as few TLS records as fit), whole, up to this
+/// size; a larger packet leaves alone.
+pub const TRANSMIT_BATCH: usize = 64 * 1024;
 
 /// What a session wants done with the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +81,9 @@ pub enum TransportCommand {
 /// `match` needs no catch-all).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output<E> {
-    /// Write these bytes to the transport, in order.
+    /// Write these bytes to the transport, in order: one or more whole
+    /// packets, at most [`TRANSMIT_BATCH`] bytes unless one packet is
+    /// larger.
     Transmit(Bytes),
     /// Open a new transport, or close the current one (only after its last
     /// bytes came out as [`Output::Transmit`]).

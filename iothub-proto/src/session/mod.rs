@@ -725,12 +725,6 @@ impl Session {
         self.link.send(packet);
     }
 
-    /// Queues bytes; `sent` names the QoS 0 message they carry (reported
-    /// sent when they leave).
-    fn send_bytes(&mut self, bytes: Bytes, sent: Option<MessageId>) {
-        self.link.send_bytes(bytes, sent);
-    }
-
     /// Whether the session accepts new work.
     fn accepting(&self) -> Result<(), CommandError> {
         match self.mode {

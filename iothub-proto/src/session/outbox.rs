@@ -13,7 +13,7 @@ use super::error::{CommandError, MessageFailure};
 use super::event::{Event, Message, MessageId, Qos};
 use super::timer::TimerKind;
 use super::{MAX_MESSAGE_SIZE, Session};
-use crate::mqtt::{Pid, Publish, QosPid, TopicName};
+use crate::mqtt::{Packet, Pid, Publish, QosPid, TopicName};
 use crate::properties::MessageProperties;
 use crate::time::Instant;
 
@@ -36,14 +36,14 @@ pub(crate) struct OutMessage {
 
 impl OutMessage {
     /// The PUBLISH for this message (packet id and DUP as given).
-    fn publish(&self, pid: Option<Pid>, dup: bool) -> Option<Bytes> {
+    fn publish(&self, pid: Option<Pid>, dup: bool) -> Option<Packet> {
         let qospid = match pid {
             Some(pid) => QosPid::AtLeastOnce(pid),
             None => QosPid::AtMostOnce,
         };
         // Cannot fail: the size was checked at acceptance.
         let publish = Publish::new(self.topic.clone(), qospid, self.payload.clone()).ok()?;
-        Some(crate::mqtt::Packet::Publish(publish.with_dup(dup)).to_bytes())
+        Some(Packet::Publish(publish.with_dup(dup)))
     }
 }
 
@@ -115,17 +115,17 @@ impl Session {
             let Some(mut m) = self.queue.pop_front() else {
                 break;
             };
-            let Some(bytes) = m.publish(pid, false) else {
+            let Some(packet) = m.publish(pid, false) else {
                 self.fail(m.id, MessageFailure::ConnectionLost);
                 continue;
             };
             match pid {
-                None => self.send_bytes(bytes, Some(m.id)),
+                None => self.link.send_tagged(&packet, Some(m.id)),
                 Some(_) => {
                     m.pid = pid;
                     m.expires = None;
                     m.sent_generation = self.link.generation();
-                    self.send_bytes(bytes, None);
+                    self.link.send(&packet);
                     self.in_flight.push_back(m);
                 }
             }
@@ -157,8 +157,8 @@ impl Session {
                 out.extend(m.publish(Some(pid), !clean));
             }
         }
-        for bytes in out {
-            self.send_bytes(bytes, None);
+        for packet in out {
+            self.link.send(&packet);
         }
     }
 
