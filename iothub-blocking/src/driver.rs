@@ -301,12 +301,15 @@ impl Side<Device> for ClientSide {
 
     /// Backpressure: telemetry stays in its channel (whose senders block
     /// when it is full) while the session's queue is full.
+    /// The clock is read once per turn: every message taken was waiting
+    /// at that instant.
     fn after_turn(&mut self, core: &mut DriverCore, clock: &Clock) {
+        let mut now = None;
         while core.accepts_telemetry() {
             let Ok(t) = self.telemetry.try_recv() else {
                 break;
             };
-            core.telemetry(clock.now(), t);
+            core.telemetry(*now.get_or_insert_with(|| clock.now()), t);
         }
     }
 

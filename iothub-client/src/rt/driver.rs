@@ -184,7 +184,7 @@ where
                 self.core.timeout(now);
             }
         }
-        let now = self.clock.now();
+        // The same instant: what the side takes was ready at the wake.
         self.side.after_wake(&mut self.core, now);
     }
 

@@ -153,6 +153,8 @@ pub(crate) struct Link<T> {
     /// The latest Unix time seen.
     unix: Option<u64>,
     next_pid: Pid,
+    /// The serial of `next_pid` (candidates so far).
+    pid_serial: u64,
 }
 
 impl<T> Link<T> {
@@ -173,6 +175,7 @@ impl<T> Link<T> {
             last_now: now,
             unix: None,
             next_pid: Pid::MIN,
+            pid_serial: 0,
         }
     }
 
@@ -353,11 +356,24 @@ impl<T> Link<T> {
 
     /// The next packet id for which `in_use` is false, if any is free.
     pub(crate) fn alloc_pid(&mut self, in_use: impl Fn(Pid) -> bool) -> Option<Pid> {
+        self.alloc_pid_serial(|pid, _| in_use(pid))
+            .map(|(pid, _)| pid)
+    }
+
+    /// The next packet id for which `in_use` is false, if any is free,
+    /// with its serial: candidates are numbered from the link's creation,
+    /// and two candidates fewer than `u16::MAX` serials apart never share
+    /// an id (ids are handed out in turn, 1 to 65535).
+    pub(crate) fn alloc_pid_serial(
+        &mut self,
+        in_use: impl Fn(Pid, u64) -> bool,
+    ) -> Option<(Pid, u64)> {
         for _ in 0..u16::MAX {
-            let pid = self.next_pid;
+            let (pid, serial) = (self.next_pid, self.pid_serial);
             self.next_pid = pid.next();
-            if !in_use(pid) {
-                return Some(pid);
+            self.pid_serial += 1;
+            if !in_use(pid, serial) {
+                return Some((pid, serial));
             }
         }
         None

@@ -803,10 +803,22 @@ impl Session {
     /// The next free packet id: not used by an in-flight message, a
     /// reserved (timed-out) one, or a SUBSCRIBE awaiting its SUBACK.
     fn alloc_pid(&mut self) -> Option<Pid> {
+        self.alloc_pid_serial().map(|(pid, _)| pid)
+    }
+
+    /// [`alloc_pid`](Self::alloc_pid) with the id's serial. O(1) against
+    /// the in-flight window in the common case: the window holds ids in
+    /// the order of their serials (sent in turn; re-sent in turn on a new
+    /// connection, with their old ids or new ones), so while the oldest
+    /// is fewer than 65535 serials behind the candidate, none can share
+    /// its id; only then is the window searched.
+    fn alloc_pid_serial(&mut self) -> Option<(Pid, u64)> {
         let (in_flight, reserved, pending) =
             (&self.in_flight, &self.reserved_pids, &self.subs.pending);
-        self.link.alloc_pid(|pid| {
-            in_flight.iter().any(|m| m.pid == Some(pid))
+        let oldest = in_flight.front().and_then(|m| m.pid.map(|_| m.pid_serial));
+        self.link.alloc_pid_serial(|pid, serial| {
+            oldest.is_some_and(|o| serial - o >= u64::from(u16::MAX))
+                && in_flight.iter().any(|m| m.pid == Some(pid))
                 || reserved.contains(&pid)
                 || pending.iter().any(|(p, _)| *p == pid)
         })

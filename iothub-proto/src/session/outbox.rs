@@ -30,6 +30,8 @@ pub(crate) struct OutMessage {
     expires: Option<Instant>,
     /// The packet id while in flight (QoS 1).
     pub(crate) pid: Option<Pid>,
+    /// The serial of `pid` (see `Session::alloc_pid_serial`).
+    pub(crate) pid_serial: u64,
     /// The connection it was last sent on.
     sent_generation: u64,
 }
@@ -81,6 +83,7 @@ impl Session {
             deadline: now + self.config.message_timeout,
             expires: msg.ttl.map(|ttl| now + ttl),
             pid: None,
+            pid_serial: 0,
             sent_generation: 0,
         });
         self.pump_outbox(now);
@@ -106,7 +109,7 @@ impl Session {
                     if self.in_flight.len() >= self.config.max_in_flight {
                         break;
                     }
-                    match self.alloc_pid() {
+                    match self.alloc_pid_serial() {
                         Some(pid) => Some(pid),
                         None => break,
                     }
@@ -115,14 +118,15 @@ impl Session {
             let Some(mut m) = self.queue.pop_front() else {
                 break;
             };
-            let Some(packet) = m.publish(pid, false) else {
+            let Some(packet) = m.publish(pid.map(|(p, _)| p), false) else {
                 self.fail(m.id, MessageFailure::ConnectionLost);
                 continue;
             };
             match pid {
                 None => self.link.send_tagged(&packet, Some(m.id)),
-                Some(_) => {
-                    m.pid = pid;
+                Some((pid, serial)) => {
+                    m.pid = Some(pid);
+                    m.pid_serial = serial;
                     m.expires = None;
                     m.sent_generation = self.link.generation();
                     self.link.send(&packet);
@@ -145,14 +149,18 @@ impl Session {
         }
         let mut out = Vec::with_capacity(self.in_flight.len());
         for i in 0..self.in_flight.len() {
-            let old = self.in_flight.get(i).and_then(|m| m.pid);
+            let old = self
+                .in_flight
+                .get(i)
+                .and_then(|m| m.pid.map(|p| (p, m.pid_serial)));
             // A message without an id stays in the window and times out
             // (cannot happen: the window is far smaller than the id space).
-            let Some(pid) = old.or_else(|| self.alloc_pid()) else {
+            let Some((pid, serial)) = old.or_else(|| self.alloc_pid_serial()) else {
                 continue;
             };
             if let Some(m) = self.in_flight.get_mut(i) {
                 m.pid = Some(pid);
+                m.pid_serial = serial;
                 m.sent_generation = self.link.generation();
                 out.extend(m.publish(Some(pid), !clean));
             }

@@ -74,6 +74,34 @@ fn packet_ids_never_collide_and_the_window_holds() {
 }
 
 #[test]
+fn a_message_in_flight_through_a_whole_turn_of_packet_ids_keeps_its_id() {
+    let mut h = Harness::new(config().with_max_in_flight(2));
+    h.connect();
+    h.events();
+    h.s.send_telemetry(h.now, Message::new(&b"held"[..]))
+        .unwrap();
+    let held = only_publish(&h.sent()).pid().unwrap();
+    // 65,535 more, each acknowledged at once: the ids come round again,
+    // and the one still held is skipped.
+    let mut seen = Vec::new();
+    for _ in 0..u16::MAX {
+        h.s.send_telemetry(h.now, Message::new(&b"x"[..])).unwrap();
+        let pid = only_publish(&h.sent()).pid().unwrap();
+        assert_ne!(pid, held, "the id of a message in flight");
+        seen.push(pid);
+        h.feed(Packet::Puback(pid));
+    }
+    // Every other id was used, one of them twice (the turn that skipped
+    // the held one went on to the next).
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), usize::from(u16::MAX) - 1);
+    assert_eq!(h.s.in_flight_len(), 1);
+    h.feed(Packet::Puback(held));
+    assert_eq!(h.s.in_flight_len(), 0);
+}
+
+#[test]
 fn a_timed_out_message_keeps_its_packet_id_until_its_late_puback() {
     let mut h = Harness::new(
         config()
