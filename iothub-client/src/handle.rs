@@ -35,7 +35,7 @@ pub type WeakCommands = WeakSender<Box<Command>>;
 /// A reply whose answer arrives on a oneshot channel, and that channel.
 pub fn reply<T: Send + 'static>() -> (Reply<T>, oneshot::Receiver<Result<T, Error>>) {
     let (tx, rx) = oneshot::channel();
-    (Reply::new(move |v| tx.send(v).err()), rx)
+    (Reply::oneshot(tx), rx)
 }
 
 /// The answer of a [`reply`]; [`Error::Closed`] if the driver dropped it.

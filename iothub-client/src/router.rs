@@ -24,10 +24,16 @@ use tracing::{debug, info, warn};
 use crate::api::{DesiredUpdate, Error, Inbound, InputMessage, Status, TokenRequestFailure};
 use crate::edge::{TokenCommand, TokenSource};
 
-/// Where the answer to one command goes: a one-shot channel of the
-/// adapter, behind a closure that gives the value back when nobody waits
-/// any more.
-pub struct Reply<T>(Box<dyn FnOnce(Answer<T>) -> Option<Answer<T>> + Send>);
+/// Where the answer to one command goes: the async adapters' one-shot
+/// channel, or any adapter's channel behind a closure that gives the value
+/// back when nobody waits any more.
+pub struct Reply<T>(ReplyTo<T>);
+
+enum ReplyTo<T> {
+    /// No allocation beyond the channel's own (the async adapters).
+    Oneshot(futures_channel::oneshot::Sender<Answer<T>>),
+    Fn(Box<dyn FnOnce(Answer<T>) -> Option<Answer<T>> + Send>),
+}
 
 /// What a [`Reply`] carries.
 pub type Answer<T> = Result<T, Error>;
@@ -36,14 +42,22 @@ impl<T> Reply<T> {
     /// A reply from a function that delivers the value, or returns it when
     /// the receiver is gone.
     pub fn new(f: impl FnOnce(Answer<T>) -> Option<Answer<T>> + Send + 'static) -> Reply<T> {
-        Reply(Box::new(f))
+        Reply(ReplyTo::Fn(Box::new(f)))
+    }
+
+    /// A reply on a `futures-channel` one-shot.
+    pub fn oneshot(tx: futures_channel::oneshot::Sender<Answer<T>>) -> Reply<T> {
+        Reply(ReplyTo::Oneshot(tx))
     }
 
     /// Delivers the answer; `Err` gives it back when nobody waits.
     pub fn send(self, value: Answer<T>) -> Result<(), Answer<T>> {
-        match (self.0)(value) {
-            None => Ok(()),
-            Some(v) => Err(v),
+        match self.0 {
+            ReplyTo::Oneshot(tx) => tx.send(value),
+            ReplyTo::Fn(f) => match f(value) {
+                None => Ok(()),
+                Some(v) => Err(v),
+            },
         }
     }
 }

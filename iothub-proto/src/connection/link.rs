@@ -14,7 +14,7 @@ use rand_pcg::Pcg32;
 use super::backoff::Backoff;
 use super::errors::{ConfigError, ConnectRefused, DisconnectReason};
 use super::{MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Output, TRANSMIT_BATCH, TransportCommand};
-use crate::mqtt::{self, Connack, Connect, DecodeError, Packet, Pid};
+use crate::mqtt::{self, Connack, Connect, DecodeError, Packet, Pid, Publish};
 use crate::time::{Instant, TimerSlot, TimerTable};
 
 /// What a connection is configured with, whatever the session.
@@ -335,6 +335,15 @@ impl<T> Link<T> {
     /// keep-alive.
     pub(crate) fn send_tagged(&mut self, packet: &Packet, tag: Option<T>) {
         self.push(packet, tag);
+        self.arm_keep_alive();
+    }
+
+    /// Queues a PUBLISH with the session's tag (encoded in place, as
+    /// [`send_tagged`](Self::send_tagged) would).
+    pub(crate) fn send_publish(&mut self, publish: &Publish, tag: Option<T>) {
+        let before = self.tx.len();
+        publish.encode(&mut self.tx);
+        self.tx_packets.push_back((self.tx.len() - before, tag));
         self.arm_keep_alive();
     }
 

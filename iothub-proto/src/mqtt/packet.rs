@@ -626,6 +626,14 @@ impl Publish {
         self
     }
 
+    /// Sets the packet id and DUP flag in place (DUP only with QoS 1 or
+    /// 2). The size was checked for the larger of QoS 0 and 1 by the
+    /// caller (a packet id adds two bytes).
+    pub(crate) fn set_qospid(&mut self, qospid: QosPid, dup: bool) {
+        self.qospid = qospid;
+        self.dup = dup && qospid != QosPid::AtMostOnce;
+    }
+
     /// Sets the RETAIN flag.
     #[must_use]
     pub fn with_retain(mut self, retain: bool) -> Self {

@@ -6,14 +6,12 @@
 use alloc::vec::Vec;
 use core::mem;
 
-use bytes::Bytes;
-
 use super::config::check_message_properties;
 use super::error::{CommandError, MessageFailure};
 use super::event::{Event, Message, MessageId, Qos};
 use super::timer::TimerKind;
 use super::{MAX_MESSAGE_SIZE, Session};
-use crate::mqtt::{Packet, Pid, Publish, QosPid, TopicName};
+use crate::mqtt::{Pid, Publish, QosPid, TopicName};
 use crate::properties::MessageProperties;
 use crate::time::Instant;
 
@@ -21,8 +19,10 @@ use crate::time::Instant;
 #[derive(Debug)]
 pub(crate) struct OutMessage {
     pub(crate) id: MessageId,
-    topic: TopicName,
-    payload: Bytes,
+    /// The PUBLISH, built once at acceptance; its packet id and DUP flag
+    /// are set as it is sent, and it is encoded in place (no copy of the
+    /// topic or the payload per send).
+    publish: Publish,
     qos: Qos,
     /// Acceptance + `message_timeout`.
     deadline: Instant,
@@ -37,15 +37,17 @@ pub(crate) struct OutMessage {
 }
 
 impl OutMessage {
-    /// The PUBLISH for this message (packet id and DUP as given).
-    fn publish(&self, pid: Option<Pid>, dup: bool) -> Option<Packet> {
+    /// Gives the message its packet id (QoS 1) and DUP flag for a send.
+    fn set_pid(&mut self, pid: Option<(Pid, u64)>, dup: bool) {
         let qospid = match pid {
-            Some(pid) => QosPid::AtLeastOnce(pid),
+            Some((pid, serial)) => {
+                self.pid = Some(pid);
+                self.pid_serial = serial;
+                QosPid::AtLeastOnce(pid)
+            }
             None => QosPid::AtMostOnce,
         };
-        // Cannot fail: the size was checked at acceptance.
-        let publish = Publish::new(self.topic.clone(), qospid, self.payload.clone()).ok()?;
-        Some(Packet::Publish(publish.with_dup(dup)))
+        self.publish.set_qospid(qospid, dup);
     }
 }
 
@@ -72,13 +74,19 @@ impl Session {
                 capacity: self.config.queue_capacity,
             });
         }
+        // Cannot fail: far below the MQTT maximum.
+        let publish = Publish::new(topic, QosPid::AtMostOnce, msg.payload).map_err(|_| {
+            CommandError::MessageTooLarge {
+                size,
+                max: MAX_MESSAGE_SIZE,
+            }
+        })?;
         let id = MessageId(self.next_message_id);
         self.next_message_id = self.next_message_id.wrapping_add(1);
         self.ttl_queued |= msg.ttl.is_some();
         self.queue.push_back(OutMessage {
             id,
-            topic,
-            payload: msg.payload,
+            publish,
             qos: msg.qos,
             deadline: now + self.config.message_timeout,
             expires: msg.ttl.map(|ttl| now + ttl),
@@ -118,18 +126,13 @@ impl Session {
             let Some(mut m) = self.queue.pop_front() else {
                 break;
             };
-            let Some(packet) = m.publish(pid.map(|(p, _)| p), false) else {
-                self.fail(m.id, MessageFailure::ConnectionLost);
-                continue;
-            };
+            m.set_pid(pid, false);
             match pid {
-                None => self.link.send_tagged(&packet, Some(m.id)),
-                Some((pid, serial)) => {
-                    m.pid = Some(pid);
-                    m.pid_serial = serial;
+                None => self.link.send_publish(&m.publish, Some(m.id)),
+                Some(_) => {
                     m.expires = None;
                     m.sent_generation = self.link.generation();
-                    self.link.send(&packet);
+                    self.link.send_publish(&m.publish, None);
                     self.in_flight.push_back(m);
                 }
             }
@@ -147,7 +150,6 @@ impl Session {
                 m.pid = None;
             }
         }
-        let mut out = Vec::with_capacity(self.in_flight.len());
         for i in 0..self.in_flight.len() {
             let old = self
                 .in_flight
@@ -159,14 +161,10 @@ impl Session {
                 continue;
             };
             if let Some(m) = self.in_flight.get_mut(i) {
-                m.pid = Some(pid);
-                m.pid_serial = serial;
+                m.set_pid(Some((pid, serial)), !clean);
                 m.sent_generation = self.link.generation();
-                out.extend(m.publish(Some(pid), !clean));
+                self.link.send_publish(&m.publish, None);
             }
-        }
-        for packet in out {
-            self.link.send(&packet);
         }
     }
 
