@@ -13,7 +13,10 @@ use rand_pcg::Pcg32;
 
 use super::backoff::Backoff;
 use super::errors::{ConfigError, ConnectRefused, DisconnectReason};
-use super::{MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Output, TRANSMIT_BATCH, TransportCommand};
+use super::{
+    MAX_KEEP_ALIVE, MIN_MAX_PACKET_SIZE, Output, TRANSMIT_BATCH, TransportCommand,
+    keep_small_bytes, keep_small_deque,
+};
 use crate::mqtt::{self, Connack, Connect, DecodeError, Packet, Pid, Publish};
 use crate::time::{Instant, TimerSlot, TimerTable};
 
@@ -419,9 +422,7 @@ impl<T> Link<T> {
         if let Some(event) = events.pop_front() {
             return Output::Event(event);
         }
-        if events.capacity() > 0 {
-            *events = VecDeque::new();
-        }
+        keep_small_deque(events);
         Output::Timeout(match (earliest, self.timers.earliest()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -553,19 +554,11 @@ impl<T> Link<T> {
     /// Frees the buffers that are empty, so an idle connection holds
     /// almost no heap.
     pub(crate) fn shrink(&mut self) {
-        if self.rx.is_empty() {
-            // Even with no capacity left, an emptied buffer may still hold
-            // the storage its packets were split from.
-            self.rx = BytesMut::new();
-        }
-        if self.tx.is_empty() && self.tx.capacity() > 0 {
-            self.tx = BytesMut::new();
-        }
-        if self.tx_packets.is_empty() && self.tx_packets.capacity() > 0 {
-            self.tx_packets = VecDeque::new();
-        }
-        if self.cmds.is_empty() && self.cmds.capacity() > 0 {
-            self.cmds = VecDeque::new();
-        }
+        // Even with no capacity left, an emptied buffer may still hold
+        // the storage its packets were split from: kept only if unshared.
+        keep_small_bytes(&mut self.rx);
+        keep_small_bytes(&mut self.tx);
+        keep_small_deque(&mut self.tx_packets);
+        keep_small_deque(&mut self.cmds);
     }
 }

@@ -58,6 +58,38 @@ pub const MIN_MAX_PACKET_SIZE: usize = 1024;
 /// size; a larger packet leaves alone.
 pub const TRANSMIT_BATCH: usize = 64 * 1024;
 
+/// Bytes an emptied byte buffer keeps for the next packets (more is
+/// freed), so steady traffic reuses its buffers and an idle session still
+/// holds little heap.
+pub(crate) const KEEP_BYTES: usize = 1024;
+/// Entries an emptied queue keeps (more are freed); the smallest
+/// allocation of a `Vec` or `VecDeque` of small items.
+pub(crate) const KEEP_ENTRIES: usize = 4;
+
+/// Frees an empty queue's storage if it holds more than [`KEEP_ENTRIES`].
+pub(crate) fn keep_small_deque<T>(q: &mut alloc::collections::VecDeque<T>) {
+    if q.is_empty() && q.capacity() > KEEP_ENTRIES {
+        *q = alloc::collections::VecDeque::new();
+    }
+}
+
+/// Frees an empty vector's storage if it holds more than [`KEEP_ENTRIES`].
+pub(crate) fn keep_small_vec<T>(v: &mut alloc::vec::Vec<T>) {
+    if v.is_empty() && v.capacity() > KEEP_ENTRIES {
+        *v = alloc::vec::Vec::new();
+    }
+}
+
+/// Keeps an empty byte buffer's storage only when nothing else shares it
+/// (no packet split from it is still held) and it is at most
+/// [`KEEP_BYTES`]; otherwise lets it go, so a large or shared allocation
+/// is never pinned.
+pub(crate) fn keep_small_bytes(b: &mut bytes::BytesMut) {
+    if b.is_empty() && !(b.try_reclaim(1) && b.capacity() <= KEEP_BYTES) {
+        *b = bytes::BytesMut::new();
+    }
+}
+
 /// What a session wants done with the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportCommand {

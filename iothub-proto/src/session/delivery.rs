@@ -61,12 +61,8 @@ impl Delivery {
     }
 
     pub(super) fn shrink(&mut self) {
-        if self.unacked.is_empty() && self.unacked.capacity() > 0 {
-            self.unacked = Vec::new();
-        }
-        if self.held.is_empty() && self.held.capacity() > 0 {
-            self.held = VecDeque::new();
-        }
+        crate::connection::keep_small_vec(&mut self.unacked);
+        crate::connection::keep_small_deque(&mut self.held);
     }
 }
 

@@ -123,7 +123,7 @@ pub use state::ConnectionState;
 pub use timer::TimerKind;
 
 use crate::auth::Credential;
-use crate::connection::{Due, Link};
+use crate::connection::{Due, Link, keep_small_deque, keep_small_vec};
 use crate::mqtt::{LastWill, Packet, Pid};
 use crate::time::Instant;
 use state::{Mode, State, Trigger};
@@ -689,28 +689,17 @@ impl Session {
         self.shrink_idle();
     }
 
-    /// Frees buffers that are empty, so an idle session holds almost no
-    /// heap.
+    /// Frees the storage of buffers that are empty beyond a small working
+    /// size (kept so steady traffic does not allocate per message), so an
+    /// idle session holds little heap.
     fn shrink_idle(&mut self) {
         self.link.shrink();
-        if self.events.is_empty() && self.events.capacity() > 0 {
-            self.events = VecDeque::new();
-        }
-        if self.queue.is_empty() && self.queue.capacity() > 0 {
-            self.queue = VecDeque::new();
-        }
-        if self.in_flight.is_empty() && self.in_flight.capacity() > 0 {
-            self.in_flight = VecDeque::new();
-        }
-        if self.requests.is_empty() && self.requests.capacity() > 0 {
-            self.requests = Vec::new();
-        }
-        if self.subs.pending.is_empty() && self.subs.pending.capacity() > 0 {
-            self.subs.pending = Vec::new();
-        }
-        if self.reserved_pids.is_empty() && self.reserved_pids.capacity() > 0 {
-            self.reserved_pids = Vec::new();
-        }
+        keep_small_deque(&mut self.events);
+        keep_small_deque(&mut self.queue);
+        keep_small_deque(&mut self.in_flight);
+        keep_small_vec(&mut self.requests);
+        keep_small_vec(&mut self.subs.pending);
+        keep_small_vec(&mut self.reserved_pids);
         self.delivery.shrink();
         self.desired.shrink();
     }
