@@ -31,10 +31,10 @@ BIN="$ROOT/target/release/examples/throughput"
 count() {
   local case="$1" n="$2" out
   if [ "${3:-}" = rumqttc ]; then
-    out=$(BENCH_RUMQTTC=1 perf stat --no-inherit -x, -e raw_syscalls:sys_enter \
+    out=$(BENCH_CLIENT=rumqttc perf stat --no-inherit -x, -e raw_syscalls:sys_enter \
       "$BIN" --only "$case" --n "$n" --window "$WINDOW" 2>&1 >/dev/null)
   else
-    out=$(env -u BENCH_RUMQTTC perf stat --no-inherit -x, -e raw_syscalls:sys_enter \
+    out=$(env -u BENCH_CLIENT perf stat --no-inherit -x, -e raw_syscalls:sys_enter \
       "$BIN" --only "$case" --n "$n" --window "$WINDOW" 2>&1 >/dev/null)
   fi
   echo "$out" | awk -F, '/raw_syscalls:sys_enter/ { print $1 }'

@@ -17,7 +17,7 @@ use iothub_proto::provisioning::{ReprovisionPolicy, ReprovisionReason};
 use iothub_proto::session::{AckToken, InboundMessage, Message, Twin};
 use serde_json::Value;
 
-use crate::driver::{Driver, Input};
+use crate::driver::{Bell, Driver, Input};
 
 /// Telemetry messages waiting for room in the session's queue; senders
 /// block while it is full.
@@ -182,6 +182,7 @@ pub struct Client {
 struct Inner {
     ctl: Sender<Input>,
     tel: SyncSender<Telemetry>,
+    bell: Bell,
     status: StatusWatch,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -218,11 +219,13 @@ impl Client {
         let Resolved { options, tokens } = parts.resolve(trust_bundle)?;
         let (ctl, inputs) = mpsc::channel();
         let (tel, telemetry) = mpsc::sync_channel(TELEMETRY_CHANNEL);
-        let (driver, status) = Driver::new(options, inputs, ctl.clone(), telemetry)?;
+        let bell = Bell::default();
+        let (driver, status) = Driver::new(options, inputs, ctl.clone(), telemetry, bell.clone())?;
         let client = Client {
             inner: Arc::new(Inner {
                 ctl,
                 tel,
+                bell,
                 status,
                 thread: Mutex::new(None),
             }),
@@ -273,10 +276,12 @@ impl Client {
             .tel
             .send(Box::new((message.into(), reply)))
             .map_err(|_| Error::Closed)?;
-        self.inner
-            .ctl
-            .send(Input::Telemetry)
-            .map_err(|_| Error::Closed)?;
+        if self.inner.bell.ring() {
+            self.inner
+                .ctl
+                .send(Input::Telemetry)
+                .map_err(|_| Error::Closed)?;
+        }
         Ok(receipt)
     }
 

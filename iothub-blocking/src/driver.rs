@@ -20,6 +20,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use iothub_client::clock::Now;
@@ -45,6 +46,24 @@ pub(crate) enum Input {
     Read(u64, Vec<u8>),
     /// Connection `id` ended.
     Closed(u64, Failure),
+}
+
+/// Whether the driver has been told that telemetry waits: a client sends
+/// [`Input::Telemetry`] only when it rings the bell first (one wake-up per
+/// batch, not one input per message); the driver clears it before it
+/// takes telemetry, so a message queued after that rings again.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bell(Arc<AtomicBool>);
+
+impl Bell {
+    /// Rings; `true` when the driver must be told (it was not yet).
+    pub(crate) fn ring(&self) -> bool {
+        !self.0.swap(true, Ordering::SeqCst)
+    }
+
+    fn clear(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Inputs taken per wake-up at most (then the loop transmits).
@@ -286,6 +305,7 @@ fn on_input<M: Machine, S: Side<M>>(
 /// A client's side: its telemetry channel and where its status goes.
 struct ClientSide {
     telemetry: Receiver<Telemetry>,
+    bell: Bell,
     status: StatusSender,
 }
 
@@ -304,6 +324,7 @@ impl Side<Device> for ClientSide {
     /// The clock is read once per turn: every message taken was waiting
     /// at that instant.
     fn after_turn(&mut self, core: &mut DriverCore, clock: &Clock) {
+        self.bell.clear();
         let mut now = None;
         while core.accepts_telemetry() {
             let Ok(t) = self.telemetry.try_recv() else {
@@ -337,6 +358,7 @@ impl Driver {
         inputs: Receiver<Input>,
         tx: Sender<Input>,
         telemetry: Receiver<Telemetry>,
+        bell: Bell,
     ) -> Result<(Driver, StatusWatch), Error> {
         let (core, endpoint, span) = DriverCore::start(options)?;
         let (sender, status) = watch::channel(core.status());
@@ -346,6 +368,7 @@ impl Driver {
             inputs,
             side: ClientSide {
                 telemetry,
+                bell,
                 status: sender,
             },
             conn: Connection::new(Arc::new(endpoint), tx),

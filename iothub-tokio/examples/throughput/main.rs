@@ -12,12 +12,14 @@
 //! transport and QoS it sends N messages of S bytes with at most W QoS 1
 //! messages awaiting their PUBACK, `--runs` times (after a warm-up), and
 //! prints the median messages per second and process CPU time (user +
-//! system, from `/proc/self/stat`) per message, with the spread (min–max)
-//! of the runs. `--emulator` adds the in-process emulator as a broker (SAS,
-//! MQTT/TLS, QoS 1): its ingest rate (its own CPU is in the process, so
-//! only messages per second count there). `--only TCP0|TCP1|TLS0|TLS1`
-//! runs one case of iothub-tokio once (rumqttc with `BENCH_RUMQTTC=1`), for
-//! profilers and `scripts/bench-syscalls.sh`. Not run by the tests.
+//! system, every thread, from `CLOCK_PROCESS_CPUTIME_ID`) per message,
+//! with the spread (min–max) of the runs. `--emulator` adds the in-process
+//! emulator as a broker (SAS, MQTT/TLS, QoS 1): its ingest rate beside
+//! mosquitto's in the same run (its own CPU is in the process, so only
+//! messages per second count there). `--only TCP0|TCP1|TLS0|TLS1`
+//! runs one case of iothub-tokio once (`BENCH_CLIENT=rumqttc`, `smol` or
+//! `blocking`: that client instead), for profilers and
+//! `scripts/bench-syscalls.sh`. Not run by the tests.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -36,7 +38,7 @@ struct Args {
     adapters: bool,
     emulator: bool,
     /// Only this case (`TCP0`, `TCP1`, `TLS0`, `TLS1`), only iothub-tokio
-    /// (only rumqttc when `BENCH_RUMQTTC` is set), once, for profiling.
+    /// (or the client `BENCH_CLIENT` names), once, for profiling.
     only: Option<String>,
 }
 
@@ -92,13 +94,20 @@ struct Run {
     cpu_us_per_msg: f64,
 }
 
+/// CPU seconds of this process (every thread, those that ended too),
+/// to the nanosecond: `CLOCK_PROCESS_CPUTIME_ID`.
+fn cpu_total() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
 fn measure(n: usize, f: impl FnOnce() -> Duration) -> Run {
-    let (u0, s0) = cpu_split();
+    let c0 = cpu_total();
     let elapsed = f();
-    let (u1, s1) = cpu_split();
+    let c1 = cpu_total();
     Run {
         msgs_per_sec: n as f64 / elapsed.as_secs_f64(),
-        cpu_us_per_msg: (u1 - u0 + s1 - s0) * 1e6 / n as f64,
+        cpu_us_per_msg: (c1 - c0) * 1e6 / n as f64,
     }
 }
 
@@ -235,6 +244,36 @@ fn smol_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
     })
 }
 
+/// The smol client with its driver on the application's thread
+/// (`build_with_driver`, both futures in one `block_on`): no hand-off
+/// between threads.
+// The closure hands the receipt on, to be awaited in order.
+#[allow(clippy::async_yields_async)]
+fn smol_one_thread_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
+    futures_lite::future::block_on(async {
+        let (client, driver) = iothub_smol::Client::builder(options.clone())
+            .build_with_driver()
+            .await
+            .expect("client");
+        let app = async {
+            client.wait_connected().await.expect("connected");
+            let payload = bytes::Bytes::from(vec![0x5a; a.size]);
+            let start = Instant::now();
+            send_all(n, a.window, &payload, qos, async |m| {
+                client.queue_telemetry(m).await.expect("queued")
+            })
+            .await;
+            let elapsed = start.elapsed();
+            client
+                .shutdown(Duration::from_secs(5))
+                .await
+                .expect("shutdown");
+            elapsed
+        };
+        futures_lite::future::zip(driver, app).await.1
+    })
+}
+
 fn blocking_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
     let client = iothub_blocking::Client::builder(options.clone())
         .build()
@@ -310,10 +349,13 @@ fn main() {
                 }
                 let options = options(a, port, ca);
                 let (u0, s0) = cpu_split();
-                let run = if std::env::var_os("BENCH_RUMQTTC").is_some() {
-                    measure(a.n, || rumqtt::run(a.window, a.size, port, ca, qos, a.n))
-                } else {
-                    measure(a.n, || tokio_run(a, &options, a.n, qos))
+                let client = std::env::var("BENCH_CLIENT").unwrap_or_default();
+                let run = match client.as_str() {
+                    "rumqttc" => measure(a.n, || rumqtt::run(a.window, a.size, port, ca, qos, a.n)),
+                    "smol" => measure(a.n, || smol_run(a, &options, a.n, qos)),
+                    "smol1" => measure(a.n, || smol_one_thread_run(a, &options, a.n, qos)),
+                    "blocking" => measure(a.n, || blocking_run(a, &options, a.n, qos)),
+                    _ => measure(a.n, || tokio_run(a, &options, a.n, qos)),
                 };
                 let (u1, s1) = cpu_split();
                 println!(
@@ -340,37 +382,49 @@ fn main() {
         "| client | QoS | iothub-tokio msg/s | other msg/s | speed ratio | iothub-tokio CPU µs/msg | other CPU µs/msg | CPU ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    // iothub-tokio's TLS QoS 1 rate against mosquitto, beside the
+    // emulator's.
+    let mut mosquitto_tls1 = None;
     for &(name, port, ca) in &cases {
         for (qname, qos) in qoses {
             let options = options(a, port, ca);
             let ours = repeat(a, |n| tokio_run(a, &options, n, qos));
+            if name == "TLS" && qos == Qos::AtLeastOnce {
+                mosquitto_tls1 = Some(ours.0.median);
+            }
             let theirs = repeat(a, |n| rumqtt::run(a.window, a.size, port, ca, qos, n));
             row(&format!("{name} rumqttc"), qname, &ours, &theirs);
             if a.adapters {
                 let smol = repeat(a, |n| smol_run(a, &options, n, qos));
                 row(&format!("{name} iothub-smol"), qname, &ours, &smol);
+                let smol1 = repeat(a, |n| smol_one_thread_run(a, &options, n, qos));
+                row(
+                    &format!("{name} iothub-smol, driver on the app's thread"),
+                    qname,
+                    &ours,
+                    &smol1,
+                );
                 let blocking = repeat(a, |n| blocking_run(a, &options, n, qos));
                 row(&format!("{name} iothub-blocking"), qname, &ours, &blocking);
             }
         }
     }
     if a.emulator {
-        emulator(a);
+        emulator(a, mosquitto_tls1);
     }
 }
 
 /// The in-process emulator as the broker: SAS over MQTT/TLS, QoS 1. Its
 /// own CPU is in this process, so only the rate is reported.
-fn emulator(a: &Args) {
+fn emulator(a: &Args, mosquitto_tls1: Option<f64>) {
     let emu = iothub_testkit::Emu::start();
-    let options = tune(
-        a,
-        emu.options("bench")
-            .with_session(|c| c.with_backoff_min(Duration::from_secs(1))),
-    );
+    let options = tune(a, emu.options("bench"));
     let (rate, _) = repeat(a, |n| tokio_run(a, &options, n, Qos::AtLeastOnce));
+    let beside = mosquitto_tls1.map_or(String::new(), |m| {
+        format!(" (mosquitto, MQTT/TLS, QoS 1, same run: {m:.0} msg/s)")
+    });
     println!(
-        "\nthe in-process emulator (SAS, MQTT/TLS, QoS 1, window {}): iothub-tokio {:.0} msg/s ({:.0}–{:.0}) ingested",
+        "\nthe in-process emulator (SAS, MQTT/TLS, QoS 1, window {}): iothub-tokio {:.0} msg/s ({:.0}–{:.0}) ingested{beside}",
         a.window, rate.median, rate.min, rate.max
     );
 }
