@@ -2,7 +2,9 @@
 //! iterators. Every method sends a command to the driver and blocks on
 //! the answer; nothing here touches the session.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{
+    self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,9 +37,15 @@ impl<T> Receipt<T> {
     where
         T: Send + 'static,
     {
-        let (tx, rx) = mpsc::channel();
+        // One answer: a channel of one slot (an unbounded channel would
+        // allocate a block of 31 slots for it).
+        let (tx, rx) = mpsc::sync_channel(1);
         (
-            Reply::new(move |v| tx.send(v).err().map(|e| e.0)),
+            Reply::new(move |v| {
+                tx.try_send(v).err().map(|e| match e {
+                    TrySendError::Full(v) | TrySendError::Disconnected(v) => v,
+                })
+            }),
             Receipt { rx },
         )
     }
