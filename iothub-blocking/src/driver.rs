@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use iothub_client::clock::Now;
-use iothub_client::driver::{Command, Core, Device, DriverCore, Machine, Step, Telemetry};
+use iothub_client::driver::{Command, Core, Device, DriverCore, Machine, Ready, Step, Telemetry};
 use iothub_client::transport::{Endpoint, Failure};
 use iothub_client::watch::{self, StatusSender, StatusWatch};
 use iothub_client::{ClientOptions, Clock, Error};
@@ -312,7 +312,18 @@ struct ClientSide {
 impl Side<Device> for ClientSide {
     fn input(&mut self, core: &mut DriverCore, now: Now, input: Input) {
         match input {
-            Input::Command(c) => core.command(now, c),
+            Input::Command(c) => {
+                // What the application queued before the command first
+                // (its telemetry was in the channel before the command
+                // was sent).
+                let t = &self.telemetry;
+                core.take_telemetry(now, || match t.try_recv() {
+                    Ok(t) => Ready::Item(t),
+                    Err(TryRecvError::Empty) => Ready::Empty,
+                    Err(TryRecvError::Disconnected) => Ready::Closed,
+                });
+                core.command(now, c);
+            }
             Input::HandlesDropped => core.handles_dropped(now),
             // Telemetry is taken after the inputs.
             _ => {}

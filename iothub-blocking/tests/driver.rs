@@ -1,6 +1,7 @@
 //! What only the blocking client has: its driver on the caller's thread
-//! (`build_with_driver`, also for an IoT Edge module), and commands that
-//! wake an idle driver at once.
+//! (`build_with_driver`, also for an IoT Edge module), commands that
+//! wake an idle driver at once, and telemetry queued before a shutdown
+//! sent in its drain.
 
 use std::time::{Duration, Instant};
 
@@ -79,4 +80,25 @@ fn commands_wake_an_idle_driver_at_once() {
         worst < Duration::from_millis(200),
         "worst twin round trip {worst:?}"
     );
+}
+
+#[test]
+fn telemetry_queued_before_shutdown_is_delivered() {
+    let emu = Emu::start();
+    let client = Client::builder(emu.options("dev1")).build().unwrap();
+    client.wait_connected(T).unwrap();
+    // Queued (the driver told once, by the bell), then shutdown at once:
+    // the messages were first, so the drain sends them.
+    let receipts: Vec<_> = (0..20)
+        .map(|i| {
+            let m = Message::new(format!("before shutdown {i}").into_bytes());
+            client.queue_telemetry(m).unwrap()
+        })
+        .collect();
+    client.shutdown(T).unwrap();
+    for (i, r) in receipts.into_iter().enumerate() {
+        r.wait_timeout(T)
+            .unwrap_or_else(|e| panic!("message {i} queued before shutdown: {e}"));
+    }
+    assert_eq!(emu.telemetry().len(), 20);
 }

@@ -477,16 +477,19 @@ impl Core<Device> {
     }
 
     /// After a wake-up, takes what already waits in the adapter's
-    /// channels without waiting: up to [`COMMANDS_PER_TURN`] commands
-    /// (`command()` looks at the command channel), then telemetry while
-    /// the session has room (`telemetry()` looks at the telemetry
-    /// channel). A closed channel counts as above.
+    /// channels without waiting: telemetry while the session has room
+    /// (`telemetry()` looks at the telemetry channel), then up to
+    /// [`COMMANDS_PER_TURN`] commands (`command()` looks at the command
+    /// channel). Telemetry first: a message the application queued before
+    /// a command (a shutdown) is the session's before the command is. A
+    /// closed channel counts as above.
     pub fn take_ready(
         &mut self,
         now: Now,
         mut command: impl FnMut() -> Ready<Box<Command>>,
-        mut telemetry: impl FnMut() -> Ready<Telemetry>,
+        telemetry: impl FnMut() -> Ready<Telemetry>,
     ) {
+        self.take_telemetry(now, telemetry);
         for _ in 0..COMMANDS_PER_TURN {
             if !self.takes_commands() {
                 break;
@@ -497,6 +500,12 @@ impl Core<Device> {
                 Ready::Closed => self.handles_dropped(now),
             }
         }
+    }
+
+    /// Takes telemetry that already waits, while the session has room.
+    /// Call before handing over a command that woke the driver, so the
+    /// messages queued before it go first.
+    pub fn take_telemetry(&mut self, now: Now, mut telemetry: impl FnMut() -> Ready<Telemetry>) {
         while self.accepts_telemetry() {
             match telemetry() {
                 Ready::Item(t) => self.telemetry(now, t),

@@ -87,6 +87,12 @@ impl Inbox {
         core.take_ready(now, || ready(c.try_recv()), || ready(t.try_recv()));
     }
 
+    /// [`DriverCore::take_telemetry`] over the telemetry channel.
+    pub fn take_telemetry(&self, core: &mut DriverCore, now: crate::clock::Now) {
+        let t = &self.telemetry;
+        core.take_telemetry(now, || ready(t.try_recv()));
+    }
+
     /// Once stopped, no command or telemetry will be taken again: closes
     /// both channels, so later sends fail at once ([`Error::Closed`]), and
     /// drops what is already queued, so its replies end (also

@@ -301,7 +301,11 @@ impl Side<Device> for ClientSide {
 
     fn handle(&mut self, core: &mut DriverCore, now: Now, wake: ClientWake) {
         match wake {
-            ClientWake::Command(c) => core.received_command(now, c.map(|c| *c)),
+            ClientWake::Command(c) => {
+                // What the application queued before the command first.
+                self.inbox.take_telemetry(core, now);
+                core.received_command(now, c.map(|c| *c));
+            }
             ClientWake::Telemetry(t) => core.received_telemetry(now, t),
         }
     }

@@ -28,3 +28,24 @@ pub async fn a_cancelled_send_is_still_delivered<R: Runtime>() {
         .unwrap();
     client.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+pub async fn telemetry_queued_before_shutdown_is_delivered<R: Runtime>() {
+    let emu = Emu::start();
+    let client: AsyncClient<R> = connected(emu.options("dev1")).await;
+    // Handed to the driver, then shutdown at once (before the driver has
+    // run): the messages were queued first, so they are sent and
+    // acknowledged in the drain, not refused.
+    let mut receipts = Vec::new();
+    for i in 0..20 {
+        let m = Message::new(format!("before shutdown {i}").into_bytes());
+        receipts.push(client.queue_telemetry(m).await.unwrap());
+    }
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    for (i, r) in receipts.into_iter().enumerate() {
+        r.await
+            .unwrap_or_else(|e| panic!("message {i} queued before shutdown: {e}"));
+    }
+    for i in 0..20 {
+        emu.received("dev1", &format!("before shutdown {i}")).await;
+    }
+}

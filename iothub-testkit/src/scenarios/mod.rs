@@ -464,6 +464,10 @@ macro_rules! scenarios {
         fn a_cancelled_send_is_still_delivered() {
             $run($crate::scenarios::async_client::a_cancelled_send_is_still_delivered::<$runtime>());
         }
+        #[test]
+        fn telemetry_queued_before_shutdown_is_delivered() {
+            $run($crate::scenarios::async_client::telemetry_queued_before_shutdown_is_delivered::<$runtime>());
+        }
     };
     (@tests $device:ty, $run:path; $($group:ident :: $name:ident),* $(,)?) => {
         $(
