@@ -551,8 +551,9 @@ impl<T> Link<T> {
         self.timers.get(kind)
     }
 
-    /// Frees the buffers that are empty, so an idle connection holds
-    /// almost no heap.
+    /// Frees the storage of empty buffers beyond a small working size, so
+    /// an idle connection holds little heap and steady traffic reuses its
+    /// buffers.
     pub(crate) fn shrink(&mut self) {
         // Even with no capacity left, an emptied buffer may still hold
         // the storage its packets were split from: kept only if unshared.
