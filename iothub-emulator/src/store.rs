@@ -66,6 +66,32 @@ impl std::fmt::Debug for Op {
     }
 }
 
+/// The database holds every device's and enrollment's keys: on Unix it is
+/// created readable and writable by its owner only (`0600`), and an
+/// existing one is narrowed to that. (redb initialises an empty file.)
+fn owner_only(path: &Path) -> Result<(), EmulatorError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(storage_error)?;
+            }
+            Err(e) => return Err(storage_error(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn storage_error(e: impl std::fmt::Display) -> EmulatorError {
     EmulatorError::Storage(e.to_string())
 }
@@ -74,6 +100,7 @@ impl Store {
     /// Opens (or creates) `path`, reads every stored identity, and starts
     /// the storage thread.
     pub(crate) fn open(path: &Path) -> Result<(Store, Stored), EmulatorError> {
+        owner_only(path)?;
         let db = Database::create(path).map_err(storage_error)?;
         {
             let w = db.begin_write().map_err(storage_error)?;

@@ -32,7 +32,8 @@ async fn telemetry_over_tls_is_stored_with_properties_identity_and_time() {
     c.connect(&dev).await;
     let pid = c
         .publish(
-            "devices/dev1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8&alert=high",
+            // `$.cdid` / `$.cmid` posing as another sender: the hub's stamp wins.
+            "devices/dev1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8&alert=high&%24.cdid=other&%24.cmid=m9",
             QoS::AtLeastOnce,
             br#"{"t":21}"#,
         )
@@ -48,6 +49,8 @@ async fn telemetry_over_tls_is_stored_with_properties_identity_and_time() {
         m.properties.content_type.as_deref(),
         Some("application/json")
     );
+    assert_eq!(m.properties.connection_device_id.as_deref(), Some("dev1"));
+    assert_eq!(m.properties.connection_module_id, None);
     let age = std::time::SystemTime::now()
         .duration_since(m.enqueued_time)
         .unwrap();
@@ -67,6 +70,7 @@ async fn telemetry_over_tls_is_stored_with_properties_identity_and_time() {
     assert_eq!(e["bodyEncoding"], "utf-8");
     assert_eq!(e["properties"]["alert"], "high");
     assert_eq!(e["systemProperties"]["iothub-connection-device-id"], "dev1");
+    assert!(e["systemProperties"]["iothub-connection-module-id"].is_null());
     assert_eq!(e["systemProperties"]["content-type"], "application/json");
     assert!(e["enqueuedTime"].as_str().unwrap().ends_with('Z'));
     let b64 = http(

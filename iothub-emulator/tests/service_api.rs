@@ -233,6 +233,14 @@ async fn twins_pending_c2d_and_sessions_survive_an_in_process_restart() {
     };
     let emu = start_at(dir.path().to_owned()).await;
     let ca = emu.ca_pem().unwrap().to_owned();
+    // The database holds every key: its owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let db = dir.path().join(iothub_emulator::DATABASE_FILE);
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", db.display());
+    }
     let dev = emu.create_device("dev1").unwrap();
     let mut c = Client::plain(emu.plain_addr().unwrap()).await;
     c.connect(&dev).await;

@@ -661,6 +661,7 @@ impl Hub {
         if will.retain() {
             let _ = properties.add_application(self.retain_property.name(), "true");
         }
+        crate::telemetry::stamp_sender(&identity, &mut properties);
         self.telemetry.push(Telemetry {
             identity,
             properties,

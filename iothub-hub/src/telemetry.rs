@@ -44,6 +44,7 @@ impl Hub {
                 if retain {
                     let _ = properties.add_application(self.retain_property.name(), "true");
                 }
+                stamp_sender(&identity, &mut properties);
                 let upstream = self.route(&identity, &properties, &payload);
                 if upstream {
                     self.telemetry.push(Telemetry {
@@ -111,4 +112,14 @@ impl Hub {
             self.send(conn, &Packet::Puback(pid));
         }
     }
+}
+
+/// The hub's own stamp of who sent a device-to-cloud message: `$.cdid`
+/// (`iothub-connection-device-id`) and `$.cmid`
+/// (`iothub-connection-module-id`) name the authenticated sender, whatever
+/// the device put there (the service sets these system properties; a
+/// device cannot, so it cannot pose as another).
+pub(crate) fn stamp_sender(identity: &Identity, properties: &mut MessageProperties) {
+    properties.connection_device_id = Some(String::from(identity.device_id().as_str()));
+    properties.connection_module_id = identity.module_id().map(|m| String::from(m.as_str()));
 }

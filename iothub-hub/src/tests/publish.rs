@@ -203,7 +203,10 @@ fn telemetry_is_stored_and_acknowledged_at_qos_1() {
     let t = w.hub.telemetry();
     assert_eq!(t.len(), 4);
     assert_eq!(t[0].identity, dev);
-    assert_eq!(t[0].properties, p);
+    // As sent, with the hub's stamp of the sender.
+    let mut stamped = p.clone();
+    stamped.connection_device_id = Some(s("dev1"));
+    assert_eq!(t[0].properties, stamped);
     assert_eq!(&t[0].payload[..], b"{\"t\":1}");
     assert_eq!((t[0].qos, t[0].dup), (QoS::AtMostOnce, false));
     assert_eq!((t[1].qos, t[1].dup), (QoS::AtLeastOnce, false));
@@ -215,8 +218,32 @@ fn telemetry_is_stored_and_acknowledged_at_qos_1() {
     assert!(!t[2].is_will());
     assert_eq!(t[3].identity, m);
     assert_eq!(t[3].conn, mconn);
+    assert_eq!(
+        t[3].properties.connection_device_id.as_deref(),
+        Some("dev1")
+    );
+    assert_eq!(t[3].properties.connection_module_id.as_deref(), Some("m"));
     assert_eq!(w.hub.take_telemetry().len(), 4);
     assert!(w.hub.telemetry().is_empty());
+}
+
+#[test]
+fn a_device_cannot_pose_as_another_in_its_telemetry() {
+    let mut w = World::new();
+    let (dev, k) = w.device("dev1", 1);
+    let conn = w.connect(&dev, &k);
+    // `$.cdid` / `$.cmid` are the hub's to set: the device's are replaced.
+    let mut p = MessageProperties::new();
+    p.connection_device_id = Some(s("other"));
+    p.connection_module_id = Some(s("someone"));
+    w.publish(conn, &topic::telemetry(&dev, &p), QosPid::AtMostOnce, b"x");
+    let t = w.hub.telemetry();
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        t[0].properties.connection_device_id.as_deref(),
+        Some("dev1")
+    );
+    assert_eq!(t[0].properties.connection_module_id, None);
 }
 
 #[test]
