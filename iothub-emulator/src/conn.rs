@@ -14,6 +14,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use rustls_pki_types::CertificateDer;
 
@@ -184,9 +185,16 @@ async fn serve_websocket(
         );
         Ok(resp)
     };
+    // A WebSocket message or frame is at most one MQTT packet of the
+    // largest size the hub reads (tungstenite's defaults, 64 MiB and
+    // 16 MiB, would let one peer make the emulator buffer that much before
+    // CONNECT); a larger one ends the connection.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(iothub_hub::MAX_PACKET_SIZE))
+        .max_frame_size(Some(iothub_hub::MAX_PACKET_SIZE));
     let ws = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_hdr_async(tls, check),
+        tokio_tungstenite::accept_hdr_async_with_config(tls, check, Some(config)),
     )
     .await
     {

@@ -111,6 +111,23 @@ async fn websocket_carries_mqtt_and_refuses_other_paths_and_subprotocols() {
 }
 
 #[tokio::test]
+async fn the_largest_telemetry_fits_the_websocket_limit() {
+    // WebSocket messages are limited to the largest packet the hub reads
+    // (see tests/hostile.rs for a larger one): the largest telemetry
+    // still travels.
+    let emu = start().await;
+    let dev = emu.create_device("ws2").unwrap();
+    let mut c = Client::websocket(&emu).await;
+    c.connect(&dev).await;
+    let body = vec![b'x'; iothub_hub::MAX_TELEMETRY_SIZE - 100];
+    let pid = c
+        .publish("devices/ws2/messages/events/", QoS::AtLeastOnce, &body)
+        .await;
+    assert!(matches!(c.recv().await, Some(Packet::Puback(p)) if Some(p) == pid));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn plain_tcp_only_when_asked() {
     let emu = iothub_emulator::Emulator::builder().start().await.unwrap();
     assert!(emu.plain_addr().is_none());

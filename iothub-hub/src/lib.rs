@@ -215,8 +215,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest packet the hub decodes: a maximal telemetry PUBLISH (fixed
 /// header, topic of up to 65,535 bytes, packet id, 256 KB body). Larger
-/// packets close the connection before they are buffered.
-const MAX_PACKET_SIZE: usize = 5 + 2 + 65_535 + 2 + MAX_TELEMETRY_SIZE;
+/// packets close the connection before they are buffered. (DPS reads at
+/// most 64 KiB.) A transport that frames MQTT (WebSocket) should refuse a
+/// message or frame larger than this before buffering it.
+pub const MAX_PACKET_SIZE: usize = 5 + 2 + 65_535 + 2 + MAX_TELEMETRY_SIZE;
 
 /// An in-memory IoT Hub speaking the hub's side of MQTT 3.1.1; see the
 /// [module docs](self) for the contract and the rules.
