@@ -12,7 +12,6 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::DATABASE_FILE;
-use crate::DEFAULT_CONNECT_TIMEOUT;
 use crate::DEFAULT_DPS_RETRY_AFTER_SECS;
 use crate::DEFAULT_HOST_NAME;
 use crate::DEFAULT_ID_SCOPE;
@@ -29,6 +28,7 @@ use crate::http;
 use crate::service;
 use crate::store;
 use crate::tls;
+use crate::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OUTPUT_LIMIT, DEFAULT_WRITE_TIMEOUT};
 
 /// Entry point: [`Emulator::builder`].
 #[derive(Debug)]
@@ -65,6 +65,8 @@ pub struct EmulatorBuilder {
     enrollment_groups: Vec<String>,
     routes: Vec<(String, String)>,
     connect_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    output_limit: usize,
     retain_property: RetainProperty,
 }
 
@@ -90,6 +92,8 @@ impl Default for EmulatorBuilder {
             enrollment_groups: Vec::new(),
             routes: Vec::new(),
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            output_limit: DEFAULT_OUTPUT_LIMIT,
             retain_property: RetainProperty::default(),
         }
     }
@@ -243,6 +247,28 @@ impl EmulatorBuilder {
         self
     }
 
+    /// How long a write to a connection (hub or DPS, any transport) may
+    /// block, the peer not reading, before the emulator closes the
+    /// connection (logged with the reason): one peer cannot hold its task,
+    /// and what waits for it, for ever. `None` turns the deadline off.
+    /// Default [`DEFAULT_WRITE_TIMEOUT`] (10 s).
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The most bytes that may wait to be written to one hub connection;
+    /// one more closes it (logged with the reason), so a device that asks
+    /// (twin GETs of a large twin) and never reads cannot grow the
+    /// emulator's memory. Default [`DEFAULT_OUTPUT_LIMIT`] (4 MiB; at
+    /// least 64 KiB is kept).
+    #[must_use]
+    pub fn output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = bytes.max(64 * 1024);
+        self
+    }
+
     /// The application property (value `true`) that marks telemetry
     /// published with RETAIN, and a retained will: IoT Hub stores no
     /// retained message, it passes it on marked. Default
@@ -339,7 +365,11 @@ impl EmulatorBuilder {
             }
             store
         });
-        let core = Core::new(hub, dps, store);
+        let limits = crate::core::Limits {
+            write_timeout: self.write_timeout,
+            output_limit: self.output_limit,
+        };
+        let core = Core::new(hub, dps, store, limits);
         for id in &self.devices {
             core.create_identity(&service::parse_target(id)?, None)?;
         }

@@ -115,7 +115,7 @@ async fn serve_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (conn, mut rx) = core.open(service, chain);
+    let (conn, mut rx, budget) = core.open(service, chain);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
@@ -126,18 +126,46 @@ async fn serve_stream<S>(
             },
             out = rx.recv() => match out {
                 Some(Out::Data(b)) => {
-                    if wr.write_all(&b).await.is_err() {
+                    if budget.is_over() || !write_within(&core, &mut wr, &b).await {
                         break;
                     }
+                    budget.written(b.len());
                 }
                 Some(Out::Close) | None => {
-                    let _ = drain_then_shutdown(&mut rx, &mut wr).await;
+                    if !budget.is_over() {
+                        let drain = drain_then_shutdown(&mut rx, &mut wr);
+                        let _ = within(core.write_timeout, drain).await;
+                    }
                     break;
                 }
             },
         }
     }
     core.closed(conn);
+}
+
+/// `f`, given up after `limit` (`None`: no limit).
+async fn within<T>(limit: Option<Duration>, f: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+/// Writes `b` within the write timeout; false (logged) when the write
+/// failed or the peer did not take the bytes in time.
+async fn write_within<W: AsyncWrite + Unpin>(core: &Core, wr: &mut W, b: &[u8]) -> bool {
+    match within(core.write_timeout, wr.write_all(b)).await {
+        Some(Ok(())) => true,
+        Some(Err(_)) => false,
+        None => {
+            tracing::warn!(
+                timeout = ?core.write_timeout,
+                "connection closed: the peer did not read within the write timeout"
+            );
+            false
+        }
+    }
 }
 
 async fn drain_then_shutdown<W: AsyncWrite + Unpin>(
@@ -201,7 +229,7 @@ async fn serve_websocket(
         Ok(Ok(ws)) => ws,
         _ => return,
     };
-    let (conn, mut rx) = core.open(service, chain);
+    let (conn, mut rx, budget) = core.open(service, chain);
     let (mut sink, mut stream) = ws.split();
     loop {
         tokio::select! {
@@ -213,23 +241,49 @@ async fn serve_websocket(
             },
             out = rx.recv() => match out {
                 Some(Out::Data(b)) => {
-                    if sink.send(Message::Binary(b)).await.is_err() {
+                    let n = b.len();
+                    if budget.is_over() || !ws_send_within(&core, &mut sink, b).await {
                         break;
                     }
+                    budget.written(n);
                 }
                 Some(Out::Close) | None => {
-                    while let Ok(Out::Data(b)) = rx.try_recv() {
-                        if sink.send(Message::Binary(b)).await.is_err() {
-                            break;
-                        }
+                    if !budget.is_over() {
+                        let drain = async {
+                            while let Ok(Out::Data(b)) = rx.try_recv() {
+                                if sink.send(Message::Binary(b)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = sink.close().await;
+                        };
+                        let _ = within(core.write_timeout, drain).await;
                     }
-                    let _ = sink.close().await;
                     break;
                 }
             },
         }
     }
     close_conn(&core, conn);
+}
+
+/// Sends one binary message within the write timeout (see
+/// [`write_within`]).
+async fn ws_send_within<S>(core: &Core, sink: &mut S, b: bytes::Bytes) -> bool
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    match within(core.write_timeout, sink.send(Message::Binary(b))).await {
+        Some(Ok(())) => true,
+        Some(Err(_)) => false,
+        None => {
+            tracing::warn!(
+                timeout = ?core.write_timeout,
+                "connection closed: the peer did not read within the write timeout"
+            );
+            false
+        }
+    }
 }
 
 fn close_conn(core: &Core, conn: Link) {

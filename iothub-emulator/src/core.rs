@@ -12,7 +12,7 @@
 //! registration record are committed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +39,43 @@ pub(crate) enum Out {
     Close,
 }
 
+/// The bytes waiting to be written to one connection, and whether it went
+/// over its limit (its task then closes it without writing more).
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    queued: AtomicUsize,
+    over: AtomicBool,
+}
+
+impl Budget {
+    /// Counts `n` more bytes; false once over `limit` (and from then on).
+    fn charge(&self, n: usize, limit: usize) -> bool {
+        let queued = self.queued.fetch_add(n, Ordering::AcqRel).saturating_add(n);
+        if queued > limit {
+            self.over.store(true, Ordering::Release);
+        }
+        !self.over.load(Ordering::Acquire)
+    }
+
+    /// `n` bytes were written.
+    pub(crate) fn written(&self, n: usize) {
+        self.queued
+            .fetch_sub(n.min(self.queued.load(Ordering::Acquire)), Ordering::AcqRel);
+    }
+
+    /// Whether the connection went over its limit.
+    pub(crate) fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+}
+
+/// The per-connection limits of the builder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) output_limit: usize,
+}
+
 /// Which engine a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Service {
@@ -60,7 +97,10 @@ pub(crate) struct Link {
 pub(crate) struct State {
     pub(crate) hub: Hub,
     pub(crate) dps: DpsState,
-    conns: HashMap<ConnId, mpsc::UnboundedSender<Out>>,
+    conns: HashMap<ConnId, (mpsc::UnboundedSender<Out>, Arc<Budget>)>,
+    /// [`DEFAULT_OUTPUT_LIMIT`](crate::DEFAULT_OUTPUT_LIMIT) or the
+    /// builder's.
+    output_limit: usize,
     methods: HashMap<String, oneshot::Sender<MethodOutcome>>,
     pub(crate) telemetry: VecDeque<ReceivedMessage>,
     /// How many telemetry messages were ever received (for waiters).
@@ -81,15 +121,19 @@ pub(crate) struct Core {
     armed: AtomicU64,
     /// Counts telemetry messages, for [`crate::EmulatorHandle::wait_for_telemetry`].
     pub(crate) telemetry_seen: watch::Sender<u64>,
+    /// How long a write may block before the connection is closed.
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 impl Core {
-    pub(crate) fn new(hub: Hub, dps: DpsState, store: Option<Store>) -> Arc<Core> {
+    pub(crate) fn new(hub: Hub, dps: DpsState, store: Option<Store>, limits: Limits) -> Arc<Core> {
         Arc::new(Core {
+            write_timeout: limits.write_timeout,
             state: Mutex::new(State {
                 hub,
                 dps,
                 conns: HashMap::new(),
+                output_limit: limits.output_limit,
                 methods: HashMap::new(),
                 telemetry: VecDeque::new(),
                 telemetry_total: 0,
@@ -156,25 +200,27 @@ impl Core {
         r
     }
 
-    /// A new transport connection to `service`: its id and the channel
-    /// of what to write to it. `chain` is the client's certificate chain (empty without one): the
+    /// A new transport connection to `service`: its id, the channel of
+    /// what to write to it and the budget of bytes waiting in it. `chain` is the client's certificate chain (empty without one): the
     /// hub checks its thumbprint, DPS also its chain for X.509 CA groups.
     pub(crate) fn open(
         &self,
         service: Service,
         chain: Vec<CertificateDer<'static>>,
-    ) -> (Link, mpsc::UnboundedReceiver<Out>) {
+    ) -> (Link, mpsc::UnboundedReceiver<Out>, Arc<Budget>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Budget::default());
         let thumbprint = chain.first().map(|c| crate::tls::thumbprint(c));
         let id = self.step(|st, now, _| match service {
             Service::Hub => {
                 let conn = st.hub.accept(now, thumbprint);
-                st.conns.insert(conn, tx);
+                st.conns.insert(conn, (tx, budget.clone()));
                 conn
             }
+            // DPS answers are small and one per request.
             Service::Dps => st.dps.open(now, thumbprint, &chain, tx),
         });
-        (Link { service, id }, rx)
+        (Link { service, id }, rx, budget)
     }
 
     /// Bytes from the client.
@@ -213,7 +259,7 @@ impl Core {
     /// Closes every connection (shutdown).
     pub(crate) fn close_all(&self) {
         let st = self.lock();
-        for tx in st.conns.values() {
+        for (tx, _) in st.conns.values() {
             let _ = tx.send(Out::Close);
         }
         st.dps.close_all();
@@ -286,9 +332,19 @@ impl State {
         while let Some(conn) = self.hub.poll_ready() {
             let data = self.hub.poll_transmit(conn);
             let closed = self.hub.is_closed(conn);
-            if let Some(tx) = self.conns.get(&conn) {
+            if let Some((tx, budget)) = self.conns.get(&conn) {
                 if let Some(data) = data {
-                    let _ = tx.send(Out::Data(data));
+                    if budget.charge(data.len(), self.output_limit) {
+                        let _ = tx.send(Out::Data(data));
+                    } else {
+                        // Its task closes it: nothing more is queued.
+                        tracing::warn!(
+                            conn = ?conn,
+                            limit = self.output_limit,
+                            "connection closed: more output waiting than the limit (the peer does not read)"
+                        );
+                        let _ = tx.send(Out::Close);
+                    }
                 }
                 if closed {
                     let _ = tx.send(Out::Close);

@@ -105,6 +105,13 @@ pub const DATABASE_FILE: &str = "emulator.redb";
 /// ([`iothub_hub::DEFAULT_CONNECT_TIMEOUT`]); see
 /// [`EmulatorBuilder::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = iothub_hub::DEFAULT_CONNECT_TIMEOUT;
+/// How long a write to a connection may block (the peer not reading)
+/// before the emulator closes it: 10 s. IoT Hub documents no value.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes waiting to be written to one hub connection before the
+/// emulator closes it (a device that asks and never reads): 4 MiB, above
+/// a full C2D queue (50 × 64 KB) delivered at once.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 4 << 20;
 
 pub use builder::{Emulator, EmulatorBuilder};
 pub use error::EmulatorError;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 use iothub_emulator::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_HOST_NAME, DEFAULT_ID_SCOPE,
-    Emulator, RetainProperty,
+    DEFAULT_OUTPUT_LIMIT, DEFAULT_WRITE_TIMEOUT, Emulator, RetainProperty,
 };
 
 /// A local Azure IoT Hub device endpoint: MQTT over TLS, MQTT over
@@ -86,6 +86,14 @@ struct Args {
     /// turns the deadline off.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs())]
     connect_timeout: u64,
+    /// Close a connection whose peer has not taken a write for this many
+    /// seconds (it does not read); 0 turns the deadline off.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_WRITE_TIMEOUT.as_secs())]
+    write_timeout: u64,
+    /// Close a hub connection once more than this many bytes wait to be
+    /// written to it (at least 65536).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_OUTPUT_LIMIT)]
+    output_limit: usize,
     /// The application property that marks a message (or will) published
     /// with RETAIN: mqtt-retain (Microsoft's current docs) or x-opt-retain
     /// (the original product page).
@@ -196,7 +204,9 @@ async fn main() -> ExitCode {
         .retain_property(args.retain_property)
         .connect_timeout(
             (args.connect_timeout > 0).then(|| Duration::from_secs(args.connect_timeout)),
-        );
+        )
+        .write_timeout((args.write_timeout > 0).then(|| Duration::from_secs(args.write_timeout)))
+        .output_limit(args.output_limit);
     builder = if args.in_memory {
         builder.in_memory()
     } else {

@@ -22,12 +22,19 @@ struct Proc {
 
 impl Proc {
     fn start() -> Proc {
+        Proc::start_with(&[])
+    }
+
+    /// With `extra` arguments; `--device X` lines are kept as `device X`.
+    fn start_with(extra: &[&str]) -> Proc {
         let dir = tempfile::tempdir().unwrap();
+        let devices = extra.iter().filter(|a| **a == "--device").count();
         let mut child = Command::new(env!("CARGO_BIN_EXE_iothub-emulator"))
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--mqtt-port", "0", "--ws-port", "0", "--http-port", "0"])
             .args(["--dps-port", "0", "--dps-ws-port", "0"])
+            .args(extra)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -35,15 +42,25 @@ impl Proc {
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut lines = std::collections::HashMap::new();
-        // mqtt, websocket, http, dps, dps-websocket, id-scope, ca.
-        for _ in 0..7 {
+        // mqtt, websocket, http, dps, dps-websocket, id-scope, ca, then
+        // one line per device.
+        for _ in 0..7 + devices {
             let mut line = String::new();
             assert!(
                 out.read_line(&mut line).unwrap() > 0,
                 "the emulator exited early"
             );
-            if let Some((k, v)) = line.trim_end().split_once(' ') {
-                lines.insert(k.to_owned(), v.to_owned());
+            let Some((k, v)) = line.trim_end().split_once(' ') else {
+                continue;
+            };
+            match k {
+                "device" => {
+                    let (id, cs) = v.split_once(' ').unwrap();
+                    lines.insert(format!("device {id}"), cs.to_owned());
+                }
+                _ => {
+                    lines.insert(k.to_owned(), v.to_owned());
+                }
             }
         }
         Proc {
@@ -69,6 +86,31 @@ impl Proc {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// A connected MQTT/TLS client of device `id`.
+    async fn device(&self, id: &str) -> Client {
+        let config = tls_config(&self.ca_pem(), None);
+        let mut c = Client::tls_with(self.addr("mqtt"), config).await;
+        let cs = &self.lines[&format!("device {id}")];
+        let connect = connect_cs(cs, true, &Default::default(), unix_now() + 3600);
+        let ack = c.connect_packet(connect).await;
+        assert!(ack.code().is_accepted(), "{ack:?}");
+        c
+    }
+
+    /// Whether the service API shows device `id` connected.
+    async fn connected(&self, id: &str) -> bool {
+        let r = http(
+            self.addr("http"),
+            "GET",
+            &format!("/devices/{id}"),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        r.json()["connectionState"] == "Connected"
     }
 
     /// An MQTT-over-WebSocket client (TLS, the hub's path and
@@ -116,4 +158,70 @@ async fn a_15_mib_websocket_frame_before_connect_is_refused_unbuffered() {
         grown < GROWTH_BOUND_KIB,
         "peak RSS grew by {grown} KiB refusing a 15 MiB message (bound {GROWTH_BOUND_KIB} KiB)"
     );
+}
+
+/// The flood test's emulator: two devices, a write timeout of 1 s (with
+/// the timeout off and no output limit the flooder stays connected and
+/// the test fails).
+const FLOOD_ARGS: &[&str] = &[
+    "--device",
+    "dev1",
+    "--device",
+    "dev2",
+    "--write-timeout",
+    "1",
+];
+
+#[tokio::test]
+async fn a_device_that_floods_twin_gets_and_never_reads_is_disconnected() {
+    use iothub_proto::mqtt::{Packet, QoS};
+    let emu = Proc::start_with(FLOOD_ARGS);
+    let mut flood = emu.device("dev1").await;
+    flood
+        .subscribe(&[("$iothub/twin/res/#", QoS::AtMostOnce)])
+        .await;
+    // A large reported section: every twin GET answer is about 30 KB.
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(30_000));
+    flood
+        .publish(
+            "$iothub/twin/PATCH/properties/reported/?$rid=0",
+            QoS::AtMostOnce,
+            big.as_bytes(),
+        )
+        .await;
+    assert!(matches!(flood.recv().await, Some(Packet::Publish(_))));
+    // 3,000 GETs (about 90 MB of answers), never read.
+    let mut gets = Vec::new();
+    for i in 1..=3000 {
+        let get = iothub_proto::mqtt::Publish::new(
+            format!("$iothub/twin/GET/?$rid={i}"),
+            iothub_proto::mqtt::QosPid::AtMostOnce,
+            bytes::Bytes::new(),
+        )
+        .unwrap();
+        gets.extend_from_slice(&Packet::Publish(get).to_bytes());
+    }
+    flood.send_bytes(&gets).await;
+    // Meanwhile another device is served.
+    let mut other = emu.device("dev2").await;
+    other
+        .subscribe(&[("$iothub/twin/res/#", QoS::AtMostOnce)])
+        .await;
+    other
+        .publish("$iothub/twin/GET/?$rid=1", QoS::AtMostOnce, b"")
+        .await;
+    let answer = other.recv_publish().await;
+    assert_eq!(answer.topic().as_str(), "$iothub/twin/res/200/?$rid=1");
+    // The flooder is closed: over its output limit, or not reading within
+    // the write timeout (1 s here). Polled for up to 15 s.
+    let mut closed = false;
+    for _ in 0..150 {
+        if !emu.connected("dev1").await {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(closed, "the device that does not read is still connected");
+    assert!(emu.connected("dev2").await);
 }

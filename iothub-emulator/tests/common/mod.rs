@@ -287,7 +287,12 @@ pub fn connect_with(
     options: &UsernameOptions,
     expiry: u64,
 ) -> Connect {
-    let cs = ConnectionString::parse(&device.connection_string()).unwrap();
+    connect_cs(&device.connection_string(), clean, options, expiry)
+}
+
+/// The CONNECT of the device of connection string `cs`.
+pub fn connect_cs(cs: &str, clean: bool, options: &UsernameOptions, expiry: u64) -> Connect {
+    let cs = ConnectionString::parse(cs).unwrap();
     let creds = cs.connect_credentials(options, expiry);
     let mut c = Connect::new(creds.client_id.as_str())
         .unwrap()
