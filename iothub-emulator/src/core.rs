@@ -102,6 +102,8 @@ pub(crate) struct State {
     /// builder's.
     output_limit: usize,
     methods: HashMap<String, oneshot::Sender<MethodOutcome>>,
+    /// Shutdown began: no new method call waits.
+    methods_closed: bool,
     pub(crate) telemetry: VecDeque<ReceivedMessage>,
     /// How many telemetry messages were ever received (for waiters).
     pub(crate) telemetry_total: u64,
@@ -135,6 +137,7 @@ impl Core {
                 conns: HashMap::new(),
                 output_limit: limits.output_limit,
                 methods: HashMap::new(),
+                methods_closed: false,
                 telemetry: VecDeque::new(),
                 telemetry_total: 0,
                 store,
@@ -252,8 +255,21 @@ impl Core {
         request_id: &str,
     ) -> oneshot::Receiver<MethodOutcome> {
         let (tx, rx) = oneshot::channel();
-        st.methods.insert(request_id.to_owned(), tx);
+        // After shutdown began, the sender is dropped at once: the caller
+        // gets `Shutdown`, not a wait the stopped timer would never end.
+        if !st.methods_closed {
+            st.methods.insert(request_id.to_owned(), tx);
+        }
         rx
+    }
+
+    /// Shutdown: every pending direct-method call ends now (its caller
+    /// gets [`EmulatorError::Shutdown`](crate::EmulatorError::Shutdown),
+    /// HTTP 503), and calls made from now on end the same way.
+    pub(crate) fn end_pending_methods(&self) {
+        let mut st = self.lock();
+        st.methods_closed = true;
+        st.methods.clear();
     }
 
     /// Closes every connection (shutdown).

@@ -567,6 +567,10 @@ impl EmulatorHandle {
     /// closes the database (so the same data directory can be opened again).
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        // The HTTP server finishes the requests it has; a direct-method
+        // call among them would wait for its deadline (up to 300 s) on a
+        // timer that has stopped: they end now (503).
+        self.core.end_pending_methods();
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }

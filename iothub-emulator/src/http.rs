@@ -62,6 +62,7 @@ impl From<EmulatorError> for ApiError {
         let status = match &e {
             EmulatorError::NotFound(_) | EmulatorError::NotConnected => StatusCode::NOT_FOUND,
             EmulatorError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            EmulatorError::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
             EmulatorError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EmulatorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             EmulatorError::QueueFull { .. } => StatusCode::FORBIDDEN,

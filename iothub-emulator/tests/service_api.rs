@@ -221,6 +221,43 @@ async fn modules_have_identities_twins_and_methods() {
 }
 
 #[tokio::test]
+async fn shutdown_ends_a_pending_300_s_method_call() {
+    let emu = start().await;
+    let h = emu.http_addr();
+    let dev = emu.create_device("dev1").unwrap();
+    let mut c = Client::tls(&emu).await;
+    c.connect(&dev).await;
+    c.subscribe(&[("$iothub/methods/POST/#", QoS::AtMostOnce)])
+        .await;
+    let caller = tokio::spawn(async move {
+        http_json(
+            h,
+            "POST",
+            "/twins/dev1/methods",
+            json!({"methodName": "slow", "responseTimeoutInSeconds": 300}),
+        )
+        .await
+    });
+    // The device has the call and never answers.
+    let req = c.recv_publish().await;
+    assert!(
+        req.topic()
+            .as_str()
+            .starts_with("$iothub/methods/POST/slow/")
+    );
+    // Shutdown does not wait for the call's 300 s deadline: the caller
+    // gets 503 and shutdown returns (bounded here by the test's wait).
+    tokio::time::timeout(WAIT, emu.shutdown())
+        .await
+        .expect("shutdown returned while a method call was pending");
+    let reply = tokio::time::timeout(WAIT, caller)
+        .await
+        .expect("the caller was answered")
+        .unwrap();
+    assert_eq!(reply.status, 503);
+}
+
+#[tokio::test]
 async fn twins_pending_c2d_and_sessions_survive_an_in_process_restart() {
     let dir = tempfile::tempdir().unwrap();
     let start_at = |dir: std::path::PathBuf| async move {
