@@ -28,7 +28,10 @@ use crate::http;
 use crate::service;
 use crate::store;
 use crate::tls;
-use crate::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_OUTPUT_LIMIT, DEFAULT_WRITE_TIMEOUT};
+use crate::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_CONNECTIONS,
+    DEFAULT_OUTPUT_LIMIT, DEFAULT_WRITE_TIMEOUT,
+};
 
 /// Entry point: [`Emulator::builder`].
 #[derive(Debug)]
@@ -67,6 +70,8 @@ pub struct EmulatorBuilder {
     connect_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     output_limit: usize,
+    max_connections: usize,
+    max_pending: usize,
     retain_property: RetainProperty,
 }
 
@@ -94,6 +99,8 @@ impl Default for EmulatorBuilder {
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             output_limit: DEFAULT_OUTPUT_LIMIT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending: DEFAULT_MAX_PENDING_CONNECTIONS,
             retain_property: RetainProperty::default(),
         }
     }
@@ -269,6 +276,25 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The most connections (hub and DPS, every transport) held at once;
+    /// one more is closed as soon as it is accepted. Default
+    /// [`DEFAULT_MAX_CONNECTIONS`] (50,000; at least 1).
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// The most connections without an accepted CONNECT (or DPS
+    /// registration) held at once; one more is closed as soon as it is
+    /// accepted. Default [`DEFAULT_MAX_PENDING_CONNECTIONS`] (1,000; at
+    /// least 1).
+    #[must_use]
+    pub fn max_pending_connections(mut self, n: usize) -> Self {
+        self.max_pending = n.max(1);
+        self
+    }
+
     /// The application property (value `true`) that marks telemetry
     /// published with RETAIN, and a retained will: IoT Hub stores no
     /// retained message, it passes it on marked. Default
@@ -368,6 +394,8 @@ impl EmulatorBuilder {
         let limits = crate::core::Limits {
             write_timeout: self.write_timeout,
             output_limit: self.output_limit,
+            max_connections: self.max_connections,
+            max_pending: self.max_pending,
         };
         let core = Core::new(hub, dps, store, limits);
         for id in &self.devices {

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::core::{Core, Link, Out, Service};
+use crate::core::{Core, Link, Out, Service, Ticket};
 
 /// The WebSocket path the hub serves MQTT on.
 pub const WEBSOCKET_PATH: &str = "/$iothub/websocket";
@@ -60,21 +60,25 @@ pub(crate) async fn listen(
                 continue;
             }
         };
+        // At the limit the socket is closed at once (dropped).
+        let Some(ticket) = core.admit() else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let core = core.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             tracing::debug!(%peer, ?service, ?kind, "connection");
             match kind {
-                Kind::Plain => serve_stream(core, service, stream, Vec::new()).await,
+                Kind::Plain => serve_stream(core, service, stream, Vec::new(), ticket).await,
                 Kind::Tls => {
                     if let Some((tls, chain)) = tls_accept(&acceptor, stream).await {
-                        serve_stream(core, service, tls, chain).await;
+                        serve_stream(core, service, tls, chain, ticket).await;
                     }
                 }
                 Kind::WebSocket => {
                     if let Some((tls, chain)) = tls_accept(&acceptor, stream).await {
-                        serve_websocket(core, service, tls, chain).await;
+                        serve_websocket(core, service, tls, chain, ticket).await;
                     }
                 }
             }
@@ -112,6 +116,7 @@ async fn serve_stream<S>(
     service: Service,
     stream: S,
     chain: Vec<CertificateDer<'static>>,
+    mut ticket: Ticket,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -122,7 +127,10 @@ async fn serve_stream<S>(
         tokio::select! {
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
-                Ok(n) => core.input(conn, buf.get(..n).unwrap_or_default()),
+                Ok(n) => {
+                    core.input(conn, buf.get(..n).unwrap_or_default());
+                    ticket.after_input(conn);
+                }
             },
             out = rx.recv() => match out {
                 Some(Out::Data(b)) => {
@@ -185,6 +193,7 @@ async fn serve_websocket(
     service: Service,
     tls: TlsStream<TcpStream>,
     chain: Vec<CertificateDer<'static>>,
+    mut ticket: Ticket,
 ) {
     // The callback's signature is tungstenite's, large error and all.
     #[allow(clippy::result_large_err)]
@@ -234,7 +243,10 @@ async fn serve_websocket(
     loop {
         tokio::select! {
             m = stream.next() => match m {
-                Some(Ok(Message::Binary(b))) => core.input(conn, &b),
+                Some(Ok(Message::Binary(b))) => {
+                    core.input(conn, &b);
+                    ticket.after_input(conn);
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 // Text frames are not MQTT; a close or an error ends it.
                 Some(Ok(Message::Text(_) | Message::Close(_)) | Err(_)) | None => break,

@@ -74,6 +74,47 @@ impl Budget {
 pub(crate) struct Limits {
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) output_limit: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_pending: usize,
+}
+
+/// Connections open, and those without an accepted CONNECT yet, against
+/// their limits.
+#[derive(Debug)]
+struct Admission {
+    open: AtomicUsize,
+    pending: AtomicUsize,
+    max_open: usize,
+    max_pending: usize,
+}
+
+/// One admitted connection's places in [`Admission`]; given back when
+/// dropped (the pending one as soon as its CONNECT is accepted).
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    core: Arc<Core>,
+    pending: bool,
+}
+
+impl Ticket {
+    /// After input on `conn`: once its CONNECT was accepted, it no longer
+    /// counts as pending.
+    pub(crate) fn after_input(&mut self, conn: Link) {
+        if self.pending && self.core.authenticated(conn) {
+            self.pending = false;
+            self.core.admission.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let a = &self.core.admission;
+        a.open.fetch_sub(1, Ordering::AcqRel);
+        if self.pending {
+            a.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Which engine a listener serves.
@@ -125,12 +166,19 @@ pub(crate) struct Core {
     pub(crate) telemetry_seen: watch::Sender<u64>,
     /// How long a write may block before the connection is closed.
     pub(crate) write_timeout: Option<Duration>,
+    admission: Admission,
 }
 
 impl Core {
     pub(crate) fn new(hub: Hub, dps: DpsState, store: Option<Store>, limits: Limits) -> Arc<Core> {
         Arc::new(Core {
             write_timeout: limits.write_timeout,
+            admission: Admission {
+                open: AtomicUsize::new(0),
+                pending: AtomicUsize::new(0),
+                max_open: limits.max_connections,
+                max_pending: limits.max_pending,
+            },
             state: Mutex::new(State {
                 hub,
                 dps,
@@ -147,6 +195,39 @@ impl Core {
             armed: AtomicU64::new(u64::MAX),
             telemetry_seen: watch::Sender::new(0),
         })
+    }
+
+    /// A place for a new transport connection, or `None` (logged) when
+    /// the emulator holds its most connections, or its most connections
+    /// without an accepted CONNECT: the caller closes the socket at once.
+    pub(crate) fn admit(self: &Arc<Core>) -> Option<Ticket> {
+        let a = &self.admission;
+        let open = a.open.fetch_add(1, Ordering::AcqRel);
+        let pending = a.pending.fetch_add(1, Ordering::AcqRel);
+        if open >= a.max_open || pending >= a.max_pending {
+            a.open.fetch_sub(1, Ordering::AcqRel);
+            a.pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(
+                open,
+                pending,
+                "connection refused: at the limit of connections (or of those without CONNECT)"
+            );
+            return None;
+        }
+        Some(Ticket {
+            core: self.clone(),
+            pending: true,
+        })
+    }
+
+    /// Whether `conn` has an accepted CONNECT (hub) or registration
+    /// (DPS).
+    fn authenticated(&self, conn: Link) -> bool {
+        let st = self.lock();
+        match conn.service {
+            Service::Hub => st.hub.connection_identity(conn.id).is_some(),
+            Service::Dps => st.dps.svc.connection_registration(conn.id).is_some(),
+        }
     }
 
     /// Monotonic ms since the emulator started.

@@ -112,6 +112,14 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// emulator closes it (a device that asks and never reads): 4 MiB, above
 /// a full C2D queue (50 × 64 KB) delivered at once.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 4 << 20;
+/// The most connections (hub and DPS, every transport) the emulator holds
+/// at once: 50,000. A connection beyond it is closed at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// The most connections without an accepted CONNECT (still in their TLS
+/// or WebSocket handshake, or before CONNECT) held at once: 1,000. A
+/// connection beyond it is closed at once; with the connect timeout, this
+/// bounds what peers that never authenticate can hold.
+pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 1_000;
 
 pub use builder::{Emulator, EmulatorBuilder};
 pub use error::EmulatorError;

@@ -15,7 +15,8 @@ use std::time::Duration;
 use clap::Parser;
 use iothub_emulator::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_DPS_RETRY_AFTER_SECS, DEFAULT_HOST_NAME, DEFAULT_ID_SCOPE,
-    DEFAULT_OUTPUT_LIMIT, DEFAULT_WRITE_TIMEOUT, Emulator, RetainProperty,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_CONNECTIONS, DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_WRITE_TIMEOUT, Emulator, RetainProperty,
 };
 
 /// A local Azure IoT Hub device endpoint: MQTT over TLS, MQTT over
@@ -94,6 +95,14 @@ struct Args {
     /// written to it (at least 65536).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_OUTPUT_LIMIT)]
     output_limit: usize,
+    /// The most connections (hub and DPS) held at once; more are closed
+    /// when accepted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// The most connections without an accepted CONNECT held at once;
+    /// more are closed when accepted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING_CONNECTIONS)]
+    max_pending_connections: usize,
     /// The application property that marks a message (or will) published
     /// with RETAIN: mqtt-retain (Microsoft's current docs) or x-opt-retain
     /// (the original product page).
@@ -206,7 +215,9 @@ async fn main() -> ExitCode {
             (args.connect_timeout > 0).then(|| Duration::from_secs(args.connect_timeout)),
         )
         .write_timeout((args.write_timeout > 0).then(|| Duration::from_secs(args.write_timeout)))
-        .output_limit(args.output_limit);
+        .output_limit(args.output_limit)
+        .max_connections(args.max_connections)
+        .max_pending_connections(args.max_pending_connections);
     builder = if args.in_memory {
         builder.in_memory()
     } else {

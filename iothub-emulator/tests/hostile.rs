@@ -225,3 +225,74 @@ async fn a_device_that_floods_twin_gets_and_never_reads_is_disconnected() {
     assert!(closed, "the device that does not read is still connected");
     assert!(emu.connected("dev2").await);
 }
+
+#[tokio::test]
+async fn connections_without_connect_are_held_to_their_limit() {
+    use tokio::io::AsyncReadExt as _;
+    let emu = Proc::start_with(&["--device", "dev1", "--max-pending-connections", "50"]);
+    // 200 sockets that never start TLS: the first 50 are held, the rest
+    // closed as soon as they are accepted.
+    let mut socks = Vec::new();
+    for _ in 0..200 {
+        socks.push(
+            tokio::net::TcpStream::connect(emu.addr("mqtt"))
+                .await
+                .unwrap(),
+        );
+    }
+    let reads = socks.iter_mut().map(|s| async move {
+        let mut b = [0u8; 1];
+        // Closed: EOF (or a reset) at once; held: nothing within 2 s (the
+        // TLS handshake deadline is 10 s).
+        match tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut b)).await {
+            Ok(_) => "closed",
+            Err(_) => "held",
+        }
+    });
+    let outcomes = futures_util::future::join_all(reads).await;
+    let held = outcomes.iter().filter(|o| **o == "held").count();
+    assert_eq!(held, 50, "held {held} of 200");
+    // Their places come back when they go: a device connects.
+    drop(socks);
+    let mut connected = false;
+    for _ in 0..50 {
+        let config = tls_config(&emu.ca_pem(), None);
+        if let Ok(tls) = tls_connect(emu.addr("mqtt"), config).await {
+            let mut c = Client::new(Transport::Tls(Box::new(tls)));
+            let cs = &emu.lines["device dev1"];
+            let connect = connect_cs(cs, true, &Default::default(), unix_now() + 3600);
+            c.send(connect).await;
+            if let Ok(Some(iothub_proto::mqtt::Packet::Connack(a))) =
+                c.recv_within(std::time::Duration::from_secs(2)).await
+            {
+                connected = a.code().is_accepted();
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(connected, "no place came back");
+}
+
+#[tokio::test]
+async fn connections_past_their_connect_do_not_count_as_pending() {
+    let emu = Proc::start_with(&[
+        "--device",
+        "dev1",
+        "--device",
+        "dev2",
+        "--device",
+        "dev3",
+        "--max-pending-connections",
+        "2",
+    ]);
+    // Three devices at once with room for two before CONNECT: each leaves
+    // the pending count once its CONNECT is accepted.
+    let a = emu.device("dev1").await;
+    let b = emu.device("dev2").await;
+    let c = emu.device("dev3").await;
+    for id in ["dev1", "dev2", "dev3"] {
+        assert!(emu.connected(id).await, "{id}");
+    }
+    drop((a, b, c));
+}

@@ -136,7 +136,7 @@ impl Client {
         Client::new(Transport::Ws(Box::new(ws)))
     }
 
-    fn new(t: Transport) -> Client {
+    pub fn new(t: Transport) -> Client {
         Client {
             t,
             buf: BytesMut::new(),
