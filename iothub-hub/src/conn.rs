@@ -533,6 +533,9 @@ impl Hub {
         let Some(r) = self.identities.get_mut(&k) else {
             return;
         };
+        // At most MAX_SUBSCRIPTIONS entries: compared after, so a SUBSCRIBE
+        // that changes nothing journals nothing.
+        let before = r.subscriptions.clone();
         let mut codes = Vec::with_capacity(subscribe.filters().len());
         for (filter, qos) in subscribe.filters() {
             let granted = match qos {
@@ -553,10 +556,13 @@ impl Hub {
             };
             codes.push(code);
         }
+        let changed = r.subscriptions != before;
         if let Ok(suback) = Suback::new(subscribe.pid(), codes) {
             self.send(conn, &Packet::Suback(suback));
         }
-        self.changed(&k);
+        if changed {
+            self.changed(&k);
+        }
         self.deliver(&k);
     }
 
@@ -567,10 +573,14 @@ impl Hub {
             .and_then(|c| c.client_id.as_ref())
             .and_then(|k| self.identities.get_mut(k))
         {
+            let before = r.subscriptions.len();
             r.subscriptions
                 .retain(|(f, _)| !unsubscribe.filters().iter().any(|u| u.as_str() == f));
-            let identity = r.identity.clone();
-            self.changes.insert(key(&identity), identity);
+            // An UNSUBSCRIBE of nothing subscribed journals nothing.
+            if r.subscriptions.len() != before {
+                let identity = r.identity.clone();
+                self.changes.insert(key(&identity), identity);
+            }
         }
         self.send(conn, &Packet::Unsuback(unsubscribe.pid()));
     }

@@ -13,6 +13,42 @@ fn drain_changes(hub: &mut Hub) -> Vec<Change> {
 }
 
 #[test]
+fn a_subscribe_or_unsubscribe_that_changes_nothing_journals_nothing() {
+    let mut w = World::new();
+    let (dev, k) = w.device("dev1", 1);
+    let conn = w.connect(&dev, &k);
+    w.subscribe_all(conn, &dev);
+    w.recv(conn);
+    drain_changes(&mut w.hub);
+    // The same filters again at the same QoS: nothing durable changed.
+    w.subscribe_all(conn, &dev);
+    w.recv(conn);
+    assert!(drain_changes(&mut w.hub).is_empty());
+    // An UNSUBSCRIBE of a filter not held: nothing either.
+    let pid = Pid::new(77).unwrap();
+    let u = Unsubscribe::new(
+        pid,
+        vec![String::from("devices/dev1/messages/devicebound/x")],
+    )
+    .unwrap();
+    w.send(conn, Packet::Unsubscribe(u));
+    assert_eq!(w.recv(conn), [Packet::Unsuback(pid)]);
+    assert!(drain_changes(&mut w.hub).is_empty());
+    // One that was held: journaled.
+    let held = w.hub.subscriptions(conn)[0].0.clone();
+    let pid = Pid::new(78).unwrap();
+    w.send(
+        conn,
+        Packet::Unsubscribe(Unsubscribe::new(pid, vec![held]).unwrap()),
+    );
+    assert_eq!(w.recv(conn), [Packet::Unsuback(pid)]);
+    assert_eq!(
+        drain_changes(&mut w.hub),
+        vec![Change::Updated(dev.clone())]
+    );
+}
+
+#[test]
 fn the_journal_reports_each_durable_change_once() {
     let mut w = World::new();
     let (dev, k) = w.device("dev1", 1);
