@@ -196,81 +196,63 @@ where
     }
 }
 
+/// The timed part of an async client's run (connected first): `n`
+/// messages through [`send_all`], then a shutdown (not timed).
 // The closure hands the receipt on, to be awaited in order.
 #[allow(clippy::async_yields_async)]
+async fn async_client_run<R: iothub_client::rt::Runtime>(
+    client: &iothub_client::AsyncClient<R>,
+    a: &Args,
+    n: usize,
+    qos: Qos,
+) -> Duration {
+    client.wait_connected().await.expect("connected");
+    let payload = bytes::Bytes::from(vec![0x5a; a.size]);
+    let start = Instant::now();
+    send_all(n, a.window, &payload, qos, async |m| {
+        client.queue_telemetry(m).await.expect("queued")
+    })
+    .await;
+    let elapsed = start.elapsed();
+    client
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+    elapsed
+}
+
 fn tokio_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
     runtime().block_on(async {
         let client = iothub_tokio::Client::builder(options.clone())
             .build()
             .await
             .expect("client");
-        client.wait_connected().await.expect("connected");
-        let payload = bytes::Bytes::from(vec![0x5a; a.size]);
-        let start = Instant::now();
-        send_all(n, a.window, &payload, qos, async |m| {
-            client.queue_telemetry(m).await.expect("queued")
-        })
-        .await;
-        let elapsed = start.elapsed();
-        client
-            .shutdown(Duration::from_secs(5))
-            .await
-            .expect("shutdown");
-        elapsed
+        async_client_run(&client, a, n, qos).await
     })
 }
 
-// The closure hands the receipt on, to be awaited in order.
-#[allow(clippy::async_yields_async)]
 fn smol_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
     futures_lite::future::block_on(async {
         let client = iothub_smol::Client::builder(options.clone())
             .build()
             .await
             .expect("client");
-        client.wait_connected().await.expect("connected");
-        let payload = bytes::Bytes::from(vec![0x5a; a.size]);
-        let start = Instant::now();
-        send_all(n, a.window, &payload, qos, async |m| {
-            client.queue_telemetry(m).await.expect("queued")
-        })
-        .await;
-        let elapsed = start.elapsed();
-        client
-            .shutdown(Duration::from_secs(5))
-            .await
-            .expect("shutdown");
-        elapsed
+        async_client_run(&client, a, n, qos).await
     })
 }
 
 /// The smol client with its driver on the application's thread
 /// (`build_with_driver`, both futures in one `block_on`): no hand-off
 /// between threads.
-// The closure hands the receipt on, to be awaited in order.
-#[allow(clippy::async_yields_async)]
 fn smol_one_thread_run(a: &Args, options: &ClientOptions, n: usize, qos: Qos) -> Duration {
     futures_lite::future::block_on(async {
         let (client, driver) = iothub_smol::Client::builder(options.clone())
             .build_with_driver()
             .await
             .expect("client");
-        let app = async {
-            client.wait_connected().await.expect("connected");
-            let payload = bytes::Bytes::from(vec![0x5a; a.size]);
-            let start = Instant::now();
-            send_all(n, a.window, &payload, qos, async |m| {
-                client.queue_telemetry(m).await.expect("queued")
-            })
-            .await;
-            let elapsed = start.elapsed();
-            client
-                .shutdown(Duration::from_secs(5))
-                .await
-                .expect("shutdown");
-            elapsed
-        };
-        futures_lite::future::zip(driver, app).await.1
+        futures_lite::future::zip(driver, async_client_run(&client, a, n, qos))
+            .await
+            .1
     })
 }
 
